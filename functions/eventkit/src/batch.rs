@@ -1,0 +1,400 @@
+//! SQS batch processing: run a per-message handler over a batch and answer with the
+//! `SqsBatchResponse` that `ReportBatchItemFailures` expects.
+//!
+//! - Standard queues: messages run concurrently, at most `concurrency` at a time.
+//! - FIFO queues: each message group runs in order; at the first failure in a group, that
+//!   message and every later one of the same group are reported failed without running
+//!   (SQS then redelivers them in order). Other groups go on.
+//! - Permanent failures (undecodable, invalid) do not burn retries: the message goes to the
+//!   dead-letter queue at once, with its reason as message attributes, and is acknowledged.
+//!   If that send fails the message is reported failed instead, so nothing is dropped.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
+use tracing::Instrument;
+
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::envelope::RawEvent;
+use crate::error::HandlerError;
+use crate::metrics::BatchMetrics;
+
+/// What a handler did with a message it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// The work ran.
+    Processed,
+    /// The message had been handled before; nothing was done again.
+    Duplicate,
+    /// The event is of no interest to this handler.
+    Ignored,
+}
+
+/// The fate of one message in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Handled(Handled),
+    /// Sent to the dead-letter queue and acknowledged.
+    DeadLettered { reason: String },
+    /// Reported in `batchItemFailures`: SQS will retry it.
+    Retried { reason: String },
+    /// Not run because an earlier message of its FIFO group failed.
+    Skipped,
+}
+
+/// The result of a batch: the response for Lambda plus per-message outcomes.
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    pub response: SqsBatchResponse,
+    pub outcomes: Vec<(String, MessageOutcome)>,
+}
+
+impl BatchReport {
+    pub fn metrics(&self) -> BatchMetrics {
+        let mut m = BatchMetrics::default();
+        for (_, outcome) in &self.outcomes {
+            match outcome {
+                MessageOutcome::Handled(Handled::Processed) => m.processed += 1,
+                MessageOutcome::Handled(Handled::Duplicate) => m.duplicates += 1,
+                MessageOutcome::Handled(Handled::Ignored) => m.ignored += 1,
+                MessageOutcome::DeadLettered { .. } => m.dead_lettered += 1,
+                MessageOutcome::Retried { .. } | MessageOutcome::Skipped => m.failed += 1,
+            }
+        }
+        m
+    }
+}
+
+/// Runs handlers over SQS batches.
+#[derive(Clone)]
+pub struct BatchProcessor {
+    concurrency: usize,
+    dead_letters: Option<Arc<dyn DeadLetterSink>>,
+}
+
+impl Default for BatchProcessor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchProcessor {
+    pub fn new() -> Self {
+        BatchProcessor {
+            concurrency: 10,
+            dead_letters: None,
+        }
+    }
+
+    /// How many messages (standard queues) or groups (FIFO) run at once.
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Where permanent failures go. Without a sink they are reported failed and reach the
+    /// DLQ through the queue's redrive policy after `maxReceiveCount` attempts.
+    pub fn with_dead_letters(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
+        self.dead_letters = Some(sink);
+        self
+    }
+
+    /// Decodes each message body as an EventBridge event and runs `handler` on it.
+    pub async fn process<F, Fut>(&self, event: SqsEvent, handler: F) -> BatchReport
+    where
+        F: Fn(RawEvent) -> Fut,
+        Fut: Future<Output = Result<Handled, HandlerError>>,
+    {
+        let handler = &handler;
+        let messages = event.records;
+        let fifo = messages.iter().any(is_fifo);
+        let outcomes: Vec<(String, MessageOutcome)> = if fifo {
+            let groups = group_in_order(messages);
+            stream::iter(groups)
+                .map(|group| self.run_group(group, handler))
+                .buffer_unordered(self.concurrency)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        } else {
+            stream::iter(messages)
+                .map(|message| async move {
+                    let id = message.message_id.clone().unwrap_or_default();
+                    (id, self.run_one(&message, handler).await)
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await
+        };
+
+        let mut response = SqsBatchResponse::default();
+        for (id, outcome) in &outcomes {
+            if matches!(outcome, MessageOutcome::Retried { .. } | MessageOutcome::Skipped) {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.clone();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        BatchReport { response, outcomes }
+    }
+
+    async fn run_group<F, Fut>(
+        &self,
+        group: Vec<SqsMessage>,
+        handler: &F,
+    ) -> Vec<(String, MessageOutcome)>
+    where
+        F: Fn(RawEvent) -> Fut,
+        Fut: Future<Output = Result<Handled, HandlerError>>,
+    {
+        let mut out = Vec::with_capacity(group.len());
+        let mut blocked = false;
+        for message in group {
+            let id = message.message_id.clone().unwrap_or_default();
+            if blocked {
+                out.push((id, MessageOutcome::Skipped));
+                continue;
+            }
+            let outcome = self.run_one(&message, handler).await;
+            blocked = matches!(outcome, MessageOutcome::Retried { .. });
+            out.push((id, outcome));
+        }
+        out
+    }
+
+    async fn run_one<F, Fut>(&self, message: &SqsMessage, handler: &F) -> MessageOutcome
+    where
+        F: Fn(RawEvent) -> Fut,
+        Fut: Future<Output = Result<Handled, HandlerError>>,
+    {
+        let message_id = message.message_id.as_deref().unwrap_or_default();
+        let span = tracing::info_span!(
+            "message",
+            message_id,
+            event_id = tracing::field::Empty,
+            event_type = tracing::field::Empty,
+            correlation_id = tracing::field::Empty,
+        );
+        async {
+            let result = match RawEvent::from_sqs_body(message.body.as_deref().unwrap_or_default()) {
+                Ok(event) => {
+                    let span = tracing::Span::current();
+                    span.record("event_id", event.metadata.event_id.as_str());
+                    span.record("event_type", event.detail_type.as_str());
+                    span.record("correlation_id", event.metadata.correlation_id.as_str());
+                    handler(event).await
+                }
+                Err(e) => Err(HandlerError::from(e)),
+            };
+            match result {
+                Ok(handled) => {
+                    tracing::info!(outcome = ?handled, "message handled");
+                    MessageOutcome::Handled(handled)
+                }
+                Err(e) if e.is_permanent() => self.dead_letter(message, e).await,
+                Err(e) => {
+                    tracing::warn!(reason = %e.reason, error = %e.message, "transient failure; SQS will retry");
+                    MessageOutcome::Retried { reason: e.reason }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dead_letter(&self, message: &SqsMessage, error: HandlerError) -> MessageOutcome {
+        let Some(sink) = &self.dead_letters else {
+            tracing::error!(reason = %error.reason, error = %error.message,
+                "permanent failure; no dead-letter sink, leaving it to the redrive policy");
+            return MessageOutcome::Retried { reason: error.reason };
+        };
+        let letter = DeadLetter::new(message, &error);
+        match sink.send(&letter).await {
+            Ok(()) => {
+                tracing::error!(reason = %error.reason, error = %error.message,
+                    "permanent failure; message moved to the dead-letter queue");
+                MessageOutcome::DeadLettered { reason: error.reason }
+            }
+            Err(send_error) => {
+                tracing::error!(reason = %error.reason, error = %error.message, %send_error,
+                    "permanent failure and the dead-letter send failed; SQS will retry");
+                MessageOutcome::Retried { reason: error.reason }
+            }
+        }
+    }
+}
+
+fn is_fifo(message: &SqsMessage) -> bool {
+    message.attributes.contains_key("MessageGroupId")
+        || message
+            .event_source_arn
+            .as_deref()
+            .is_some_and(|arn| arn.ends_with(".fifo"))
+}
+
+/// Splits messages by group, keeping the order of groups' first appearance and the order
+/// within each group.
+fn group_in_order(messages: Vec<SqsMessage>) -> Vec<Vec<SqsMessage>> {
+    let mut groups: Vec<(String, Vec<SqsMessage>)> = Vec::new();
+    for message in messages {
+        let key = message
+            .attributes
+            .get("MessageGroupId")
+            .cloned()
+            .unwrap_or_default();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push(message),
+            None => groups.push((key, vec![message])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dead_letter::DeadLetterSink;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    fn body(id: &str, data: serde_json::Value) -> String {
+        serde_json::json!({
+            "id": id, "detail-type": "Tested", "source": "test",
+            "time": "2026-11-21T10:00:00Z", "detail": {"data": data}
+        })
+        .to_string()
+    }
+
+    fn message(id: &str, group: Option<&str>, body: String) -> serde_json::Value {
+        let mut attributes = serde_json::json!({"ApproximateReceiveCount": "1"});
+        if let Some(g) = group {
+            attributes["MessageGroupId"] = g.into();
+        }
+        serde_json::json!({
+            "messageId": id, "receiptHandle": "r", "body": body, "attributes": attributes,
+            "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": if group.is_some() { "arn:aws:sqs:us-east-1:000000000000:q.fifo" } else { "arn:aws:sqs:us-east-1:000000000000:q" },
+            "awsRegion": "us-east-1"
+        })
+    }
+
+    fn batch(messages: Vec<serde_json::Value>) -> SqsEvent {
+        serde_json::from_value(serde_json::json!({ "Records": messages })).unwrap()
+    }
+
+    #[derive(Default)]
+    struct RecordingSink {
+        letters: Mutex<Vec<DeadLetter>>,
+        fail: bool,
+    }
+
+    #[async_trait]
+    impl DeadLetterSink for RecordingSink {
+        async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
+            if self.fail {
+                return Err("AccessDenied".into());
+            }
+            self.letters.lock().unwrap().push(letter.clone());
+            Ok(())
+        }
+    }
+
+    fn failed_ids(report: &BatchReport) -> Vec<String> {
+        let mut ids: Vec<String> = report
+            .response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Fails transiently for `{"fail": true}` data, permanently for `{"poison": true}`.
+    async fn handler(event: RawEvent) -> Result<Handled, HandlerError> {
+        if event.data["fail"] == true {
+            return Err(HandlerError::transient("dependency", "table unavailable"));
+        }
+        if event.data["poison"] == true {
+            return Err(HandlerError::permanent("invalid-data", "bad order"));
+        }
+        Ok(Handled::Processed)
+    }
+
+    #[tokio::test]
+    async fn reports_only_the_transient_failures() {
+        let event = batch(vec![
+            message("m1", None, body("e1", serde_json::json!({}))),
+            message("m2", None, body("e2", serde_json::json!({"fail": true}))),
+            message("m3", None, body("e3", serde_json::json!({}))),
+        ]);
+        let report = BatchProcessor::new().process(event, handler).await;
+        assert_eq!(failed_ids(&report), vec!["m2"]);
+        let m = report.metrics();
+        assert_eq!((m.processed, m.failed), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_go_to_the_dead_letter_sink_with_their_reason() {
+        let sink = Arc::new(RecordingSink::default());
+        let event = batch(vec![
+            message("m1", None, "not json at all".into()),
+            message("m2", None, body("e2", serde_json::json!({"poison": true}))),
+            message("m3", None, body("e3", serde_json::json!({}))),
+            message("m4", None, String::new()),
+        ]);
+        let report = BatchProcessor::new()
+            .with_dead_letters(sink.clone())
+            .process(event, handler)
+            .await;
+        assert!(failed_ids(&report).is_empty());
+        let letters = sink.letters.lock().unwrap();
+        let mut reasons: Vec<_> = letters.iter().map(|l| (l.message_id.clone(), l.reason.clone())).collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            vec![
+                ("m1".to_string(), "not-json".to_string()),
+                ("m2".to_string(), "invalid-data".to_string()),
+                ("m4".to_string(), "empty-body".to_string()),
+            ]
+        );
+        assert_eq!(report.metrics().dead_lettered, 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_dead_letter_send_falls_back_to_a_retry() {
+        let sink = Arc::new(RecordingSink { fail: true, ..Default::default() });
+        let event = batch(vec![message("m1", None, "{".into())]);
+        let report = BatchProcessor::new().with_dead_letters(sink).process(event, handler).await;
+        assert_eq!(failed_ids(&report), vec!["m1"]);
+    }
+
+    #[tokio::test]
+    async fn fifo_groups_stop_at_their_first_failure_and_others_go_on() {
+        let seen = Mutex::new(Vec::new());
+        let event = batch(vec![
+            message("a1", Some("A"), body("a1", serde_json::json!({}))),
+            message("b1", Some("B"), body("b1", serde_json::json!({}))),
+            message("a2", Some("A"), body("a2", serde_json::json!({"fail": true}))),
+            message("b2", Some("B"), body("b2", serde_json::json!({}))),
+            message("a3", Some("A"), body("a3", serde_json::json!({}))),
+            message("b3", Some("B"), body("b3", serde_json::json!({}))),
+        ]);
+        let report = BatchProcessor::new()
+            .process(event, |e: RawEvent| {
+                seen.lock().unwrap().push(e.metadata.event_id.clone());
+                handler(e)
+            })
+            .await;
+        assert_eq!(failed_ids(&report), vec!["a2", "a3"]);
+        let seen = seen.lock().unwrap().clone();
+        assert!(!seen.contains(&"a3".to_string()), "a3 must not run after a2 failed");
+        let order_b: Vec<_> = seen.iter().filter(|id| id.starts_with('b')).cloned().collect();
+        assert_eq!(order_b, vec!["b1", "b2", "b3"]);
+    }
+}

@@ -1,0 +1,34 @@
+//! # eventkit
+//!
+//! What every Orderflow Lambda function stands on, and what other Rust Lambda authors can
+//! depend on: the parts Powertools for AWS Lambda gives other languages.
+//!
+//! - [`envelope`]: typed events with metadata (id, schema version, correlation and causation
+//!   ids, time), to and from EventBridge, with upcasting of old schema versions.
+//! - [`batch`]: SQS batches with partial failures, bounded concurrency, FIFO ordering and
+//!   immediate dead-lettering of poison messages ([`dead_letter`]).
+//! - [`idempotency`]: run work once per key, with DynamoDB records and Powertools semantics.
+//! - [`publisher`]: PutEvents with per-entry retries.
+//! - [`store`]: an append-only event store with optimistic concurrency and time-ordered
+//!   replay.
+//! - [`observability`] and [`metrics`]: JSON logs and CloudWatch Embedded Metric Format.
+
+pub mod aws;
+pub mod batch;
+pub mod dead_letter;
+pub mod envelope;
+pub mod error;
+pub mod idempotency;
+pub mod metrics;
+pub mod observability;
+pub mod publisher;
+pub mod store;
+
+pub use batch::{BatchProcessor, BatchReport, Handled, MessageOutcome};
+pub use dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
+pub use envelope::{EventData, EventMetadata, Envelope, RawEvent};
+pub use error::{DecodeError, FailureKind, HandlerError};
+pub use idempotency::{Idempotency, IdempotencyError, Outcome};
+pub use metrics::BatchMetrics;
+pub use publisher::{Publisher, PublishError};
+pub use store::{EventStore, StoreError, StoredEvent};

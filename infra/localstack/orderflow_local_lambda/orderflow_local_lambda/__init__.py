@@ -1,0 +1,1 @@
+"""LocalStack Lambda runtime executor running provided.* bootstraps as host processes."""
