@@ -22,7 +22,7 @@ use crate::error::HandlerError;
 use crate::metrics::BatchMetrics;
 
 /// What a handler did with a message it accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Handled {
     /// The work ran.
     Processed,
@@ -37,9 +37,13 @@ pub enum Handled {
 pub enum MessageOutcome {
     Handled(Handled),
     /// Sent to the dead-letter queue and acknowledged.
-    DeadLettered { reason: String },
+    DeadLettered {
+        reason: String,
+    },
     /// Reported in `batchItemFailures`: SQS will retry it.
-    Retried { reason: String },
+    Retried {
+        reason: String,
+    },
     /// Not run because an earlier message of its FIFO group failed.
     Skipped,
 }
@@ -133,7 +137,10 @@ impl BatchProcessor {
 
         let mut response = SqsBatchResponse::default();
         for (id, outcome) in &outcomes {
-            if matches!(outcome, MessageOutcome::Retried { .. } | MessageOutcome::Skipped) {
+            if matches!(
+                outcome,
+                MessageOutcome::Retried { .. } | MessageOutcome::Skipped
+            ) {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id.clone();
                 response.batch_item_failures.push(failure);
@@ -210,19 +217,25 @@ impl BatchProcessor {
         let Some(sink) = &self.dead_letters else {
             tracing::error!(reason = %error.reason, error = %error.message,
                 "permanent failure; no dead-letter sink, leaving it to the redrive policy");
-            return MessageOutcome::Retried { reason: error.reason };
+            return MessageOutcome::Retried {
+                reason: error.reason,
+            };
         };
         let letter = DeadLetter::new(message, &error);
         match sink.send(&letter).await {
             Ok(()) => {
                 tracing::error!(reason = %error.reason, error = %error.message,
                     "permanent failure; message moved to the dead-letter queue");
-                MessageOutcome::DeadLettered { reason: error.reason }
+                MessageOutcome::DeadLettered {
+                    reason: error.reason,
+                }
             }
             Err(send_error) => {
                 tracing::error!(reason = %error.reason, error = %error.message, %send_error,
                     "permanent failure and the dead-letter send failed; SQS will retry");
-                MessageOutcome::Retried { reason: error.reason }
+                MessageOutcome::Retried {
+                    reason: error.reason,
+                }
             }
         }
     }
@@ -353,7 +366,10 @@ mod tests {
             .await;
         assert!(failed_ids(&report).is_empty());
         let letters = sink.letters.lock().unwrap();
-        let mut reasons: Vec<_> = letters.iter().map(|l| (l.message_id.clone(), l.reason.clone())).collect();
+        let mut reasons: Vec<_> = letters
+            .iter()
+            .map(|l| (l.message_id.clone(), l.reason.clone()))
+            .collect();
         reasons.sort();
         assert_eq!(
             reasons,
@@ -368,9 +384,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_dead_letter_send_falls_back_to_a_retry() {
-        let sink = Arc::new(RecordingSink { fail: true, ..Default::default() });
+        let sink = Arc::new(RecordingSink {
+            fail: true,
+            ..Default::default()
+        });
         let event = batch(vec![message("m1", None, "{".into())]);
-        let report = BatchProcessor::new().with_dead_letters(sink).process(event, handler).await;
+        let report = BatchProcessor::new()
+            .with_dead_letters(sink)
+            .process(event, handler)
+            .await;
         assert_eq!(failed_ids(&report), vec!["m1"]);
     }
 
@@ -380,7 +402,11 @@ mod tests {
         let event = batch(vec![
             message("a1", Some("A"), body("a1", serde_json::json!({}))),
             message("b1", Some("B"), body("b1", serde_json::json!({}))),
-            message("a2", Some("A"), body("a2", serde_json::json!({"fail": true}))),
+            message(
+                "a2",
+                Some("A"),
+                body("a2", serde_json::json!({"fail": true})),
+            ),
             message("b2", Some("B"), body("b2", serde_json::json!({}))),
             message("a3", Some("A"), body("a3", serde_json::json!({}))),
             message("b3", Some("B"), body("b3", serde_json::json!({}))),
@@ -393,8 +419,15 @@ mod tests {
             .await;
         assert_eq!(failed_ids(&report), vec!["a2", "a3"]);
         let seen = seen.lock().unwrap().clone();
-        assert!(!seen.contains(&"a3".to_string()), "a3 must not run after a2 failed");
-        let order_b: Vec<_> = seen.iter().filter(|id| id.starts_with('b')).cloned().collect();
+        assert!(
+            !seen.contains(&"a3".to_string()),
+            "a3 must not run after a2 failed"
+        );
+        let order_b: Vec<_> = seen
+            .iter()
+            .filter(|id| id.starts_with('b'))
+            .cloned()
+            .collect();
         assert_eq!(order_b, vec!["b1", "b2", "b3"]);
     }
 }

@@ -149,7 +149,11 @@ impl DeadLetterSink for SqsDeadLetterQueue {
             .client
             .send_message()
             .queue_url(&url)
-            .message_body(if letter.body.is_empty() { "(empty body)" } else { &letter.body })
+            .message_body(if letter.body.is_empty() {
+                "(empty body)"
+            } else {
+                &letter.body
+            })
             .message_attributes("FailureReason", attr(&letter.reason))
             .message_attributes("FailureMessage", attr(&letter.error))
             .message_attributes("OriginalMessageId", attr(&letter.message_id));

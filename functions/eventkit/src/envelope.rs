@@ -95,11 +95,8 @@ impl RawEvent {
         }
         let value: Value =
             serde_json::from_str(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        let event: EventBridgeEvent<Value> =
-            decode_at_path(value).map_err(|(path, message)| DecodeError::NotAnEvent {
-                path,
-                message,
-            })?;
+        let event: EventBridgeEvent<Value> = decode_at_path(value)
+            .map_err(|(path, message)| DecodeError::NotAnEvent { path, message })?;
         Self::from_eventbridge(event)
     }
 
@@ -111,18 +108,22 @@ impl RawEvent {
             Value::Object(mut detail) => {
                 let metadata = match detail.remove("metadata") {
                     None | Some(Value::Null) => PartialMetadata::default(),
-                    Some(m) => decode_at_path::<PartialMetadata>(m).map_err(|(path, message)| {
-                        DecodeError::InvalidMetadata {
-                            path: format!("metadata{}", dotted(&path)),
-                            message,
-                        }
-                    })?,
+                    Some(m) => {
+                        decode_at_path::<PartialMetadata>(m).map_err(|(path, message)| {
+                            DecodeError::InvalidMetadata {
+                                path: format!("metadata{}", dotted(&path)),
+                                message,
+                            }
+                        })?
+                    }
                 };
-                let data = detail.remove("data").ok_or_else(|| DecodeError::InvalidData {
-                    detail_type: event.detail_type.clone(),
-                    path: "data".into(),
-                    message: "missing field `data` in detail".into(),
-                })?;
+                let data = detail
+                    .remove("data")
+                    .ok_or_else(|| DecodeError::InvalidData {
+                        detail_type: event.detail_type.clone(),
+                        path: "data".into(),
+                        message: "missing field `data` in detail".into(),
+                    })?;
                 (metadata, data)
             }
             other => {
@@ -132,13 +133,14 @@ impl RawEvent {
                 })
             }
         };
-        let event_id = partial
-            .event_id
-            .or(event.id)
-            .ok_or_else(|| DecodeError::InvalidMetadata {
-                path: "metadata.eventId".into(),
-                message: "no event id in metadata nor in the EventBridge envelope".into(),
-            })?;
+        let event_id =
+            partial
+                .event_id
+                .or(event.id)
+                .ok_or_else(|| DecodeError::InvalidMetadata {
+                    path: "metadata.eventId".into(),
+                    message: "no event id in metadata nor in the EventBridge envelope".into(),
+                })?;
         let metadata = EventMetadata {
             correlation_id: partial.correlation_id.unwrap_or_else(|| event_id.clone()),
             causation_id: partial.causation_id,
@@ -160,13 +162,12 @@ impl RawEvent {
             return Err(DecodeError::UnknownType(self.detail_type.clone()));
         }
         let current = T::upcast(self.metadata.schema_version, self.data.clone())?;
-        let data = decode_at_path::<T>(current).map_err(|(path, message)| {
-            DecodeError::InvalidData {
+        let data =
+            decode_at_path::<T>(current).map_err(|(path, message)| DecodeError::InvalidData {
                 detail_type: self.detail_type.clone(),
                 path: format!("data{}", dotted(&path)),
                 message,
-            }
-        })?;
+            })?;
         Ok(Envelope {
             source: self.source.clone(),
             metadata: EventMetadata {
@@ -348,7 +349,10 @@ mod tests {
         assert_eq!(raw.metadata.event_id, "eb-id-1");
         assert_eq!(raw.metadata.correlation_id, "eb-id-1");
         assert_eq!(raw.metadata.schema_version, 1);
-        assert_eq!(format_time(&raw.metadata.occurred_at), "2026-11-21T10:00:00.000Z");
+        assert_eq!(
+            format_time(&raw.metadata.occurred_at),
+            "2026-11-21T10:00:00.000Z"
+        );
     }
 
     #[test]
@@ -358,7 +362,13 @@ mod tests {
         })))
         .unwrap();
         let typed = raw.decode::<Thing>().unwrap();
-        assert_eq!(typed.data, Thing { name: "a".into(), count: 0 });
+        assert_eq!(
+            typed.data,
+            Thing {
+                name: "a".into(),
+                count: 0
+            }
+        );
         assert_eq!(typed.metadata.schema_version, 2);
         assert_eq!(typed.metadata.event_id, "e1");
     }
@@ -383,24 +393,66 @@ mod tests {
             "metadata": {"schemaVersion": 9}, "data": {}
         })))
         .unwrap();
-        assert_eq!(raw.decode::<Thing>().unwrap_err().reason(), "unsupported-version");
+        assert_eq!(
+            raw.decode::<Thing>().unwrap_err().reason(),
+            "unsupported-version"
+        );
     }
 
     #[test]
     fn effects_carry_correlation_and_derive_stable_ids() {
-        let cause = Envelope::new("test", Thing { name: "a".into(), count: 1 });
-        let a = Envelope::caused_by(&cause.metadata, "test", "x", Thing { name: "b".into(), count: 2 });
-        let b = Envelope::caused_by(&cause.metadata, "test", "x", Thing { name: "b".into(), count: 2 });
+        let cause = Envelope::new(
+            "test",
+            Thing {
+                name: "a".into(),
+                count: 1,
+            },
+        );
+        let a = Envelope::caused_by(
+            &cause.metadata,
+            "test",
+            "x",
+            Thing {
+                name: "b".into(),
+                count: 2,
+            },
+        );
+        let b = Envelope::caused_by(
+            &cause.metadata,
+            "test",
+            "x",
+            Thing {
+                name: "b".into(),
+                count: 2,
+            },
+        );
         assert_eq!(a.metadata.event_id, b.metadata.event_id);
         assert_eq!(a.metadata.correlation_id, cause.metadata.correlation_id);
-        assert_eq!(a.metadata.causation_id.as_deref(), Some(cause.metadata.event_id.as_str()));
-        let c = Envelope::caused_by(&cause.metadata, "test", "y", Thing { name: "b".into(), count: 2 });
+        assert_eq!(
+            a.metadata.causation_id.as_deref(),
+            Some(cause.metadata.event_id.as_str())
+        );
+        let c = Envelope::caused_by(
+            &cause.metadata,
+            "test",
+            "y",
+            Thing {
+                name: "b".into(),
+                count: 2,
+            },
+        );
         assert_ne!(a.metadata.event_id, c.metadata.event_id);
     }
 
     #[test]
     fn round_trips_through_the_wire_format() {
-        let event = Envelope::new("orderflow.test", Thing { name: "a".into(), count: 3 });
+        let event = Envelope::new(
+            "orderflow.test",
+            Thing {
+                name: "a".into(),
+                count: 3,
+            },
+        );
         let raw = event.to_raw();
         let entry = raw.to_put_events_entry("bus");
         let wire = serde_json::json!({

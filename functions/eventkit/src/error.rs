@@ -20,7 +20,9 @@ pub enum DecodeError {
     InvalidMetadata { path: String, message: String },
     #[error("unknown event type `{0}`")]
     UnknownType(String),
-    #[error("unsupported schema version {version} of {detail_type} (this code reads up to {supported})")]
+    #[error(
+        "unsupported schema version {version} of {detail_type} (this code reads up to {supported})"
+    )]
     UnsupportedVersion {
         detail_type: String,
         version: u32,

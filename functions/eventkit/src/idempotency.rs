@@ -231,7 +231,10 @@ impl Idempotency {
             .table_name(&self.table)
             .item("id", s(id))
             .item("status", s(STATUS_COMPLETED))
-            .item("expiration", n(Utc::now().timestamp() + self.expiry.as_secs() as i64))
+            .item(
+                "expiration",
+                n(Utc::now().timestamp() + self.expiry.as_secs() as i64),
+            )
             .item("validation", s(validation))
             .item("data", s(&data))
             .send()

@@ -16,7 +16,13 @@ pub struct BatchMetrics {
 impl BatchMetrics {
     /// The EMF document for these counts, in `namespace` with a `service` dimension.
     pub fn to_emf(&self, namespace: &str, service: &str, timestamp_ms: i64) -> serde_json::Value {
-        let names = ["processed", "duplicates", "ignored", "failed", "deadLettered"];
+        let names = [
+            "processed",
+            "duplicates",
+            "ignored",
+            "failed",
+            "deadLettered",
+        ];
         json!({
             "_aws": {
                 "Timestamp": timestamp_ms,
@@ -51,9 +57,17 @@ mod tests {
 
     #[test]
     fn emf_declares_every_metric_it_carries() {
-        let m = BatchMetrics { processed: 3, duplicates: 1, ignored: 0, failed: 2, dead_lettered: 1 };
+        let m = BatchMetrics {
+            processed: 3,
+            duplicates: 1,
+            ignored: 0,
+            failed: 2,
+            dead_lettered: 1,
+        };
         let doc = m.to_emf("Orderflow", "payment", 1);
-        let declared = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
+        let declared = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap();
         for metric in declared {
             let name = metric["Name"].as_str().unwrap();
             assert!(doc[name].is_u64(), "{name} declared but not set");

@@ -9,7 +9,11 @@ use tracing_subscriber::EnvFilter;
 pub fn init_tracing(function: &'static str) {
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_lowercase()))
+        .or_else(|| {
+            std::env::var("AWS_LAMBDA_LOG_LEVEL")
+                .ok()
+                .map(|l| l.to_lowercase())
+        })
         .unwrap_or_else(|| "info".into());
     let result = tracing_subscriber::fmt()
         .json()

@@ -68,7 +68,9 @@ impl PutEventsTransport for aws_sdk_eventbridge::Client {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PublishError {
     /// An entry can never be accepted (over the size limit): permanent.
-    #[error("event {event_id} ({detail_type}) is {size} bytes, over the {limit}-byte PutEvents limit")]
+    #[error(
+        "event {event_id} ({detail_type}) is {size} bytes, over the {limit}-byte PutEvents limit"
+    )]
     EntryTooLarge {
         event_id: String,
         detail_type: String,
@@ -132,7 +134,11 @@ impl RetryPolicy {
             .saturating_mul(2u32.saturating_pow(attempt.min(16)))
             .min(self.max_delay);
         let millis = exp.as_millis() as u64;
-        Duration::from_millis(if millis == 0 { 0 } else { fastrand::u64(0..millis) })
+        Duration::from_millis(if millis == 0 {
+            0
+        } else {
+            fastrand::u64(0..millis)
+        })
     }
 }
 
@@ -408,7 +414,11 @@ mod tests {
     #[tokio::test]
     async fn retries_only_the_failed_entries() {
         let transport = ScriptedTransport::default();
-        transport.failures_left.lock().unwrap().insert("e3".into(), 2);
+        transport
+            .failures_left
+            .lock()
+            .unwrap()
+            .insert("e3".into(), 2);
         let publisher = Publisher::new(transport, "bus").with_retry(fast());
         let events: Vec<_> = (0..5).map(|i| event(i, 10)).collect();
         publisher.publish(&events).await.unwrap();
@@ -416,7 +426,14 @@ mod tests {
         assert_eq!(requests[0].len(), 5);
         assert_eq!(requests[1], vec!["e3".to_string()]);
         assert_eq!(requests[2], vec!["e3".to_string()]);
-        let delivered: HashSet<_> = publisher.transport.delivered.lock().unwrap().iter().cloned().collect();
+        let delivered: HashSet<_> = publisher
+            .transport
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect();
         assert_eq!(delivered.len(), 5, "every event delivered exactly once");
         assert_eq!(publisher.transport.delivered.lock().unwrap().len(), 5);
     }
@@ -424,7 +441,11 @@ mod tests {
     #[tokio::test]
     async fn names_each_entry_that_never_got_through() {
         let transport = ScriptedTransport::default();
-        transport.failures_left.lock().unwrap().insert("e1".into(), 99);
+        transport
+            .failures_left
+            .lock()
+            .unwrap()
+            .insert("e1".into(), 99);
         let publisher = Publisher::new(transport, "bus").with_retry(fast());
         let events: Vec<_> = (0..3).map(|i| event(i, 10)).collect();
         let err = publisher.publish(&events).await.unwrap_err();
@@ -443,7 +464,10 @@ mod tests {
     #[tokio::test]
     async fn refuses_an_entry_over_the_limit() {
         let publisher = Publisher::new(ScriptedTransport::default(), "bus").with_retry(fast());
-        let err = publisher.publish(&[event(0, 300 * 1024)]).await.unwrap_err();
+        let err = publisher
+            .publish(&[event(0, 300 * 1024)])
+            .await
+            .unwrap_err();
         assert!(matches!(err, PublishError::EntryTooLarge { .. }));
         assert!(publisher.transport.requests.lock().unwrap().is_empty());
     }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::envelope::{format_time, EventData, EventMetadata, Envelope, RawEvent};
+use crate::envelope::{format_time, Envelope, EventData, EventMetadata, RawEvent};
 use crate::error::{sdk_error_text, DecodeError, HandlerError};
 
 /// TransactWriteItems takes 100 items: one version check plus two items per event.
@@ -158,11 +158,17 @@ impl EventStore {
                     already_stored,
                 });
             }
-            match self.try_append(stream_id, expected_version, &remaining).await? {
+            match self
+                .try_append(stream_id, expected_version, &remaining)
+                .await?
+            {
                 AppendAttempt::Written => {
                     return Ok(Appended {
                         version: expected_version + remaining.len() as u64,
-                        written: remaining.iter().map(|e| e.metadata.event_id.clone()).collect(),
+                        written: remaining
+                            .iter()
+                            .map(|e| e.metadata.event_id.clone())
+                            .collect(),
                         already_stored,
                     })
                 }
@@ -200,15 +206,19 @@ impl EventStore {
         // Items are laid out as [version check?, (event, guard) per event]; remember where
         // each event starts to read the cancellation reasons back.
         let offset = if expected_version > 0 {
-            items.push(TransactWriteItem::builder().condition_check(
-                ConditionCheck::builder()
-                    .table_name(&self.table)
-                    .key("streamId", s(stream_id))
-                    .key("version", n(expected_version))
-                    .condition_expression("attribute_exists(streamId)")
-                    .build()
-                    .map_err(|e| StoreError::Dynamo(e.to_string()))?,
-            ).build());
+            items.push(
+                TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(&self.table)
+                            .key("streamId", s(stream_id))
+                            .key("version", n(expected_version))
+                            .condition_expression("attribute_exists(streamId)")
+                            .build()
+                            .map_err(|e| StoreError::Dynamo(e.to_string()))?,
+                    )
+                    .build(),
+            );
             1
         } else {
             0
@@ -223,7 +233,10 @@ impl EventStore {
             })?;
             items.push(put(&self.table, item)?);
             let guard = HashMap::from([
-                ("streamId".to_string(), s(&format!("{GUARD_PREFIX}{}", event.metadata.event_id))),
+                (
+                    "streamId".to_string(),
+                    s(&format!("{GUARD_PREFIX}{}", event.metadata.event_id)),
+                ),
                 ("version".to_string(), n(0)),
                 ("storedIn".to_string(), s(stream_id)),
                 ("storedAt".to_string(), n(version)),
@@ -368,8 +381,14 @@ impl EventStore {
             }
             cursor.after = match out.last_evaluated_key() {
                 Some(key) => Some((
-                    key.get("timeKey").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
-                    key.get("streamId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                    key.get("timeKey")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default(),
+                    key.get("streamId")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default(),
                     key.get("version")
                         .and_then(|v| v.as_n().ok())
                         .and_then(|v| v.parse().ok())
@@ -416,7 +435,12 @@ enum AppendAttempt {
     VersionTaken,
 }
 
-fn stored_form(stream_id: &str, version: u64, event: &RawEvent, now: &DateTime<Utc>) -> StoredEvent {
+fn stored_form(
+    stream_id: &str,
+    version: u64,
+    event: &RawEvent,
+    now: &DateTime<Utc>,
+) -> StoredEvent {
     let recorded_at = format_time(now);
     StoredEvent {
         stream_id: stream_id.to_string(),
@@ -434,7 +458,11 @@ fn stored_form(stream_id: &str, version: u64, event: &RawEvent, now: &DateTime<U
 }
 
 fn from_item(item: HashMap<String, AttributeValue>) -> Result<StoredEvent, StoreError> {
-    let stream_id = item.get("streamId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    let stream_id = item
+        .get("streamId")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
     let version = item
         .get("version")
         .and_then(|v| v.as_n().ok())
@@ -447,7 +475,10 @@ fn from_item(item: HashMap<String, AttributeValue>) -> Result<StoredEvent, Store
     })
 }
 
-fn put(table: &str, item: HashMap<String, AttributeValue>) -> Result<TransactWriteItem, StoreError> {
+fn put(
+    table: &str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<TransactWriteItem, StoreError> {
     Ok(TransactWriteItem::builder()
         .put(
             Put::builder()

@@ -1,1 +1,13 @@
-fn main(){}
+use payment::PaymentService;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    eventkit::observability::init_tracing("payment");
+    let aws = eventkit::aws::load_config().await;
+    let service = PaymentService::from_env(&aws)?;
+    let processor = eventkit::lambda::processor_from_env(&aws);
+    eventkit::serve_sqs("payment", processor, |event, invocation| {
+        service.handle(event, invocation)
+    })
+    .await
+}

@@ -1,1 +1,354 @@
+//! Harness for the end-to-end tests: clients for the LocalStack deployment of
+//! `infra/template.yaml` (stage `ORDERFLOW_STAGE`, set by `make test`), sending events the
+//! way users do, and observing what the functions publish on the bus.
+//!
+//! The tests are `#[ignore]`d so that a plain `cargo test` needs no LocalStack;
+//! `make test` runs them with `--ignored` after deploying the stack.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use aws_sdk_eventbridge::types::{PutEventsRequestEntry, Target};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{json, Value};
+
+pub use aws_sdk_dynamodb::types::AttributeValue;
+
+/// The deployed stack.
+pub struct Stack {
+    pub stage: String,
+    pub events: aws_sdk_eventbridge::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamo: aws_sdk_dynamodb::Client,
+}
+
+impl Stack {
+    pub async fn connect() -> Stack {
+        assert!(
+            std::env::var("AWS_ENDPOINT_URL").is_ok(),
+            "AWS_ENDPOINT_URL is not set: run these tests with `make test`"
+        );
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Stack {
+            stage: std::env::var("ORDERFLOW_STAGE").unwrap_or_else(|_| "test".into()),
+            events: aws_sdk_eventbridge::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::new(&config),
+            dynamo: aws_sdk_dynamodb::Client::new(&config),
+        }
+    }
+
+    /// `orderflow-<stage>-<suffix>`, the naming rule of the template.
+    pub fn name(&self, suffix: &str) -> String {
+        format!("orderflow-{}-{}", self.stage, suffix)
+    }
+
+    pub fn bus(&self) -> String {
+        format!("orderflow-{}", self.stage)
+    }
+
+    pub async fn queue_url(&self, suffix: &str) -> String {
+        self.sqs
+            .get_queue_url()
+            .queue_name(self.name(suffix))
+            .send()
+            .await
+            .expect("queue exists")
+            .queue_url()
+            .expect("queue url")
+            .to_string()
+    }
+
+    /// Puts events on the bus in one PutEvents call, as `aws events put-events` does.
+    /// Each item is (source, detail-type, detail).
+    pub async fn put_events(&self, events: &[(&str, &str, Value)]) {
+        let entries = events
+            .iter()
+            .map(|(source, detail_type, detail)| {
+                PutEventsRequestEntry::builder()
+                    .event_bus_name(self.bus())
+                    .source(*source)
+                    .detail_type(*detail_type)
+                    .detail(detail.to_string())
+                    .build()
+            })
+            .collect();
+        let out = self
+            .events
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("put-events");
+        assert_eq!(out.failed_entry_count(), 0, "put-events failed: {out:?}");
+    }
+
+    /// Reads a sample file from `events/samples/` (a put-events entries file) and returns
+    /// its entries as (source, detail-type, detail), for this stage's bus.
+    pub fn sample(name: &str) -> Vec<(String, String, Value)> {
+        let path = format!("{}/../../events/samples/{name}", env!("CARGO_MANIFEST_DIR"));
+        let entries: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("sample")).expect("json");
+        entries
+            .into_iter()
+            .map(|e| {
+                (
+                    e["Source"].as_str().unwrap_or_default().to_string(),
+                    e["DetailType"].as_str().unwrap_or_default().to_string(),
+                    serde_json::from_str(e["Detail"].as_str().unwrap_or_default())
+                        .unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn get_item(&self, table_suffix: &str, key: &str, value: &str) -> Option<Value> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(self.name(table_suffix))
+            .key(key, AttributeValue::S(value.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get-item");
+        out.item()
+            .map(|i| serde_dynamo::from_item::<_, Value>(i.clone()).expect("item as json"))
+    }
+
+    /// Waits until the queue has no visible and no in-flight messages.
+    pub async fn wait_until_drained(&self, queue_suffix: &str) {
+        let url = self.queue_url(queue_suffix).await;
+        eventually(
+            &format!("queue {queue_suffix} drained"),
+            Duration::from_secs(60),
+            || async {
+                let out = self
+                    .sqs
+                    .get_queue_attributes()
+                    .queue_url(&url)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                    .send()
+                    .await
+                    .ok()?;
+                let attrs = out.attributes()?;
+                let count = |n: QueueAttributeName| {
+                    attrs
+                        .get(&n)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(1)
+                };
+                (count(QueueAttributeName::ApproximateNumberOfMessages) == 0
+                    && count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible) == 0)
+                    .then_some(())
+            },
+        )
+        .await
+    }
+
+    /// A queue that receives every event on the bus matching `pattern`, for as long as the
+    /// returned observer lives (drop removes nothing; call `close`).
+    pub async fn observe(&self, pattern: Value) -> Observer {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let name = format!("observer-{}-{id}", self.stage);
+        let url = self
+            .sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .expect("create observer queue")
+            .queue_url()
+            .expect("url")
+            .to_string();
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue arn")
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("arn");
+        self.events
+            .put_rule()
+            .name(&name)
+            .event_bus_name(self.bus())
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("put-rule");
+        self.events
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(self.bus())
+            .targets(
+                Target::builder()
+                    .id("observer")
+                    .arn(&arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("put-targets");
+        Observer {
+            url,
+            rule: name,
+            bus: self.bus(),
+            sqs: self.sqs.clone(),
+            events: self.events.clone(),
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// Events seen on the bus by one observer rule.
+pub struct Observer {
+    url: String,
+    rule: String,
+    bus: String,
+    sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
+    seen: Vec<Value>,
+}
+
+impl Observer {
+    async fn poll(&mut self, wait: i32) {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait)
+            .send()
+            .await
+            .expect("receive");
+        for m in out.messages() {
+            if let Some(body) = m.body() {
+                self.seen
+                    .push(serde_json::from_str(body).expect("event json"));
+            }
+            if let Some(handle) = m.receipt_handle() {
+                let _ = self
+                    .sqs
+                    .delete_message()
+                    .queue_url(&self.url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await;
+            }
+        }
+    }
+
+    /// Waits until at least `count` events of `detail_type` were seen; returns them all.
+    pub async fn wait_for(
+        &mut self,
+        detail_type: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let matching = self.of_type(detail_type);
+            if matching.len() >= count {
+                return matching;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "waited {timeout:?} for {count} {detail_type}; saw {:?}",
+                self.seen
+                    .iter()
+                    .map(|e| e["detail-type"].clone())
+                    .collect::<Vec<_>>()
+            );
+            self.poll(1).await;
+        }
+    }
+
+    /// Keeps polling for `quiet` more, so late duplicates would be seen.
+    pub async fn settle(&mut self, quiet: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < quiet {
+            self.poll(1).await;
+        }
+    }
+
+    pub fn of_type(&self, detail_type: &str) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter(|e| e["detail-type"] == detail_type)
+            .cloned()
+            .collect()
+    }
+
+    pub async fn close(self) {
+        let _ = self
+            .events
+            .remove_targets()
+            .rule(&self.rule)
+            .event_bus_name(&self.bus)
+            .ids("observer")
+            .send()
+            .await;
+        let _ = self
+            .events
+            .delete_rule()
+            .name(&self.rule)
+            .event_bus_name(&self.bus)
+            .send()
+            .await;
+        let _ = self.sqs.delete_queue().queue_url(&self.url).send().await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A unique order id for one test.
+pub fn order_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+/// An `OrderPlaced` detail (metadata + data) for `order_id`.
+pub fn order_placed(order_id: &str, token: &str, event_id: Option<&str>) -> Value {
+    let mut detail = json!({
+        "data": {
+            "orderId": order_id, "customerId": "cus-e2e", "customerEmail": "e2e@example.com",
+            "currency": "EUR",
+            "lines": [{"sku": "MUG-RED", "quantity": 2, "unitPrice": 1250}],
+            "total": 2500, "paymentToken": token
+        }
+    });
+    if let Some(id) = event_id {
+        detail["metadata"] =
+            json!({"eventId": id, "schemaVersion": 1, "correlationId": format!("corr-{order_id}")});
+    }
+    detail
+}
+
+/// Matches the Orderflow events about one order.
+pub fn about_order(order_id: &str) -> Value {
+    json!({ "source": [{"prefix": "orderflow."}], "detail": { "data": { "orderId": [order_id] } } })
+}

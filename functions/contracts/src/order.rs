@@ -1,0 +1,182 @@
+use eventkit::EventData;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::money::{Currency, MoneyError};
+
+/// A customer placed an order. Sent by the storefront (or `aws events put-events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderPlaced {
+    #[schemars(length(min = 1, max = 64))]
+    pub order_id: String,
+    #[schemars(length(min = 1, max = 64))]
+    pub customer_id: String,
+    #[schemars(length(min = 3, max = 254))]
+    pub customer_email: String,
+    pub currency: Currency,
+    #[schemars(length(min = 1, max = 100))]
+    pub lines: Vec<OrderLine>,
+    /// Sum of `quantity * unitPrice` over the lines, in minor units.
+    pub total: u64,
+    /// The card token to charge. `tok_decline` is always declined (for tests and demos).
+    #[schemars(length(min = 1, max = 128))]
+    pub payment_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderLine {
+    #[schemars(length(min = 1, max = 64))]
+    pub sku: String,
+    #[schemars(range(min = 1, max = 1000))]
+    pub quantity: u32,
+    /// Price of one unit in minor units.
+    pub unit_price: u64,
+}
+
+impl EventData for OrderPlaced {
+    const DETAIL_TYPE: &'static str = "OrderPlaced";
+}
+
+/// Why an order is not acceptable as sent.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum InvalidOrder {
+    #[error("`{field}` must not be empty")]
+    Empty { field: &'static str },
+    #[error("`{field}` is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("an order has 1 to 100 lines, this one has {0}")]
+    LineCount(usize),
+    #[error("line {line}: quantity must be 1 to 1000, got {quantity}")]
+    Quantity { line: usize, quantity: u32 },
+    #[error("total is {stated} but the lines add up to {computed}")]
+    TotalMismatch { stated: u64, computed: u64 },
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
+
+impl OrderPlaced {
+    /// Checks what the types cannot: sizes, quantities and that the total adds up.
+    pub fn validate(&self) -> Result<(), InvalidOrder> {
+        for (field, value, max) in [
+            ("orderId", &self.order_id, 64),
+            ("customerId", &self.customer_id, 64),
+            ("customerEmail", &self.customer_email, 254),
+            ("paymentToken", &self.payment_token, 128),
+        ] {
+            if value.trim().is_empty() {
+                return Err(InvalidOrder::Empty { field });
+            }
+            if value.chars().count() > max {
+                return Err(InvalidOrder::TooLong { field, max });
+            }
+        }
+        if self.lines.is_empty() || self.lines.len() > 100 {
+            return Err(InvalidOrder::LineCount(self.lines.len()));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            if line.sku.trim().is_empty() {
+                return Err(InvalidOrder::Empty {
+                    field: "lines[].sku",
+                });
+            }
+            if !(1..=1000).contains(&line.quantity) {
+                return Err(InvalidOrder::Quantity {
+                    line: i,
+                    quantity: line.quantity,
+                });
+            }
+        }
+        let computed = self.computed_total()?;
+        if computed != self.total {
+            return Err(InvalidOrder::TotalMismatch {
+                stated: self.total,
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sum of the lines, without overflow.
+    pub fn computed_total(&self) -> Result<u64, MoneyError> {
+        self.lines.iter().try_fold(0u64, |sum, line| {
+            line.unit_price
+                .checked_mul(u64::from(line.quantity))
+                .and_then(|amount| sum.checked_add(amount))
+                .ok_or(MoneyError::Overflow)
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn order() -> OrderPlaced {
+        OrderPlaced {
+            order_id: "ord-1".into(),
+            customer_id: "cus-1".into(),
+            customer_email: "ada@example.com".into(),
+            currency: Currency::try_from("EUR".to_string()).unwrap(),
+            lines: vec![
+                OrderLine {
+                    sku: "MUG".into(),
+                    quantity: 2,
+                    unit_price: 1250,
+                },
+                OrderLine {
+                    sku: "TEA".into(),
+                    quantity: 1,
+                    unit_price: 500,
+                },
+            ],
+            total: 3000,
+            payment_token: "tok_visa".into(),
+        }
+    }
+
+    #[test]
+    fn a_consistent_order_is_valid() {
+        assert_eq!(order().validate(), Ok(()));
+    }
+
+    #[test]
+    fn inconsistent_orders_say_what_is_wrong() {
+        let mut o = order();
+        o.total = 1;
+        assert_eq!(
+            o.validate(),
+            Err(InvalidOrder::TotalMismatch {
+                stated: 1,
+                computed: 3000
+            })
+        );
+        let mut o = order();
+        o.lines[1].quantity = 0;
+        assert_eq!(
+            o.validate(),
+            Err(InvalidOrder::Quantity {
+                line: 1,
+                quantity: 0
+            })
+        );
+        let mut o = order();
+        o.lines.clear();
+        assert_eq!(o.validate(), Err(InvalidOrder::LineCount(0)));
+        let mut o = order();
+        o.lines[0].unit_price = u64::MAX;
+        assert_eq!(o.validate(), Err(InvalidOrder::Money(MoneyError::Overflow)));
+        let mut o = order();
+        o.order_id = " ".into();
+        assert_eq!(o.validate(), Err(InvalidOrder::Empty { field: "orderId" }));
+    }
+
+    #[test]
+    fn currency_codes_are_checked_when_decoded() {
+        let mut json = serde_json::to_value(order()).unwrap();
+        json["currency"] = "eur".into();
+        let err = serde_json::from_value::<OrderPlaced>(json).unwrap_err();
+        assert!(err.to_string().contains("ISO 4217"), "{err}");
+    }
+}

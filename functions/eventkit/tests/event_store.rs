@@ -1,0 +1,155 @@
+//! The event store against DynamoDB Local (through LocalStack).
+
+mod common;
+
+use chrono::{Duration, Utc};
+use eventkit::envelope::EventMetadata;
+use eventkit::{EventStore, RawEvent, StoreError};
+
+async fn setup() -> EventStore {
+    let client = aws_sdk_dynamodb::Client::new(&common::config().await);
+    let table = common::event_store_table(&client).await;
+    EventStore::new(client, table)
+}
+
+fn event(id: &str, n: u32) -> RawEvent {
+    RawEvent {
+        source: "it".into(),
+        detail_type: "Counted".into(),
+        metadata: EventMetadata {
+            event_id: id.into(),
+            schema_version: 1,
+            correlation_id: "corr".into(),
+            causation_id: None,
+            occurred_at: Utc::now(),
+        },
+        data: serde_json::json!({ "n": n }),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs LocalStack: make test"]
+async fn two_concurrent_appends_at_the_same_version_have_one_winner() {
+    let store = setup().await;
+    store.append("s", 0, &[event("e0", 0)]).await.unwrap();
+    let (first, second) = ([event("a1", 1), event("a2", 2)], [event("b1", 1)]);
+    let (a, b) = tokio::join!(store.append("s", 1, &first), store.append("s", 1, &second));
+    let winners = [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count();
+    assert_eq!(winners, 1, "{a:?} {b:?}");
+    let loser = if a.is_ok() { b } else { a };
+    assert!(
+        matches!(loser, Err(StoreError::Conflict { expected: 1, .. })),
+        "{loser:?}"
+    );
+    let stream = store.read_stream("s", 1).await.unwrap();
+    let versions: Vec<u64> = stream.iter().map(|e| e.version).collect();
+    assert_eq!(
+        versions,
+        (1..=stream.len() as u64).collect::<Vec<_>>(),
+        "no gaps"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs LocalStack: make test"]
+async fn a_conflict_reports_the_actual_version_and_a_reload_succeeds() {
+    let store = setup().await;
+    store
+        .append("s", 0, &[event("x1", 1), event("x2", 2)])
+        .await
+        .unwrap();
+    let err = store.append("s", 1, &[event("x3", 3)]).await.unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Conflict {
+            stream_id: "s".into(),
+            expected: 1,
+            actual: 2
+        }
+    );
+    let version = store.current_version("s").await.unwrap();
+    let ok = store.append("s", version, &[event("x3", 3)]).await.unwrap();
+    assert_eq!(ok.version, 3);
+    // An expected version beyond the stream would leave a gap: refused.
+    let err = store.append("s", 9, &[event("x4", 4)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: 3, .. }));
+}
+
+#[tokio::test]
+#[ignore = "needs LocalStack: make test"]
+async fn an_event_id_is_stored_once_across_the_store() {
+    let store = setup().await;
+    store.append("s1", 0, &[event("dup", 1)]).await.unwrap();
+    // Again in the same stream at the next version, and in another stream: no copies.
+    let again = store.append("s1", 1, &[event("dup", 1)]).await.unwrap();
+    assert_eq!(again.already_stored, vec!["dup".to_string()]);
+    assert!(again.written.is_empty());
+    let other = store
+        .append("s2", 0, &[event("dup", 1), event("fresh", 2)])
+        .await
+        .unwrap();
+    assert_eq!(other.written, vec!["fresh".to_string()]);
+    assert_eq!(other.version, 1);
+    assert_eq!(store.read_stream("s1", 1).await.unwrap().len(), 1);
+    let s2 = store.read_stream("s2", 1).await.unwrap();
+    assert_eq!(s2.len(), 1);
+    assert_eq!(s2[0].event_id, "fresh");
+}
+
+#[tokio::test]
+#[ignore = "needs LocalStack: make test"]
+async fn streams_read_from_a_version_and_keep_type_version_and_metadata() {
+    let store = setup().await;
+    let events: Vec<_> = (1..=5).map(|i| event(&format!("r{i}"), i)).collect();
+    store.append("order#r", 0, &events).await.unwrap();
+    let tail = store.read_stream("order#r", 3).await.unwrap();
+    assert_eq!(
+        tail.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!(tail[0].event_type, "Counted");
+    assert_eq!(tail[0].schema_version, 1);
+    assert_eq!(tail[0].metadata, events[2].metadata);
+    assert_eq!(tail[0].data, serde_json::json!({"n": 3}));
+    assert_eq!(tail[0].to_raw(), events[2]);
+}
+
+#[tokio::test]
+#[ignore = "needs LocalStack: make test"]
+async fn a_time_range_reads_every_stream_in_global_order_page_by_page() {
+    let store = setup().await;
+    let from = Utc::now() - Duration::seconds(1);
+    let mut expected = Vec::new();
+    for i in 0..7u32 {
+        let id = format!("t{i}");
+        let stream = format!("order#{}", i % 3);
+        let version = store.current_version(&stream).await.unwrap();
+        store
+            .append(&stream, version, &[event(&id, i)])
+            .await
+            .unwrap();
+        expected.push(id);
+    }
+    let to = Utc::now() + Duration::seconds(1);
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = store.read_time_range(from, to, cursor, 3).await.unwrap();
+        assert!(page.events.len() <= 3);
+        seen.extend(page.events.into_iter().map(|e| e.event_id));
+        pages += 1;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected, "global time order across streams");
+    assert!(pages >= 3, "paginated ({pages} pages)");
+    // A window that ends before the events holds none of them.
+    let none = store
+        .read_all_between(from - Duration::hours(2), from)
+        .await
+        .unwrap();
+    assert!(none.iter().all(|e| !expected.contains(&e.event_id)));
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Deploys infra/template.yaml to LocalStack with the functions built for this host.
+# A second run updates the stack in place (no change: nothing happens).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+BIN_DIR="${BIN_DIR:-$ROOT/target/debug}"
+OUT="$ROOT/.aws-sam/local"
+BUCKET="orderflow-local-artifacts"
+
+"$TOOLS/python" infra/scripts/package_local.py infra/template.yaml "$BIN_DIR" "$OUT"
+awsl s3api head-bucket --bucket "$BUCKET" >/dev/null 2>&1 || awsl s3 mb "s3://$BUCKET" >/dev/null
+
+echo "deploying stack $STACK_NAME to $AWS_ENDPOINT_URL (architecture $HOST_ARCH)"
+start=$(date +%s)
+sam deploy \
+  --template-file "$OUT/template.json" \
+  --stack-name "$STACK_NAME" \
+  --s3-bucket "$BUCKET" \
+  --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+  --parameter-overrides "Stage=$STAGE" "Architecture=$HOST_ARCH" "LogLevel=${LOG_LEVEL:-info}" \
+  --no-confirm-changeset --no-fail-on-empty-changeset --no-progressbar \
+  > "$LOCAL_DIR/deploy-$STAGE.log" 2>&1 || {
+    tail -n 40 "$LOCAL_DIR/deploy-$STAGE.log"
+    echo "deploy failed; full log: $LOCAL_DIR/deploy-$STAGE.log" >&2
+    exit 1
+  }
+status=$(awsl cloudformation describe-stacks --stack-name "$STACK_NAME" --query 'Stacks[0].StackStatus' --output text)
+echo "stack $STACK_NAME: $status in $(( $(date +%s) - start ))s"
+case "$status" in
+  CREATE_COMPLETE|UPDATE_COMPLETE) ;;
+  *) echo "unexpected stack status $status; see $LOCAL_DIR/deploy-$STAGE.log" >&2; exit 1 ;;
+esac

@@ -1,0 +1,238 @@
+//! The payment slice end to end: events put on the bus, routed by the rule to the queue,
+//! charged by the deployed function, recorded in DynamoDB, outcomes published on the bus.
+
+use std::time::Duration;
+
+use e2e::{about_order, eventually, order_id, order_placed, Stack};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn an_order_is_charged_and_payment_processed_is_published() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-pay");
+    let mut bus = stack.observe(about_order(&order)).await;
+    stack
+        .put_events(&[(
+            "orderflow.orders",
+            "OrderPlaced",
+            order_placed(&order, "tok_visa", None),
+        )])
+        .await;
+
+    let processed = bus.wait_for("PaymentProcessed", 1, WAIT).await;
+    let payment = stack
+        .get_item("payments", "orderId", &order)
+        .await
+        .expect("payment recorded");
+    assert_eq!(payment["status"], "CHARGED");
+    assert_eq!(payment["amount"], 2500);
+    assert_eq!(payment["currency"], "EUR");
+    let detail = &processed[0]["detail"];
+    assert_eq!(detail["data"]["paymentId"], payment["paymentId"]);
+    assert_eq!(detail["data"]["amount"], 2500);
+    assert_eq!(processed[0]["source"], "orderflow.payment");
+    // Metadata defaults came from the EventBridge envelope: the effect is correlated to it.
+    assert_eq!(detail["metadata"]["causationId"], payment["eventId"]);
+    assert_eq!(
+        detail["metadata"]["correlationId"],
+        payment["correlationId"]
+    );
+    bus.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn the_same_event_delivered_twice_charges_once_and_publishes_once() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-dup");
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let detail = order_placed(&order, "tok_visa", Some(&event_id));
+    let mut bus = stack.observe(about_order(&order)).await;
+
+    // Twice through the bus (a producer retry) ...
+    stack
+        .put_events(&[("orderflow.orders", "OrderPlaced", detail.clone())])
+        .await;
+    stack
+        .put_events(&[("orderflow.orders", "OrderPlaced", detail.clone())])
+        .await;
+    bus.wait_for("PaymentProcessed", 1, WAIT).await;
+    let first = stack
+        .get_item("payments", "orderId", &order)
+        .await
+        .expect("payment");
+
+    // ... and once more straight into the queue, as an SQS redelivery would.
+    let body = json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "OrderPlaced",
+        "source": "orderflow.orders", "account": "000000000000",
+        "time": "2026-11-21T10:00:00Z", "region": "us-east-1", "resources": [], "detail": detail
+    });
+    let queue = stack.queue_url("payment").await;
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    stack.wait_until_drained("payment").await;
+    bus.settle(Duration::from_secs(3)).await;
+
+    assert_eq!(
+        bus.of_type("PaymentProcessed").len(),
+        1,
+        "published exactly once"
+    );
+    let after = stack
+        .get_item("payments", "orderId", &order)
+        .await
+        .expect("payment");
+    assert_eq!(first, after, "the payment record was not written again");
+    let record = stack
+        .get_item("idempotency", "id", &format!("payment#{event_id}"))
+        .await
+        .expect("idempotency record");
+    assert_eq!(record["status"], "COMPLETED");
+    bus.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn a_second_order_placed_for_the_same_order_does_not_charge_again() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-twice");
+    let mut bus = stack.observe(about_order(&order)).await;
+    // Two different events (two EventBridge ids) for one order.
+    stack
+        .put_events(&[(
+            "orderflow.orders",
+            "OrderPlaced",
+            order_placed(&order, "tok_visa", None),
+        )])
+        .await;
+    bus.wait_for("PaymentProcessed", 1, WAIT).await;
+    stack
+        .put_events(&[(
+            "orderflow.orders",
+            "OrderPlaced",
+            order_placed(&order, "tok_visa", None),
+        )])
+        .await;
+    stack.wait_until_drained("payment").await;
+    bus.settle(Duration::from_secs(3)).await;
+    assert_eq!(bus.of_type("PaymentProcessed").len(), 1);
+    bus.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn a_declined_card_is_recorded_and_payment_failed_is_published() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-decline");
+    let mut bus = stack.observe(about_order(&order)).await;
+    stack
+        .put_events(&[(
+            "orderflow.orders",
+            "OrderPlaced",
+            order_placed(&order, "tok_decline", None),
+        )])
+        .await;
+    let failed = bus.wait_for("PaymentFailed", 1, WAIT).await;
+    assert_eq!(failed[0]["detail"]["data"]["reason"], "card-declined");
+    let payment = stack
+        .get_item("payments", "orderId", &order)
+        .await
+        .expect("payment recorded");
+    assert_eq!(payment["status"], "DECLINED");
+    assert_eq!(payment["declineReason"], "card-declined");
+    assert!(bus.of_type("PaymentProcessed").is_empty());
+    bus.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn a_malformed_event_goes_to_the_dlq_with_its_reason_and_the_rest_of_the_batch_succeeds() {
+    let stack = Stack::connect().await;
+    let good = order_id("e2e-good");
+    let bad = order_id("e2e-bad");
+    let mut bus = stack.observe(about_order(&good)).await;
+    // One PutEvents call, so both usually arrive in one batch.
+    stack
+        .put_events(&[
+            (
+                "orderflow.orders",
+                "OrderPlaced",
+                json!({"data": {"orderId": bad, "lines": "two mugs please", "total": "lots"}}),
+            ),
+            (
+                "orderflow.orders",
+                "OrderPlaced",
+                order_placed(&good, "tok_visa", None),
+            ),
+        ])
+        .await;
+    bus.wait_for("PaymentProcessed", 1, WAIT).await;
+    assert!(stack.get_item("payments", "orderId", &bad).await.is_none());
+
+    let dlq = stack.queue_url("payment-dlq").await;
+    let letter = eventually("the malformed event in the DLQ", WAIT, || async {
+        let out = stack
+            .sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .ok()?;
+        for m in out.messages() {
+            if m.body().is_some_and(|b| b.contains(&bad)) {
+                stack
+                    .sqs
+                    .delete_message()
+                    .queue_url(&dlq)
+                    .receipt_handle(m.receipt_handle()?)
+                    .send()
+                    .await
+                    .ok()?;
+                return Some(m.clone());
+            }
+            // Not ours: make it visible again for whoever looks for it.
+            let _ = stack
+                .sqs
+                .change_message_visibility()
+                .queue_url(&dlq)
+                .receipt_handle(m.receipt_handle()?)
+                .visibility_timeout(0)
+                .send()
+                .await;
+        }
+        None
+    })
+    .await;
+    let attrs = letter.message_attributes().expect("reason attributes");
+    let attr = |k: &str| {
+        attrs
+            .get(k)
+            .and_then(|v| v.string_value())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(attr("FailureReason"), "invalid-data");
+    assert!(
+        attr("FailureMessage").contains("data.customerId")
+            || attr("FailureMessage").contains("data.lines"),
+        "the error names the field: {}",
+        attr("FailureMessage")
+    );
+    assert!(attr("SourceQueueArn").ends_with(&stack.name("payment")));
+    // Dead-lettered at once, not after maxReceiveCount attempts.
+    assert_eq!(attr("ReceiveCount"), "1");
+    bus.close().await;
+}
