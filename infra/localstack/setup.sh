@@ -182,5 +182,23 @@ EOF
   log "dynamodb local: installed into $DDB_DIR"
 fi
 
+# ------------------------------------------------ 3b. kinesis-local (DynamoDB Streams)
+CURRENT_STEP="kinesis-local"
+# LocalStack backs DynamoDB Streams with kinesis-local, which it would otherwise npm-install
+# on the first CreateTable with a stream (~5 s, and needs the registry at that moment).
+# Install it now with LocalStack's own installer into the same FILESYSTEM_ROOT.
+KINESIS_KEY="kinesis-local via localstack $(hash_str <"$STAMPS/venv") root=$FILESYSTEM_ROOT"
+if stamp_ok kinesis "$KINESIS_KEY"; then
+  log "kinesis-local: up to date"
+else
+  log "kinesis-local: installing (LocalStack's DynamoDB Streams backend)"
+  mkdir -p "$LOCAL_DIR/tmp"
+  quiet env OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$FILESYSTEM_ROOT" TMPDIR="$LOCAL_DIR/tmp" \
+    LOCALSTACK_TELEMETRY_DISABLED=1 "$VENV/bin/python" -c \
+    'from localstack.services.kinesis.packages import kinesismock_package as p; p.install(); print(p.get_installed_dir())'
+  stamp_set kinesis "$KINESIS_KEY"
+  log "kinesis-local: done"
+fi
+
 CURRENT_STEP="done"
 log "ready: $LOCAL_DIR (start with infra/localstack/start.sh)"

@@ -51,6 +51,8 @@ else
   #  DNS_ADDRESS=0          no DNS server (would need port 53)
   #  SQS_ENDPOINT_STRATEGY  path-style queue URLs; the default host names do not resolve offline
   #  LAMBDA_RUNTIME_EXECUTOR our plugin runs bootstrap binaries as local processes
+  #  DISABLE_EVENTS=1       4.13.1 ignores LOCALSTACK_TELEMETRY_DISABLED; without this the
+  #                         shutdown hook retries posting analytics offline and SIGTERM takes >10 s
   # setsid: LocalStack leads its own process group, so stop.sh can kill it together
   # with every bootstrap child in one go.
   cd "$REPO_ROOT"
@@ -62,6 +64,7 @@ else
     DNS_ADDRESS=0 \
     SQS_ENDPOINT_STRATEGY=path \
     LOCALSTACK_TELEMETRY_DISABLED=1 \
+    DISABLE_EVENTS=1 \
     LAMBDA_RUNTIME_EXECUTOR=orderflow-local \
     SERVICES="${LOCALSTACK_SERVICES:-cloudformation,s3,sqs,events,dynamodb,dynamodbstreams,lambda,logs,iam,sts,ses,kms,cloudwatch,ssm}" \
     DEBUG="${DEBUG:-0}" \
@@ -80,7 +83,8 @@ until healthy; do
   fi
   if [ "$(date +%s)" -ge "$deadline" ]; then
     tail -n 40 "$LOG_FILE" >&2
-    die "LocalStack not healthy after ${TIMEOUT}s (still running as pid $pid; stop with infra/localstack/stop.sh); full log: $LOG_FILE"
+    "$SCRIPT_DIR/stop.sh" >&2 || true  # don't leave a half-started LocalStack behind
+    die "LocalStack not healthy after ${TIMEOUT}s (stopped it again); full log: $LOG_FILE"
   fi
   sleep 0.3
 done

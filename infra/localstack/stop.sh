@@ -25,8 +25,12 @@ if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null || ! tr '\0' ' ' <"/proc/$pid/c
   exit 0
 fi
 
-# start.sh ran LocalStack under setsid, so its process group id is its pid.
+# start.sh ran LocalStack under setsid, so its process group id is its pid. Helpers
+# LocalStack spawns itself (DynamoDB Local's JVM, kinesis-local for DynamoDB Streams)
+# get their own process groups, so remember the whole process tree up front as well.
 pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
+descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
+tree=$(descendants "$pid" | tr '\n' ' ')
 log "stopping pid $pid (SIGTERM)"
 kill -TERM "$pid" 2>/dev/null || true
 for _ in $(seq $((WAIT * 5))); do
@@ -36,11 +40,11 @@ done
 if kill -0 "$pid" 2>/dev/null; then
   log "still alive after ${WAIT}s: SIGKILL process group $pgid"
 fi
-# Always sweep the group: bootstrap processes may outlive a clean shutdown.
+# Always sweep: bootstrap processes and helpers may outlive a clean shutdown.
 if [ -n "$pgid" ] && [ "$pgid" = "$pid" ]; then
   kill -KILL -- "-$pgid" 2>/dev/null || true
-else
-  kill -KILL "$pid" 2>/dev/null || true
 fi
+# shellcheck disable=SC2086
+kill -KILL "$pid" $tree 2>/dev/null || true
 rm -f "$PID_FILE"
 log "stopped"

@@ -28,7 +28,6 @@ import subprocess
 import termios
 import threading
 import time
-import uuid
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -113,7 +112,16 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        # Streaming clients (e.g. lambda_runtime's streaming mode) send chunked bodies.
+        data = bytearray()
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            data += self.rfile.read(size)
+            self.rfile.readline()  # CRLF after each chunk
+        while self.rfile.readline().strip():  # optional trailers, then the blank line
+            pass
+        return bytes(data)
 
     def do_GET(self):
         if self.path != f"{API_PREFIX}/invocation/next":
@@ -165,6 +173,11 @@ def _error_body(body: bytes, error_type: str) -> bytes:
 class _RuntimeApiServer(ThreadingHTTPServer):
     daemon_threads = True  # a handler blocked in `next` must not keep anything alive
     sandbox: "_Sandbox"
+
+    def handle_error(self, request, client_address):
+        # A killed bootstrap leaves its `next` connection half-open; replying to it fails.
+        # That is expected during teardown and not worth a traceback in LocalStack's log.
+        LOG.debug("runtime api %s: connection error from %s", self.sandbox.name, client_address, exc_info=True)
 
 
 class _Sandbox:
@@ -358,6 +371,7 @@ class OrderflowLocalExecutor(RuntimeExecutor):
         self._lock = threading.Lock()  # LocalStack sends one invoke at a time; stop() may race
         self._sandbox: _Sandbox | None = None
         self._env: dict[str, str] = {}
+        self._code_dir = ""
         self._stopped = False
         self._init_ms: float | None = None  # reported once, on the first REPORT after a (re)start
         self._recent_logs = ""
@@ -367,14 +381,15 @@ class OrderflowLocalExecutor(RuntimeExecutor):
         runtime = self.function_version.config.runtime
         if not is_supported_runtime(runtime):
             raise StatusErrorException(_refusal(runtime), payload=_payload("Runtime.InvalidRuntime", _refusal(runtime)))
-        code_dir = str(self.function_version.config.code.get_unzipped_code_location())
-        # LocalStack's values describe a container (/var/task) and may be ints.
+        self._code_dir = str(self.function_version.config.code.get_unzipped_code_location())
+        # LocalStack's values describe a container (/var/task) and may be ints. The
+        # function's own variables win, as they do in LocalStack's env_vars.
         self._env = {
             **BASE_ENV,
             **{k: str(v) for k, v in env_vars.items() if v is not None},
-            "LAMBDA_TASK_ROOT": code_dir,
+            "LAMBDA_TASK_ROOT": self._code_dir,
+            **{k: str(v) for k, v in (self.function_version.config.environment or {}).items()},
         }
-        self._env.update({k: str(v) for k, v in (self.function_version.config.environment or {}).items()})
         error = self._boot()
         if error is not None:
             # LocalStack turns this into the invoke's FunctionError payload.
@@ -382,7 +397,7 @@ class OrderflowLocalExecutor(RuntimeExecutor):
 
     def _boot(self) -> bytes | None:
         """Start a fresh sandbox and wait for init. Returns an error payload on failure."""
-        code_dir = self._env["LAMBDA_TASK_ROOT"]
+        code_dir = self._code_dir
         bootstrap = os.path.join(code_dir, "bootstrap")
         if not os.path.isfile(bootstrap):
             return _payload("Runtime.InvalidEntrypoint", f"Couldn't find valid bootstrap(s): [{bootstrap}]")
