@@ -112,28 +112,43 @@ impl BatchProcessor {
         Fut: Future<Output = Result<Handled, HandlerError>>,
     {
         let handler = &handler;
-        let messages = event.records;
-        let fifo = messages.iter().any(is_fifo);
-        let outcomes: Vec<(String, MessageOutcome)> = if fifo {
-            let groups = group_in_order(messages);
-            stream::iter(groups)
-                .map(|group| self.run_group(group, handler))
-                .buffer_unordered(self.concurrency)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .flatten()
-                .collect()
-        } else {
-            stream::iter(messages)
-                .map(|message| async move {
-                    let id = message.message_id.clone().unwrap_or_default();
-                    (id, self.run_one(&message, handler).await)
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await
-        };
+        let messages: Vec<Decoded> = event
+            .records
+            .into_iter()
+            .map(|message| Decoded {
+                event: RawEvent::from_sqs_body(message.body.as_deref().unwrap_or_default()),
+                message,
+            })
+            .collect();
+        let fifo = messages.iter().any(|d| is_fifo(&d.message));
+        // FIFO: a message group runs in order. Standard: copies of one event (a producer
+        // retry or redelivery landing in the same batch) run one after the other, so the
+        // second is a cheap duplicate hit instead of an "in progress" retry.
+        let groups = group_in_order(messages, |d| {
+            if fifo {
+                d.message
+                    .attributes
+                    .get("MessageGroupId")
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                match &d.event {
+                    Ok(event) => format!("event:{}", event.metadata.event_id),
+                    Err(_) => format!(
+                        "message:{}",
+                        d.message.message_id.as_deref().unwrap_or_default()
+                    ),
+                }
+            }
+        });
+        let outcomes: Vec<(String, MessageOutcome)> = stream::iter(groups)
+            .map(|group| self.run_group(group, handler))
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
 
         let mut response = SqsBatchResponse::default();
         for (id, outcome) in &outcomes {
@@ -149,9 +164,11 @@ impl BatchProcessor {
         BatchReport { response, outcomes }
     }
 
+    /// Runs a group in order; after a message fails, the rest of the group is skipped and
+    /// reported failed so that SQS redelivers them in order.
     async fn run_group<F, Fut>(
         &self,
-        group: Vec<SqsMessage>,
+        group: Vec<Decoded>,
         handler: &F,
     ) -> Vec<(String, MessageOutcome)>
     where
@@ -160,41 +177,40 @@ impl BatchProcessor {
     {
         let mut out = Vec::with_capacity(group.len());
         let mut blocked = false;
-        for message in group {
-            let id = message.message_id.clone().unwrap_or_default();
+        for item in group {
+            let id = item.message.message_id.clone().unwrap_or_default();
             if blocked {
                 out.push((id, MessageOutcome::Skipped));
                 continue;
             }
-            let outcome = self.run_one(&message, handler).await;
+            let outcome = self.run_one(item, handler).await;
             blocked = matches!(outcome, MessageOutcome::Retried { .. });
             out.push((id, outcome));
         }
         out
     }
 
-    async fn run_one<F, Fut>(&self, message: &SqsMessage, handler: &F) -> MessageOutcome
+    async fn run_one<F, Fut>(&self, item: Decoded, handler: &F) -> MessageOutcome
     where
         F: Fn(RawEvent) -> Fut,
         Fut: Future<Output = Result<Handled, HandlerError>>,
     {
-        let message_id = message.message_id.as_deref().unwrap_or_default();
+        let Decoded { message, event } = item;
         let span = tracing::info_span!(
             "message",
-            message_id,
+            message_id = message.message_id.as_deref().unwrap_or_default(),
             event_id = tracing::field::Empty,
             event_type = tracing::field::Empty,
             correlation_id = tracing::field::Empty,
         );
+        if let Ok(event) = &event {
+            span.record("event_id", event.metadata.event_id.as_str());
+            span.record("event_type", event.detail_type.as_str());
+            span.record("correlation_id", event.metadata.correlation_id.as_str());
+        }
         async {
-            let result = match RawEvent::from_sqs_body(message.body.as_deref().unwrap_or_default()) {
-                Ok(event) => {
-                    let span = tracing::Span::current();
-                    span.record("event_id", event.metadata.event_id.as_str());
-                    span.record("event_type", event.detail_type.as_str());
-                    span.record("correlation_id", event.metadata.correlation_id.as_str());
-                    handler(event).await
-                }
+            let result = match event {
+                Ok(event) => handler(event).await,
                 Err(e) => Err(HandlerError::from(e)),
             };
             match result {
@@ -202,7 +218,7 @@ impl BatchProcessor {
                     tracing::info!(outcome = ?handled, "message handled");
                     MessageOutcome::Handled(handled)
                 }
-                Err(e) if e.is_permanent() => self.dead_letter(message, e).await,
+                Err(e) if e.is_permanent() => self.dead_letter(&message, e).await,
                 Err(e) => {
                     tracing::warn!(reason = %e.reason, error = %e.message, "transient failure; SQS will retry");
                     MessageOutcome::Retried { reason: e.reason }
@@ -241,6 +257,12 @@ impl BatchProcessor {
     }
 }
 
+/// A message and the result of decoding its body.
+struct Decoded {
+    message: SqsMessage,
+    event: Result<RawEvent, crate::error::DecodeError>,
+}
+
 fn is_fifo(message: &SqsMessage) -> bool {
     message.attributes.contains_key("MessageGroupId")
         || message
@@ -249,22 +271,22 @@ fn is_fifo(message: &SqsMessage) -> bool {
             .is_some_and(|arn| arn.ends_with(".fifo"))
 }
 
-/// Splits messages by group, keeping the order of groups' first appearance and the order
+/// Splits items by `key`, keeping the order of keys' first appearance and the order
 /// within each group.
-fn group_in_order(messages: Vec<SqsMessage>) -> Vec<Vec<SqsMessage>> {
-    let mut groups: Vec<(String, Vec<SqsMessage>)> = Vec::new();
-    for message in messages {
-        let key = message
-            .attributes
-            .get("MessageGroupId")
-            .cloned()
-            .unwrap_or_default();
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, group)) => group.push(message),
-            None => groups.push((key, vec![message])),
+fn group_in_order<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> Vec<Vec<T>> {
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        let k = key(&item);
+        match index.get(&k) {
+            Some(&i) => groups[i].push(item),
+            None => {
+                index.insert(k, groups.len());
+                groups.push(vec![item]);
+            }
         }
     }
-    groups.into_iter().map(|(_, g)| g).collect()
+    groups
 }
 
 #[cfg(test)]
@@ -394,6 +416,32 @@ mod tests {
             .process(event, handler)
             .await;
         assert_eq!(failed_ids(&report), vec!["m1"]);
+    }
+
+    #[tokio::test]
+    async fn copies_of_one_event_in_a_batch_run_one_after_the_other() {
+        let running = std::sync::atomic::AtomicUsize::new(0);
+        let overlapped = std::sync::atomic::AtomicBool::new(false);
+        let event = batch(vec![
+            message("m1", None, body("same", serde_json::json!({}))),
+            message("m2", None, body("same", serde_json::json!({}))),
+        ]);
+        let report = BatchProcessor::new()
+            .process(event, |_e: RawEvent| async {
+                use std::sync::atomic::Ordering::SeqCst;
+                if running.fetch_add(1, SeqCst) > 0 {
+                    overlapped.store(true, SeqCst);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                running.fetch_sub(1, SeqCst);
+                Ok(Handled::Processed)
+            })
+            .await;
+        assert!(failed_ids(&report).is_empty());
+        assert!(
+            !overlapped.load(std::sync::atomic::Ordering::SeqCst),
+            "copies ran concurrently"
+        );
     }
 
     #[tokio::test]

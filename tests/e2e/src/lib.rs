@@ -59,8 +59,8 @@ impl Stack {
     }
 
     /// Puts events on the bus in one PutEvents call, as `aws events put-events` does.
-    /// Each item is (source, detail-type, detail).
-    pub async fn put_events(&self, events: &[(&str, &str, Value)]) {
+    /// Each item is (source, detail-type, detail). Returns the EventBridge event ids.
+    pub async fn put_events(&self, events: &[(&str, &str, Value)]) -> Vec<String> {
         let entries = events
             .iter()
             .map(|(source, detail_type, detail)| {
@@ -80,6 +80,26 @@ impl Stack {
             .await
             .expect("put-events");
         assert_eq!(out.failed_entry_count(), 0, "put-events failed: {out:?}");
+        out.entries()
+            .iter()
+            .map(|e| e.event_id().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Waits until `function` has finished handling event `event_id` (its idempotency
+    /// record is COMPLETED): the precise "this delivery was processed" signal.
+    pub async fn wait_until_handled(&self, function: &str, event_id: &str) -> Value {
+        let key = format!("{function}#{event_id}");
+        eventually(
+            &format!("{key} handled"),
+            Duration::from_secs(90),
+            || async {
+                self.get_item("idempotency", "id", &key)
+                    .await
+                    .filter(|r| r["status"] == "COMPLETED")
+            },
+        )
+        .await
     }
 
     /// Reads a sample file from `events/samples/` (a put-events entries file) and returns

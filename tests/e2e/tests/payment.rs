@@ -116,15 +116,15 @@ async fn a_second_order_placed_for_the_same_order_does_not_charge_again() {
         )])
         .await;
     bus.wait_for("PaymentProcessed", 1, WAIT).await;
-    stack
+    let second = stack
         .put_events(&[(
             "orderflow.orders",
             "OrderPlaced",
             order_placed(&order, "tok_visa", None),
         )])
         .await;
-    stack.wait_until_drained("payment").await;
-    bus.settle(Duration::from_secs(3)).await;
+    stack.wait_until_handled("payment", &second[0]).await;
+    bus.settle(Duration::from_secs(2)).await;
     assert_eq!(bus.of_type("PaymentProcessed").len(), 1);
     bus.close().await;
 }
