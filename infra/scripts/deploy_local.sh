@@ -32,3 +32,15 @@ case "$status" in
   CREATE_COMPLETE|UPDATE_COMPLETE) ;;
   *) echo "unexpected stack status $status; see $LOCAL_DIR/deploy-$STAGE.log" >&2; exit 1 ;;
 esac
+
+# SES only sends from verified identities (LocalStack enforces it too).
+sender=$(awsl cloudformation describe-stacks --stack-name "$STACK_NAME" \
+  --query "Stacks[0].Outputs[?OutputKey=='EmailSender'].OutputValue" --output text)
+if [ -n "$sender" ] && [ "$sender" != None ]; then
+  awsl ses verify-email-identity --email-address "$sender"
+fi
+
+# Stock for the inventory service (idempotent: sets levels, does not add).
+if [ -f infra/scripts/seed_inventory.py ] && [ -f infra/seed/inventory.json ]; then
+  "$TOOLS/python" infra/scripts/seed_inventory.py --stage "$STAGE" infra/seed/inventory.json
+fi

@@ -8,6 +8,9 @@ folder as `bootstrap` and point the function's CodeUri there. Nothing else in th
 changes, so LocalStack runs the same resources, rules, policies and settings as AWS.
 
 Usage: package_local.py TEMPLATE BINARY_DIR OUT_DIR
+
+ORDERFLOW_FUNCTIONS=payment,inventory (binary names) deploys only those functions, for
+working on one service while the others do not build yet.
 """
 import json
 import os
@@ -21,14 +24,18 @@ from cfnlint.decode import cfn_yaml
 def main(template_path: str, binary_dir: str, out_dir: str) -> int:
     template = cfn_yaml.load(template_path)
     os.makedirs(out_dir, exist_ok=True)
+    only = {f for f in os.environ.get("ORDERFLOW_FUNCTIONS", "").split(",") if f}
     packaged = []
-    for name, resource in template.get("Resources", {}).items():
+    for name, resource in list(template.get("Resources", {}).items()):
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
         if not binary:
             print(f"error: {name} has no Metadata.BuildProperties.Binary", file=sys.stderr)
             return 2
+        if only and binary not in only:
+            del template["Resources"][name]
+            continue
         source = os.path.join(binary_dir, binary)
         if not os.path.isfile(source):
             print(f"error: {source} is missing; build the functions first (make build)", file=sys.stderr)

@@ -33,3 +33,30 @@ pub struct PaymentFailed {
 impl EventData for PaymentFailed {
     const DETAIL_TYPE: &'static str = "PaymentFailed";
 }
+
+/// Compensation: the saga asks for the order's payment to be refunded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundPaymentRequested {
+    pub order_id: String,
+    /// Why, e.g. `out-of-stock` or `fraud-suspected`.
+    pub reason: String,
+}
+
+impl EventData for RefundPaymentRequested {
+    const DETAIL_TYPE: &'static str = "RefundPaymentRequested";
+}
+
+/// The charge was refunded in full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    pub order_id: String,
+    pub payment_id: String,
+    pub amount: u64,
+    pub currency: Currency,
+}
+
+impl EventData for PaymentRefunded {
+    const DETAIL_TYPE: &'static str = "PaymentRefunded";
+}

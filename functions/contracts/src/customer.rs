@@ -1,0 +1,19 @@
+use eventkit::EventData;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A customer signed up: they get a welcome email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomerRegistered {
+    #[schemars(length(min = 1, max = 64))]
+    pub customer_id: String,
+    #[schemars(length(min = 3, max = 254))]
+    pub email: String,
+    #[schemars(length(min = 1, max = 128))]
+    pub name: String,
+}
+
+impl EventData for CustomerRegistered {
+    const DETAIL_TYPE: &'static str = "CustomerRegistered";
+}

@@ -1,0 +1,90 @@
+//! The order saga's decisions and the order's later milestones.
+
+use eventkit::EventData;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::StockLine;
+use crate::money::Currency;
+
+/// Paid and reserved: the order goes ahead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderConfirmed {
+    pub order_id: String,
+    pub customer_id: String,
+    pub customer_email: String,
+    pub total: u64,
+    pub currency: Currency,
+    pub payment_id: String,
+    pub reservation_id: String,
+    pub lines: Vec<StockLine>,
+}
+
+impl EventData for OrderConfirmed {
+    const DETAIL_TYPE: &'static str = "OrderConfirmed";
+}
+
+/// The order will not go ahead; compensations were requested where needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    pub order_id: String,
+    pub customer_id: String,
+    pub customer_email: String,
+    /// `payment-failed`, `out-of-stock` or `fraud-suspected`.
+    pub reason: String,
+}
+
+impl EventData for OrderCancelled {
+    const DETAIL_TYPE: &'static str = "OrderCancelled";
+}
+
+/// Handed to a carrier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderShipped {
+    pub order_id: String,
+    pub shipment_id: String,
+    pub carrier: String,
+    pub tracking_number: String,
+    pub customer_email: String,
+}
+
+impl EventData for OrderShipped {
+    const DETAIL_TYPE: &'static str = "OrderShipped";
+}
+
+/// Fraud detection thinks the order is not genuine: the saga cancels it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FraudSuspected {
+    pub order_id: String,
+    pub reason: String,
+    /// 0 to 100.
+    pub score: u8,
+}
+
+impl EventData for FraudSuspected {
+    const DETAIL_TYPE: &'static str = "FraudSuspected";
+}
+
+/// An email went out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailSent {
+    /// The event the email is about.
+    pub cause_event_id: String,
+    /// Which template: `order-confirmed`, `order-cancelled`, `order-shipped`, `welcome`.
+    pub template: String,
+    pub to: String,
+    pub subject: String,
+    /// The mail provider's message id.
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+impl EventData for EmailSent {
+    const DETAIL_TYPE: &'static str = "EmailSent";
+}
