@@ -133,3 +133,13 @@ where
         }
     }
 }
+
+/// Lambda reports a failed invocation with the reason as its error type.
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.reason,
+            error_message: e.message,
+        }
+    }
+}

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod observability;
 pub mod publisher;
 pub mod store;
+pub mod stream;
 
 pub use batch::{BatchProcessor, BatchReport, Handled, MessageOutcome};
 pub use dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};

@@ -167,6 +167,11 @@ impl<T: PutEventsTransport> Publisher<T> {
         &self.bus_name
     }
 
+    /// The transport, e.g. to inspect a test double.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
     /// Publishes every event, or fails naming the ones that could not be published.
     /// Events are sent in order, in as few requests as the limits allow.
     pub async fn publish(&self, events: &[RawEvent]) -> Result<(), PublishError> {
