@@ -30,16 +30,17 @@ for sample in order-placed order-placed-declined order-placed-malformed; do
   awsl events put-events --entries "$entries" --query 'FailedEntryCount' --output text | sed 's/^/    failed entries: /'
 done
 
-say "Waiting for the payment function"
+say "Waiting for the orders to run through payment, inventory, the saga, shipping and email"
 "$TOOLS/python" infra/scripts/demo_report.py --stage "$STAGE" --observer "$observer_url" \
-  --orders ord-1001 ord-1002 --dead-letter-order ord-1003
+  --orders ord-1001 ord-1002 --dead-letter-order ord-1003 --skus MUG-RED TEA-GREEN
 
 cat <<TXT
 
-Try next:
+Try next (first, in your shell: source infra/scripts/env.sh):
   aws events put-events --endpoint-url $AWS_ENDPOINT_URL --entries file://events/samples/order-placed.json
                                    (again: the same event id is not charged twice)
-  make local-logs                  (function logs, JSON, with correlation ids)
+  make order ID=ord-1001           (the order's read model and timeline; add AS_OF=<time> for time travel)
+  make logs FN=payment             (a function's JSON logs, with correlation ids)
   aws dynamodb scan --endpoint-url $AWS_ENDPOINT_URL --table-name orderflow-$STAGE-payments
   make test                        (unit and end-to-end tests)
 Stop with: make local-down

@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
-"""Waits for the demo's orders to be processed and prints what happened, readably."""
+"""Waits for the demo's orders to run through the system and prints what happened."""
 import argparse
 import json
+import os
 import sys
 import time
+import urllib.request
+from datetime import datetime, timezone
 
 import boto3
+
+sys.path.insert(0, os.path.dirname(__file__))
+from order import invoke, show  # noqa: E402
+
+FINAL = {"SHIPPED", "CANCELLED"}
 
 
 def main() -> int:
@@ -14,72 +22,104 @@ def main() -> int:
     p.add_argument("--observer", required=True, help="URL of the queue that sees every bus event")
     p.add_argument("--orders", nargs="+", required=True)
     p.add_argument("--dead-letter-order", default=None)
-    p.add_argument("--timeout", type=int, default=90)
+    p.add_argument("--skus", nargs="*", default=[])
+    p.add_argument("--timeout", type=int, default=150)
     args = p.parse_args()
 
     dynamo = boto3.client("dynamodb")
     sqs = boto3.client("sqs")
-    payments_table = f"orderflow-{args.stage}-payments"
-    dlq_url = sqs.get_queue_url(QueueName=f"orderflow-{args.stage}-payment-dlq")["QueueUrl"]
+    name = lambda suffix: f"orderflow-{args.stage}-{suffix}"  # noqa: E731
 
-    seen_events, dead_letters, payments = [], [], {}
+    def item(table, key, value):
+        got = dynamo.get_item(TableName=name(table), Key={key: {"S": value}}, ConsistentRead=True).get("Item")
+        return {k: next(iter(v.values())) for k, v in got.items()} if got else None
+
+    seen_events, statuses = [], {}
     deadline = time.time() + args.timeout
     last_line = ""
     while time.time() < deadline:
         for order in args.orders:
-            if order not in payments:
-                item = dynamo.get_item(TableName=payments_table, Key={"orderId": {"S": order}}, ConsistentRead=True).get("Item")
-                if item:
-                    payments[order] = {k: next(iter(v.values())) for k, v in item.items()}
+            view = item("orders", "orderId", order)
+            statuses[order] = view["status"] if view else "-"
         for m in sqs.receive_message(QueueUrl=args.observer, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
             seen_events.append(json.loads(m["Body"]))
             sqs.delete_message(QueueUrl=args.observer, ReceiptHandle=m["ReceiptHandle"])
-        if args.dead_letter_order and not dead_letters:
-            for m in sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get("Messages", []):
-                if args.dead_letter_order in m["Body"]:
-                    dead_letters.append(m)
-                sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
-        outcomes = [e for e in seen_events if e["source"] == "orderflow.payment"]
-        line = (f"  ... {len(payments)}/{len(args.orders)} payments recorded, "
-                f"{len(outcomes)} outcome events on the bus, {len(dead_letters)} dead letter(s)")
+        line = "  ... " + ", ".join(f"{o}: {s}" for o, s in statuses.items()) + f"; {len(seen_events)} events seen on the bus"
         if line != last_line:
             print(line, flush=True)
             last_line = line
-        if len(payments) == len(args.orders) and len(outcomes) >= len(args.orders) and \
-                (not args.dead_letter_order or dead_letters):
+        if all(s in FINAL for s in statuses.values()):
+            # Let the last emails and counters land.
+            settle = time.time() + 3
+            while time.time() < settle:
+                for m in sqs.receive_message(QueueUrl=args.observer, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                    seen_events.append(json.loads(m["Body"]))
+                    sqs.delete_message(QueueUrl=args.observer, ReceiptHandle=m["ReceiptHandle"])
             break
         time.sleep(0.5)
     else:
-        print(f"  timed out after {args.timeout}s (make local-logs shows the function logs)")
+        print(f"  timed out after {args.timeout}s (make logs FN=<function> shows what the functions did)")
 
-    print("\nPayments (table %s)" % payments_table)
-    print(f"  {'order':<10} {'status':<9} {'amount':>10}  {'payment':<21} reason")
+    print("\nPayments")
     for order in args.orders:
-        pay = payments.get(order)
-        if not pay:
-            print(f"  {order:<10} (none)")
-            continue
-        amount = f"{int(pay['amount']) / 100:.2f} {pay['currency']}"
-        print(f"  {order:<10} {pay['status']:<9} {amount:>10}  {pay['paymentId']:<21} {pay.get('declineReason', '')}")
+        pay = item("payments", "orderId", order)
+        if pay:
+            amount = f"{int(pay['amount']) / 100:.2f} {pay['currency']}"
+            print(f"  {order:<9} {pay['status']:<9} {amount:>10}  {pay['paymentId']}  {pay.get('declineReason', '')}")
+        else:
+            print(f"  {order:<9} (none)")
 
-    print("\nEvents on the bus orderflow-%s" % args.stage)
+    if args.skus:
+        print("\nStock")
+        for sku in args.skus:
+            s = item("inventory", "sku", sku)
+            print(f"  {sku:<10} {s.get('stock', '?') if s else '(not stocked)'}")
+
+    print("\nEmails (LocalStack's SES store)")
+    try:
+        with urllib.request.urlopen(f"{os.environ['AWS_ENDPOINT_URL']}/_aws/ses", timeout=5) as r:
+            messages = json.load(r).get("messages", [])
+        ours = [m for m in messages if any(o in json.dumps(m) for o in args.orders)]
+        for m in ours:
+            to = ",".join(m.get("Destination", {}).get("ToAddresses", []))
+            print(f"  to {to:<18} {m.get('Subject', '')}")
+        if not ours:
+            print("  (none yet)")
+    except OSError as e:
+        print(f"  (could not read: {e})")
+
+    print("\nAnalytics (this hour)")
+    hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
+    counts = dynamo.query(TableName=name("analytics"), KeyConditionExpression="pk = :p",
+                          ExpressionAttributeValues={":p": {"S": f"counts#{hour}"}}).get("Items", [])
+    print("  " + ", ".join(f"{c['sk']['S']} {c.get('count', {}).get('N', '0')}" for c in counts) if counts else "  (none yet)")
+
+    print("\nEvents on the bus")
     for e in sorted(seen_events, key=lambda e: e.get("time", "")):
         d = e.get("detail", {})
         data, meta = d.get("data", {}), d.get("metadata", {})
-        print(f"  {e.get('time', ''):<21} {e['detail-type']:<17} from {e['source']:<18} "
-              f"order {data.get('orderId', '?'):<9} correlation {meta.get('correlationId', '?')}")
+        print(f"  {e.get('time', ''):<21} {e['detail-type']:<26} {e['source']:<22} "
+              f"order {data.get('orderId', '-'):<9} correlation {str(meta.get('correlationId', '?'))[:13]}")
 
     if args.dead_letter_order:
-        print("\nDead-letter queue orderflow-%s-payment-dlq" % args.stage)
-        for m in dead_letters:
-            a = m.get("MessageAttributes", {})
-            reason = a.get("FailureReason", {}).get("StringValue", "?")
-            message = a.get("FailureMessage", {}).get("StringValue", "?")
-            print(f"  order {args.dead_letter_order}: {reason}: {message}")
-        if not dead_letters:
-            print("  (nothing yet)")
-    ok = len(payments) == len(args.orders)
-    return 0 if ok else 1
+        print("\nDead letters for %s" % args.dead_letter_order)
+        for queue in ("payment", "inventory", "orders"):
+            suffix = "-dlq.fifo" if queue == "orders" else "-dlq"
+            url = sqs.get_queue_url(QueueName=name(queue) + suffix)["QueueUrl"]
+            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+                                       WaitTimeSeconds=1).get("Messages", [])
+            for m in msgs:
+                if args.dead_letter_order in m["Body"]:
+                    a = m.get("MessageAttributes", {})
+                    print(f"  {queue + ' DLQ':<14} {a.get('FailureReason', {}).get('StringValue', '?')}: "
+                          f"{a.get('FailureMessage', {}).get('StringValue', '?')[:110]}")
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+
+    for order in args.orders:
+        print()
+        answer = invoke(args.stage, {"orderId": order})
+        show(f"Order {order}", answer.get("readModel"))
+    return 0 if all(s in FINAL for s in statuses.values()) else 1
 
 
 if __name__ == "__main__":

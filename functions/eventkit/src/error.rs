@@ -118,7 +118,7 @@ where
             format!(
                 "{}: {}",
                 e.code().unwrap_or("ServiceError"),
-                e.message().unwrap_or_else(|| "no message")
+                e.message().unwrap_or("no message")
             )
         }
         other => {

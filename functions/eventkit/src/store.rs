@@ -379,23 +379,20 @@ impl EventStore {
             for item in out.items() {
                 events.push(from_item(item.clone())?);
             }
-            cursor.after = match out.last_evaluated_key() {
-                Some(key) => Some((
-                    key.get("timeKey")
+            cursor.after = out.last_evaluated_key().map(|key| {
+                let text = |k: &str| {
+                    key.get(k)
                         .and_then(|v| v.as_s().ok())
                         .cloned()
-                        .unwrap_or_default(),
-                    key.get("streamId")
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_default(),
-                    key.get("version")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                )),
-                None => None,
-            };
+                        .unwrap_or_default()
+                };
+                let version = key
+                    .get("version")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                (text("timeKey"), text("streamId"), version)
+            });
             if cursor.after.is_none() {
                 cursor.bucket = next_day(&cursor.bucket);
             }

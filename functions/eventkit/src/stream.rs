@@ -29,13 +29,22 @@ pub fn inserted_events(batch: DynamoDbEvent) -> Vec<StoreChange> {
         .filter(|r| r.change.new_image.get("timeBucket").is_some())
         .map(|r| {
             let sequence_number = r.change.sequence_number.clone().unwrap_or_default();
-            let stream_id = r.change.new_image.get("streamId").map(|v| format!("{v:?}")).unwrap_or_default();
-            let event = serde_dynamo::from_item(r.change.new_image).map_err(|e| StoreError::Corrupt {
-                stream_id,
-                version: 0,
-                message: e.to_string(),
-            });
-            StoreChange { sequence_number, event }
+            let stream_id = r
+                .change
+                .new_image
+                .get("streamId")
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            let event =
+                serde_dynamo::from_item(r.change.new_image).map_err(|e| StoreError::Corrupt {
+                    stream_id,
+                    version: 0,
+                    message: e.to_string(),
+                });
+            StoreChange {
+                sequence_number,
+                event,
+            }
         })
         .collect()
 }
@@ -52,7 +61,10 @@ pub fn retry_from(sequence_number: Option<String>) -> DynamoDbEventResponse {
 }
 
 /// Runs `handler` on each inserted event in order, stopping at the first failure.
-pub async fn process_in_order<F, Fut>(changes: Vec<StoreChange>, handler: F) -> DynamoDbEventResponse
+pub async fn process_in_order<F, Fut>(
+    changes: Vec<StoreChange>,
+    handler: F,
+) -> DynamoDbEventResponse
 where
     F: Fn(StoredEvent) -> Fut,
     Fut: Future<Output = Result<(), HandlerError>>,
@@ -126,7 +138,10 @@ mod tests {
         let seqs: Vec<_> = changes.iter().map(|c| c.sequence_number.as_str()).collect();
         assert_eq!(seqs, vec!["1", "3", "4", "5"]);
         assert_eq!(changes[0].event.as_ref().unwrap().event_id, "e1");
-        assert!(changes[2].event.is_err(), "a corrupt record is an error, not skipped");
+        assert!(
+            changes[2].event.is_err(),
+            "a corrupt record is an error, not skipped"
+        );
     }
 
     #[tokio::test]
@@ -137,7 +152,14 @@ mod tests {
             async { Ok(()) }
         })
         .await;
-        assert_eq!(*seen.lock().unwrap(), vec!["e1", "e2"], "nothing after the corrupt record");
-        assert_eq!(response.batch_item_failures[0].item_identifier.as_deref(), Some("4"));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec!["e1", "e2"],
+            "nothing after the corrupt record"
+        );
+        assert_eq!(
+            response.batch_item_failures[0].item_identifier.as_deref(),
+            Some("4")
+        );
     }
 }

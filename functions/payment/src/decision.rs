@@ -7,9 +7,17 @@
 //! 4. Anything else is approved for exactly the order's total.
 //!
 //! The payment id is derived from the order id, so a retried charge has the same id.
+//!
+//! Refunds: only a `CHARGED` payment is refunded, in full, once; [`plan_refund`] says what a
+//! refund request does to the order's payment as it stands.
 
 use contracts::order::InvalidOrder;
 use contracts::{Currency, OrderPlaced};
+
+/// A payment's `status` as stored. It only ever moves `CHARGED -> REFUNDED`.
+pub const CHARGED: &str = "CHARGED";
+pub const DECLINED: &str = "DECLINED";
+pub const REFUNDED: &str = "REFUNDED";
 
 /// The token that always declines.
 pub const DECLINE_TOKEN: &str = "tok_decline";
@@ -100,6 +108,43 @@ pub fn payment_id_for(order_id: &str) -> String {
     format!("pay_{}", id.replace('-', "").get(..16).unwrap_or_default())
 }
 
+/// What a refund request does to the order's payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundPlan {
+    /// The money was taken and not given back: refund it.
+    Refund,
+    /// This very request refunded it and may have died before publishing: publish
+    /// `PaymentRefunded` again (same derived id, so downstream sees one event).
+    Republish,
+    /// There is nothing for this request to give back.
+    Nothing(NoRefund),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRefund {
+    /// No payment was recorded for the order.
+    NoPayment,
+    /// The charge was declined: nothing was taken.
+    Declined,
+    /// Another request already refunded it; refunding twice would pay out twice.
+    RefundedByAnother,
+    /// A status this code does not know: refunding blind could pay out twice.
+    UnknownStatus,
+}
+
+/// `status` and `refunded_by` (the request that refunded it, if any) are the order's stored
+/// payment's; `request_event_id` is the refund request handled now. (No payment at all is
+/// [`NoRefund::NoPayment`].)
+pub fn plan_refund(status: &str, refunded_by: Option<&str>, request_event_id: &str) -> RefundPlan {
+    match status {
+        CHARGED => RefundPlan::Refund,
+        DECLINED => RefundPlan::Nothing(NoRefund::Declined),
+        REFUNDED if refunded_by == Some(request_event_id) => RefundPlan::Republish,
+        REFUNDED => RefundPlan::Nothing(NoRefund::RefundedByAnother),
+        _ => RefundPlan::Nothing(NoRefund::UnknownStatus),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +217,34 @@ mod tests {
         assert_eq!(payment_id_for("ord-1"), payment_id_for("ord-1"));
         assert_ne!(payment_id_for("ord-1"), payment_id_for("ord-2"));
         assert_eq!(payment_id_for("ord-1").len(), 20);
+    }
+
+    #[test]
+    fn only_a_charged_payment_is_refunded() {
+        assert_eq!(plan_refund(CHARGED, None, "r1"), RefundPlan::Refund);
+        assert_eq!(
+            plan_refund(DECLINED, None, "r1"),
+            RefundPlan::Nothing(NoRefund::Declined)
+        );
+        assert_eq!(
+            plan_refund("PENDING", None, "r1"),
+            RefundPlan::Nothing(NoRefund::UnknownStatus)
+        );
+    }
+
+    #[test]
+    fn a_refund_is_answered_again_only_to_the_request_that_made_it() {
+        assert_eq!(
+            plan_refund(REFUNDED, Some("r1"), "r1"),
+            RefundPlan::Republish
+        );
+        assert_eq!(
+            plan_refund(REFUNDED, Some("r1"), "r2"),
+            RefundPlan::Nothing(NoRefund::RefundedByAnother)
+        );
+        assert_eq!(
+            plan_refund(REFUNDED, None, "r1"),
+            RefundPlan::Nothing(NoRefund::RefundedByAnother)
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The payment service: charges `OrderPlaced` orders and publishes `PaymentProcessed` or
-//! `PaymentFailed`.
+//! `PaymentFailed`; refunds a charge once on `RefundPaymentRequested` and publishes
+//! `PaymentRefunded`.
 //!
-//! - [`decision`]: the pure rule that approves or declines a charge.
+//! - [`decision`]: the pure rules that approve or decline a charge and allow a refund.
 //! - [`repository`]: the payments table (port and DynamoDB adapter).
 //! - [`service`]: the per-event handler that ties them together, idempotently.
 

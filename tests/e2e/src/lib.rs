@@ -372,3 +372,155 @@ pub fn order_placed(order_id: &str, token: &str, event_id: Option<&str>) -> Valu
 pub fn about_order(order_id: &str) -> Value {
     json!({ "source": [{"prefix": "orderflow."}], "detail": { "data": { "orderId": [order_id] } } })
 }
+
+impl Stack {
+    /// An item by its full key, e.g. `&[("pk", "a"), ("sk", "b")]` for a table with a sort
+    /// key (string key attributes only).
+    pub async fn get_item_by_key(&self, table_suffix: &str, key: &[(&str, &str)]) -> Option<Value> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(self.name(table_suffix))
+            .set_key(Some(
+                key.iter()
+                    .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
+                    .collect(),
+            ))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get-item");
+        out.item()
+            .map(|i| serde_dynamo::from_item::<_, Value>(i.clone()).expect("item as json"))
+    }
+
+    /// Waits for a message on queue `queue_suffix` (e.g. a DLQ) whose body contains
+    /// `needle`, deletes it and returns it with its message attributes. Messages of other
+    /// tests are made visible again at once.
+    pub async fn take_message(
+        &self,
+        queue_suffix: &str,
+        needle: &str,
+        timeout: Duration,
+    ) -> aws_sdk_sqs::types::Message {
+        let url = self.queue_url(queue_suffix).await;
+        eventually(
+            &format!("a message with `{needle}` on {queue_suffix}"),
+            timeout,
+            || async {
+                let out = self
+                    .sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .message_attribute_names("All")
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .ok()?;
+                let mut found = None;
+                for m in out.messages() {
+                    let handle = m.receipt_handle().unwrap_or_default();
+                    if found.is_none() && m.body().is_some_and(|b| b.contains(needle)) {
+                        let _ = self
+                            .sqs
+                            .delete_message()
+                            .queue_url(&url)
+                            .receipt_handle(handle)
+                            .send()
+                            .await;
+                        found = Some(m.clone());
+                    } else {
+                        let _ = self
+                            .sqs
+                            .change_message_visibility()
+                            .queue_url(&url)
+                            .receipt_handle(handle)
+                            .visibility_timeout(0)
+                            .send()
+                            .await;
+                    }
+                }
+                found
+            },
+        )
+        .await
+    }
+}
+
+impl Stack {
+    /// Invokes a function of this stage with the AWS CLI, as a user would
+    /// (`aws lambda invoke`), and returns its JSON answer.
+    pub fn invoke(&self, function: &str, payload: &Value) -> Value {
+        let out_file = std::env::temp_dir().join(format!("invoke-{}.json", uuid::Uuid::new_v4()));
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+        let status = std::process::Command::new("aws")
+            .args([
+                "--endpoint-url",
+                &endpoint,
+                "lambda",
+                "invoke",
+                "--function-name",
+            ])
+            .arg(self.name(function))
+            .arg("--payload")
+            .arg(payload.to_string())
+            .arg(&out_file)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("the AWS CLI runs (make test puts it on PATH)");
+        assert!(status.success(), "aws lambda invoke {function} failed");
+        let body = std::fs::read_to_string(&out_file).expect("invoke output");
+        let _ = std::fs::remove_file(&out_file);
+        serde_json::from_str(&body).expect("invoke output is JSON")
+    }
+
+    /// Sets a SKU's stock in this stage's inventory table.
+    pub async fn set_stock(&self, sku: &str, stock: u32) {
+        self.dynamo
+            .put_item()
+            .table_name(self.name("inventory"))
+            .item("sku", AttributeValue::S(sku.into()))
+            .item("stock", AttributeValue::N(stock.to_string()))
+            .send()
+            .await
+            .expect("set stock");
+    }
+
+    pub async fn stock(&self, sku: &str) -> Option<u64> {
+        self.get_item("inventory", "sku", sku)
+            .await
+            .and_then(|i| i["stock"].as_u64())
+    }
+
+    /// Waits until the order's read model satisfies `check`, and returns it.
+    pub async fn wait_for_order(
+        &self,
+        order_id: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        eventually(
+            &format!("order {order_id} {what}"),
+            Duration::from_secs(120),
+            || async {
+                self.get_item("orders", "orderId", order_id)
+                    .await
+                    .filter(|v| check(v))
+            },
+        )
+        .await
+    }
+}
+
+/// An `OrderPlaced` detail for one line of `sku`.
+pub fn order_of(order_id: &str, sku: &str, quantity: u32, unit_price: u64, token: &str) -> Value {
+    json!({
+        "data": {
+            "orderId": order_id, "customerId": "cus-e2e", "customerEmail": "e2e@example.com",
+            "currency": "EUR",
+            "lines": [{"sku": sku, "quantity": quantity, "unitPrice": unit_price}],
+            "total": u64::from(quantity) * unit_price, "paymentToken": token
+        }
+    })
+}

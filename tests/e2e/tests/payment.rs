@@ -236,3 +236,101 @@ async fn a_malformed_event_goes_to_the_dlq_with_its_reason_and_the_rest_of_the_b
     assert_eq!(attr("ReceiveCount"), "1");
     bus.close().await;
 }
+
+/// A `RefundPaymentRequested` detail, with its own event id when given.
+fn refund_requested(order_id: &str, event_id: Option<&str>) -> serde_json::Value {
+    let mut detail = json!({"data": {"orderId": order_id, "reason": "out-of-stock"}});
+    if let Some(id) = event_id {
+        detail["metadata"] = json!({"eventId": id, "schemaVersion": 1});
+    }
+    detail
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn a_refund_requested_twice_refunds_once_and_publishes_once() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-refund");
+    let mut bus = stack.observe(about_order(&order)).await;
+    stack
+        .put_events(&[(
+            "orderflow.orders",
+            "OrderPlaced",
+            order_placed(&order, "tok_visa", None),
+        )])
+        .await;
+    bus.wait_for("PaymentProcessed", 1, WAIT).await;
+
+    // The saga's request delivered twice ...
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let request = refund_requested(&order, Some(&request_id));
+    stack
+        .put_events(&[("orderflow.saga", "RefundPaymentRequested", request.clone())])
+        .await;
+    stack
+        .put_events(&[("orderflow.saga", "RefundPaymentRequested", request)])
+        .await;
+    let refunded = bus.wait_for("PaymentRefunded", 1, WAIT).await;
+    // ... and a second, different request for the same order.
+    let again = stack
+        .put_events(&[(
+            "orderflow.saga",
+            "RefundPaymentRequested",
+            refund_requested(&order, None),
+        )])
+        .await;
+    stack.wait_until_handled("payment", &again[0]).await;
+    stack.wait_until_drained("payment").await;
+    bus.settle(Duration::from_secs(3)).await;
+
+    assert_eq!(bus.of_type("PaymentRefunded").len(), 1, "refunded once");
+    let payment = stack
+        .get_item("payments", "orderId", &order)
+        .await
+        .expect("payment");
+    assert_eq!(payment["status"], "REFUNDED");
+    assert_eq!(payment["refundEventId"], request_id);
+    assert_eq!(payment["refundReason"], "out-of-stock");
+    let detail = &refunded[0]["detail"];
+    assert_eq!(refunded[0]["source"], "orderflow.payment");
+    assert_eq!(detail["data"]["paymentId"], payment["paymentId"]);
+    assert_eq!(detail["data"]["amount"], 2500);
+    assert_eq!(detail["data"]["currency"], "EUR");
+    assert_eq!(detail["metadata"]["causationId"], request_id);
+    bus.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn a_refund_for_a_declined_order_refunds_nothing() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-refund-declined");
+    let mut bus = stack.observe(about_order(&order)).await;
+    stack
+        .put_events(&[(
+            "orderflow.orders",
+            "OrderPlaced",
+            order_placed(&order, "tok_decline", None),
+        )])
+        .await;
+    bus.wait_for("PaymentFailed", 1, WAIT).await;
+
+    let request = stack
+        .put_events(&[(
+            "orderflow.saga",
+            "RefundPaymentRequested",
+            refund_requested(&order, None),
+        )])
+        .await;
+    stack.wait_until_handled("payment", &request[0]).await;
+    bus.settle(Duration::from_secs(2)).await;
+
+    assert!(bus.of_type("PaymentRefunded").is_empty());
+    let payment = stack
+        .get_item("payments", "orderId", &order)
+        .await
+        .expect("payment");
+    assert_eq!(payment["status"], "DECLINED");
+    assert!(payment.get("refundEventId").is_none());
+    bus.close().await;
+}

@@ -1,0 +1,285 @@
+//! The analytics table: counters, and a marker per counted event, written together.
+//!
+//! Why one transaction instead of the usual idempotency step followed by the update: the
+//! two-step way has a window between its steps that a crash (timeout, OOM, a lost
+//! response) can fall into. Mark first, then count, and a crash in between loses the count
+//! for good (the redelivery sees the mark and skips). Count first, then mark (or take an
+//! "in progress" lock that expires), and a crash in between counts the redelivery a second
+//! time. Counters are not idempotent (`ADD` is not a `SET`), so neither window is
+//! harmless. In one `TransactWriteItems` the marker and the counters commit together or not
+//! at all: whatever crashes when, an event is either fully counted with its marker, or not
+//! at all and free to be retried. There is no window left, and it costs one round trip.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use eventkit::error::sdk_error_text;
+use eventkit::HandlerError;
+
+use crate::counters::{CounterKey, CounterUpdate};
+
+/// How long a marker keeps a redelivery from being counted again. Longer than any way the
+/// same event can come back: EventBridge retries for at most an hour, the queue keeps a
+/// message for 4 days; producers re-publish within minutes.
+pub const MARKER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The "already counted" record of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub event_id: String,
+    pub detail_type: String,
+    pub counted_at: DateTime<Utc>,
+}
+
+impl Marker {
+    pub fn key(&self) -> CounterKey {
+        marker_key(&self.event_id)
+    }
+
+    /// Epoch seconds at which DynamoDB's TTL may delete the marker.
+    pub fn expires_at(&self) -> i64 {
+        self.counted_at.timestamp() + MARKER_TTL.as_secs() as i64
+    }
+}
+
+/// `seen#<eventId>`, `-`.
+pub fn marker_key(event_id: &str) -> CounterKey {
+    CounterKey {
+        pk: format!("seen#{event_id}"),
+        sk: "-".into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The marker was written and the counters moved.
+    Counted,
+    /// The marker was there already: nothing was written.
+    AlreadyCounted,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    /// Another transaction touched the same items at the same time (e.g. a counter of a
+    /// busy hour, or a concurrent copy of this event). Retrying resolves it.
+    #[error("analytics table: transaction conflict: {0}")]
+    Conflict(String),
+    #[error("analytics table: {0}")]
+    Dynamo(String),
+}
+
+impl From<RepositoryError> for HandlerError {
+    fn from(e: RepositoryError) -> Self {
+        match e {
+            RepositoryError::Conflict(_) => HandlerError::transient("transaction-conflict", e),
+            RepositoryError::Dynamo(_) => HandlerError::transient("analytics-table", e),
+        }
+    }
+}
+
+#[async_trait]
+pub trait CounterStore: Send + Sync {
+    /// Applies `updates` and writes `marker`, atomically, unless the marker exists.
+    async fn apply_once(
+        &self,
+        marker: &Marker,
+        updates: &[CounterUpdate],
+    ) -> Result<Applied, RepositoryError>;
+
+    /// Best effort: notes on an existing marker that the event came again. Only for
+    /// operators (and tests) to see redeliveries; counters are not touched.
+    async fn note_duplicate(&self, event_id: &str) -> Result<(), RepositoryError>;
+}
+
+pub struct DynamoCounterStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoCounterStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoCounterStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn marker_put(&self, marker: &Marker) -> Result<TransactWriteItem, RepositoryError> {
+        let key = marker.key();
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(&key.pk))
+            .item("sk", s(&key.sk))
+            .item(
+                "expiresAt",
+                AttributeValue::N(marker.expires_at().to_string()),
+            )
+            .item("detailType", s(&marker.detail_type))
+            .item(
+                "countedAt",
+                s(&eventkit::envelope::format_time(&marker.counted_at)),
+            )
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn counter_update(&self, update: &CounterUpdate) -> Result<TransactWriteItem, RepositoryError> {
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut adds = Vec::with_capacity(update.add.len());
+        for (i, (attribute, amount)) in update.add.iter().enumerate() {
+            names.insert(format!("#a{i}"), attribute.to_string());
+            values.insert(format!(":a{i}"), AttributeValue::N(amount.to_string()));
+            adds.push(format!("#a{i} :a{i}"));
+        }
+        let built = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&update.key.pk))
+            .key("sk", s(&update.key.sk))
+            .update_expression(format!("ADD {}", adds.join(", ")))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(built).build())
+    }
+}
+
+#[async_trait]
+impl CounterStore for DynamoCounterStore {
+    async fn apply_once(
+        &self,
+        marker: &Marker,
+        updates: &[CounterUpdate],
+    ) -> Result<Applied, RepositoryError> {
+        // The marker goes first: `classify` reads its cancellation reason at index 0.
+        let mut items = Vec::with_capacity(updates.len() + 1);
+        items.push(self.marker_put(marker)?);
+        for update in updates {
+            items.push(self.counter_update(update)?);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Applied::Counted),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        else {
+            return Err(RepositoryError::Dynamo(sdk_error_text(&err)));
+        };
+        let codes: Vec<Option<&str>> = cancelled
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code())
+            .collect();
+        match classify(&codes) {
+            Cancelled::MarkerExists => Ok(Applied::AlreadyCounted),
+            Cancelled::Conflict => Err(RepositoryError::Conflict(sdk_error_text(&err))),
+            Cancelled::Other => Err(RepositoryError::Dynamo(sdk_error_text(&err))),
+        }
+    }
+
+    async fn note_duplicate(&self, event_id: &str) -> Result<(), RepositoryError> {
+        let key = marker_key(event_id);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .update_expression("ADD duplicates :one")
+            // Never recreate a marker TTL has removed: it would have no `expiresAt` and
+            // stay forever.
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .map_err(|e| RepositoryError::Dynamo(sdk_error_text(&e)))?;
+        Ok(())
+    }
+}
+
+/// Why a transaction was cancelled, from its per-item reason codes (marker first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancelled {
+    /// The marker's `attribute_not_exists` failed: the event was counted before.
+    MarkerExists,
+    /// A concurrent transaction on one of the items.
+    Conflict,
+    Other,
+}
+
+fn classify(codes: &[Option<&str>]) -> Cancelled {
+    // A failed marker condition settles it, whatever else failed alongside: the event is
+    // counted and retrying would only find the marker again.
+    if codes.first().copied().flatten() == Some("ConditionalCheckFailed") {
+        Cancelled::MarkerExists
+    } else if codes.contains(&Some("TransactionConflict")) {
+        Cancelled::Conflict
+    } else {
+        Cancelled::Other
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_is_keyed_by_event_id_and_expires_after_a_week() {
+        let marker = Marker {
+            event_id: "e-1".into(),
+            detail_type: "OrderPlaced".into(),
+            counted_at: "2026-11-21T10:00:00Z".parse().unwrap(),
+        };
+        assert_eq!(
+            marker.key(),
+            CounterKey {
+                pk: "seen#e-1".into(),
+                sk: "-".into()
+            }
+        );
+        let expected: DateTime<Utc> = "2026-11-28T10:00:00Z".parse().unwrap();
+        assert_eq!(marker.expires_at(), expected.timestamp());
+    }
+
+    #[test]
+    fn cancellation_reasons_tell_duplicates_from_conflicts() {
+        assert_eq!(
+            classify(&[Some("ConditionalCheckFailed"), Some("None")]),
+            Cancelled::MarkerExists
+        );
+        assert_eq!(
+            classify(&[Some("ConditionalCheckFailed"), Some("TransactionConflict")]),
+            Cancelled::MarkerExists
+        );
+        assert_eq!(
+            classify(&[Some("None"), Some("TransactionConflict")]),
+            Cancelled::Conflict
+        );
+        assert_eq!(
+            classify(&[Some("TransactionConflict"), Some("None")]),
+            Cancelled::Conflict
+        );
+        assert_eq!(
+            classify(&[Some("None"), Some("ValidationError")]),
+            Cancelled::Other
+        );
+        assert_eq!(classify(&[]), Cancelled::Other);
+    }
+}

@@ -1,0 +1,13 @@
+use inventory::InventoryService;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    eventkit::observability::init_tracing("inventory");
+    let aws = eventkit::aws::load_config().await;
+    let service = InventoryService::from_env(&aws)?;
+    let processor = eventkit::lambda::processor_from_env(&aws);
+    eventkit::serve_sqs("inventory", processor, |event, invocation| {
+        service.handle(event, invocation)
+    })
+    .await
+}

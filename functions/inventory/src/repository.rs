@@ -1,0 +1,498 @@
+//! The stock table (one item per SKU: `sku`, `stock`) and the reservations table (one item
+//! per order: `orderId`).
+//!
+//! Stock only moves inside a transaction that also moves the order's reservation record,
+//! and each such transaction is conditional on the record (absent to reserve, `RESERVED` to
+//! release). So stock and records never disagree, and each order's stock is taken at most
+//! once and given back at most once, however often its events are delivered and however
+//! long after the idempotency records have expired.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
+use contracts::{Shortage, StockLine};
+use eventkit::error::sdk_error_text;
+use eventkit::HandlerError;
+use serde::{Deserialize, Serialize};
+
+use crate::decision::ReservationStatus;
+
+/// An order's reservation record, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reservation {
+    pub order_id: String,
+    pub reservation_id: String,
+    pub status: ReservationStatus,
+    /// One line per SKU: what was (or, when out of stock, would have been) taken.
+    pub lines: Vec<StockLine>,
+    /// Why an `OUT_OF_STOCK` order got nothing, exactly as published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shortages: Vec<Shortage>,
+    /// The `OrderPlaced` event that decided this record: only a redelivery of that event
+    /// may publish its answer again.
+    pub event_id: String,
+    pub correlation_id: String,
+    pub recorded_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
+    /// The request whose release took effect, for the same reason as `event_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_reason: Option<String>,
+}
+
+/// Who gives a reservation back, why, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRequest {
+    pub event_id: String,
+    pub reason: String,
+    pub at: String,
+}
+
+/// The result of trying to reserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// Every line's stock was taken and the record written.
+    Reserved,
+    /// The order already has a record; nothing was taken.
+    AlreadyRecorded,
+    /// Some line is short; nothing was taken.
+    Short,
+    /// Another write touched one of the items at the same moment; nothing was taken.
+    Conflict,
+}
+
+/// The result of writing a record unless the order has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Created,
+    /// The order already had a record: the stored one.
+    Existing(Box<Reservation>),
+}
+
+/// The result of trying to release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The record is `RELEASED` by this request and its stock is back.
+    Released,
+    /// The record was no longer `RESERVED`; nothing changed.
+    NotReserved,
+    /// Another write touched one of the items at the same moment; nothing changed.
+    Conflict,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("inventory tables: {0}")]
+    Dynamo(String),
+    #[error("reservation record of order {order_id} is unreadable: {message}")]
+    Corrupt { order_id: String, message: String },
+}
+
+impl From<RepositoryError> for HandlerError {
+    fn from(e: RepositoryError) -> Self {
+        match e {
+            RepositoryError::Dynamo(_) => HandlerError::transient("inventory-tables", e),
+            RepositoryError::Corrupt { .. } => HandlerError::permanent("corrupt-reservation", e),
+        }
+    }
+}
+
+#[async_trait]
+pub trait InventoryRepository: Send + Sync {
+    /// In one transaction: takes each line's quantity off its SKU's stock (only if there is
+    /// that much) and stores `reservation` (only if the order has no record yet).
+    async fn reserve(&self, reservation: &Reservation) -> Result<Reserve, RepositoryError>;
+
+    /// Current stock of `skus`, read consistently; a SKU with no item is absent.
+    async fn stock_levels(&self, skus: &[&str]) -> Result<HashMap<String, u32>, RepositoryError>;
+
+    /// Stores `reservation` unless the order already has a record.
+    async fn record_once(&self, reservation: &Reservation) -> Result<Recorded, RepositoryError>;
+
+    /// The order's record, read consistently.
+    async fn reservation(&self, order_id: &str) -> Result<Option<Reservation>, RepositoryError>;
+
+    /// In one transaction: marks `reservation` released by `request` (only if it is still
+    /// `RESERVED`) and adds each of its lines back to stock.
+    async fn release(
+        &self,
+        reservation: &Reservation,
+        request: &ReleaseRequest,
+    ) -> Result<Release, RepositoryError>;
+}
+
+pub struct DynamoInventoryRepository {
+    client: aws_sdk_dynamodb::Client,
+    stock_table: String,
+    reservations_table: String,
+}
+
+impl DynamoInventoryRepository {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        stock_table: impl Into<String>,
+        reservations_table: impl Into<String>,
+    ) -> Self {
+        DynamoInventoryRepository {
+            client,
+            stock_table: stock_table.into(),
+            reservations_table: reservations_table.into(),
+        }
+    }
+
+    /// One stock item's part of a transaction.
+    fn stock_update(
+        &self,
+        line: &StockLine,
+        expression: &str,
+        condition: Option<&str>,
+    ) -> Result<TransactWriteItem, RepositoryError> {
+        let update = Update::builder()
+            .table_name(&self.stock_table)
+            .key("sku", s(&line.sku))
+            .update_expression(expression)
+            .set_condition_expression(condition.map(str::to_string))
+            .expression_attribute_names("#stock", "stock")
+            .expression_attribute_values(":q", n(line.quantity))
+            .build()
+            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        record_at: usize,
+    ) -> Result<Option<Cancelled>, RepositoryError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(None),
+            Err(err) => err,
+        };
+        match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                let codes: Vec<Option<&str>> = cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code())
+                    .collect();
+                match classify_cancellation(&codes, record_at) {
+                    Cancelled::Other => Err(RepositoryError::Dynamo(sdk_error_text(&err))),
+                    known => Ok(Some(known)),
+                }
+            }
+            _ => Err(RepositoryError::Dynamo(sdk_error_text(&err))),
+        }
+    }
+}
+
+#[async_trait]
+impl InventoryRepository for DynamoInventoryRepository {
+    async fn reserve(&self, reservation: &Reservation) -> Result<Reserve, RepositoryError> {
+        // An absent SKU has no `stock`, so its condition fails like an empty shelf's.
+        let mut items = reservation
+            .lines
+            .iter()
+            .map(|line| self.stock_update(line, "SET #stock = #stock - :q", Some("#stock >= :q")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let record = serde_dynamo::to_item(reservation).map_err(|e| RepositoryError::Corrupt {
+            order_id: reservation.order_id.clone(),
+            message: e.to_string(),
+        })?;
+        let put = Put::builder()
+            .table_name(&self.reservations_table)
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(orderId)")
+            .build()
+            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+        let record_at = items.len();
+        items.push(TransactWriteItem::builder().put(put).build());
+        Ok(match self.transact(items, record_at).await? {
+            None => Reserve::Reserved,
+            // Both may have failed; the record wins, since the order has its answer already.
+            Some(Cancelled::RecordCondition) => Reserve::AlreadyRecorded,
+            Some(Cancelled::OtherCondition) => Reserve::Short,
+            Some(Cancelled::Conflict | Cancelled::Other) => Reserve::Conflict,
+        })
+    }
+
+    async fn stock_levels(&self, skus: &[&str]) -> Result<HashMap<String, u32>, RepositoryError> {
+        let mut levels = HashMap::new();
+        if skus.is_empty() {
+            return Ok(levels);
+        }
+        let keys = skus
+            .iter()
+            .map(|sku| HashMap::from([("sku".to_string(), s(sku))]))
+            .collect();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .projection_expression("sku, #stock")
+                .expression_attribute_names("#stock", "stock")
+                .build()
+                .map_err(|e| RepositoryError::Dynamo(e.to_string()))?,
+        );
+        // BatchGetItem may leave keys unprocessed under throttling; ask again for those.
+        for attempt in 0..5u32 {
+            let Some(request) = pending.take() else {
+                break;
+            };
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.stock_table, request)
+                .send()
+                .await
+                .map_err(|e| RepositoryError::Dynamo(sdk_error_text(&e)))?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.stock_table))
+                .into_iter()
+                .flatten()
+            {
+                if let Some(AttributeValue::S(sku)) = item.get("sku") {
+                    levels.insert(sku.clone(), stock_of(item));
+                }
+            }
+            pending = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.stock_table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+        }
+        match pending {
+            None => Ok(levels),
+            Some(_) => Err(RepositoryError::Dynamo(
+                "BatchGetItem left stock keys unprocessed after 5 attempts".into(),
+            )),
+        }
+    }
+
+    async fn record_once(&self, reservation: &Reservation) -> Result<Recorded, RepositoryError> {
+        let item = serde_dynamo::to_item(reservation).map_err(|e| RepositoryError::Corrupt {
+            order_id: reservation.order_id.clone(),
+            message: e.to_string(),
+        })?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.reservations_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(orderId)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Recorded::Created),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    let existing = match failed.item() {
+                        Some(item) => Some(decode(&reservation.order_id, item.clone())?),
+                        // Emulators may not return the item: read it.
+                        None => self.reservation(&reservation.order_id).await?,
+                    };
+                    existing
+                        .map(|r| Recorded::Existing(Box::new(r)))
+                        .ok_or_else(|| {
+                            RepositoryError::Dynamo(format!(
+                                "reservation of order {} exists but could not be read",
+                                reservation.order_id
+                            ))
+                        })
+                }
+                _ => Err(RepositoryError::Dynamo(sdk_error_text(&err))),
+            },
+        }
+    }
+
+    async fn reservation(&self, order_id: &str) -> Result<Option<Reservation>, RepositoryError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.reservations_table)
+            .key("orderId", s(order_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| RepositoryError::Dynamo(sdk_error_text(&e)))?;
+        out.item()
+            .map(|item| decode(order_id, item.clone()))
+            .transpose()
+    }
+
+    async fn release(
+        &self,
+        reservation: &Reservation,
+        request: &ReleaseRequest,
+    ) -> Result<Release, RepositoryError> {
+        let record = Update::builder()
+            .table_name(&self.reservations_table)
+            .key("orderId", s(&reservation.order_id))
+            .update_expression(
+                "SET #status = :released, releasedAt = :at, releaseEventId = :by, \
+                 releaseReason = :why",
+            )
+            .condition_expression("#status = :reserved")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":released", s(ReservationStatus::Released.as_str()))
+            .expression_attribute_values(":reserved", s(ReservationStatus::Reserved.as_str()))
+            .expression_attribute_values(":at", s(&request.at))
+            .expression_attribute_values(":by", s(&request.event_id))
+            .expression_attribute_values(":why", s(&request.reason))
+            .build()
+            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+        let mut items = vec![TransactWriteItem::builder().update(record).build()];
+        for line in &reservation.lines {
+            items.push(self.stock_update(line, "ADD #stock :q", None)?);
+        }
+        Ok(match self.transact(items, 0).await? {
+            None => Release::Released,
+            Some(Cancelled::RecordCondition) => Release::NotReserved,
+            // The stock updates carry no condition: only a race can cancel them.
+            Some(Cancelled::OtherCondition | Cancelled::Conflict | Cancelled::Other) => {
+                Release::Conflict
+            }
+        })
+    }
+}
+
+/// Why a transaction was cancelled, read from its per-item reasons (in request order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancelled {
+    /// The condition on the reservation record failed.
+    RecordCondition,
+    /// A condition on another item failed.
+    OtherCondition,
+    /// A concurrent write to one of the items.
+    Conflict,
+    /// Anything else (throttling, validation, or no reasons given).
+    Other,
+}
+
+fn classify_cancellation(codes: &[Option<&str>], record_at: usize) -> Cancelled {
+    const CONDITION: Option<&str> = Some("ConditionalCheckFailed");
+    if codes.get(record_at) == Some(&CONDITION) {
+        Cancelled::RecordCondition
+    } else if codes.contains(&CONDITION) {
+        Cancelled::OtherCondition
+    } else if codes.contains(&Some("TransactionConflict")) {
+        Cancelled::Conflict
+    } else {
+        Cancelled::Other
+    }
+}
+
+fn decode(
+    order_id: &str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<Reservation, RepositoryError> {
+    serde_dynamo::from_item(item).map_err(|e| RepositoryError::Corrupt {
+        order_id: order_id.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// A stock item's level; anything unreadable or negative counts as none.
+fn stock_of(item: &HashMap<String, AttributeValue>) -> u32 {
+    match item.get("stock") {
+        Some(AttributeValue::N(v)) => v
+            .parse::<i64>()
+            .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32)
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: u32) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_record_condition_wins_over_short_stock() {
+        let codes = [
+            Some("ConditionalCheckFailed"),
+            Some("None"),
+            Some("ConditionalCheckFailed"),
+        ];
+        assert_eq!(classify_cancellation(&codes, 2), Cancelled::RecordCondition);
+        assert_eq!(classify_cancellation(&codes, 1), Cancelled::OtherCondition);
+    }
+
+    #[test]
+    fn conflicts_and_unknown_reasons_are_told_apart() {
+        let conflict = [Some("None"), Some("TransactionConflict")];
+        assert_eq!(classify_cancellation(&conflict, 1), Cancelled::Conflict);
+        assert_eq!(
+            classify_cancellation(&[Some("ThrottlingError")], 0),
+            Cancelled::Other
+        );
+        // No reasons at all (an emulator that leaves them out).
+        assert_eq!(classify_cancellation(&[], 0), Cancelled::Other);
+    }
+
+    #[test]
+    fn stock_levels_read_defensively() {
+        let item = |v: AttributeValue| HashMap::from([("stock".to_string(), v)]);
+        assert_eq!(stock_of(&item(AttributeValue::N("7".into()))), 7);
+        assert_eq!(stock_of(&item(AttributeValue::N("-3".into()))), 0);
+        assert_eq!(stock_of(&item(AttributeValue::N("1e99".into()))), 0);
+        assert_eq!(stock_of(&item(AttributeValue::S("7".into()))), 0);
+        assert_eq!(stock_of(&HashMap::new()), 0);
+    }
+
+    #[test]
+    fn records_round_trip_through_dynamodb_items() {
+        let record = Reservation {
+            order_id: "ord-1".into(),
+            reservation_id: "res_1".into(),
+            status: ReservationStatus::OutOfStock,
+            lines: vec![StockLine {
+                sku: "MUG".into(),
+                quantity: 2,
+            }],
+            shortages: vec![Shortage {
+                sku: "MUG".into(),
+                requested: 2,
+                available: 1,
+            }],
+            event_id: "e1".into(),
+            correlation_id: "c1".into(),
+            recorded_at: "2026-11-21T10:00:00.000Z".into(),
+            released_at: None,
+            release_event_id: None,
+            release_reason: None,
+        };
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
+        assert_eq!(item["status"], AttributeValue::S("OUT_OF_STOCK".into()));
+        assert!(!item.contains_key("releasedAt"));
+        assert_eq!(decode("ord-1", item).unwrap(), record);
+    }
+}

@@ -1,0 +1,19 @@
+//! The notification service: emails customers about their orders (confirmed, cancelled,
+//! shipped) and welcomes new ones, through SES, at most once per event; publishes
+//! `EmailSent`.
+//!
+//! - [`templates`]: pure rendering of each email (subject, text and HTML body).
+//! - [`mailer`]: the mail port and its SES adapter.
+//! - [`repository`]: the emails table, the record that keeps an event from being mailed
+//!   twice (port and DynamoDB adapter).
+//! - [`service`]: the per-event handler that ties them together.
+
+pub mod mailer;
+pub mod repository;
+pub mod service;
+pub mod templates;
+
+pub use mailer::{Mailer, SendError, SesMailer};
+pub use repository::{DynamoEmailRepository, EmailRecord, EmailRepository, EmailStatus};
+pub use service::NotificationService;
+pub use templates::{Email, Template};

@@ -1,0 +1,13 @@
+use notification::NotificationService;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    eventkit::observability::init_tracing("notification");
+    let aws = eventkit::aws::load_config().await;
+    let service = NotificationService::from_env(&aws)?;
+    let processor = eventkit::lambda::processor_from_env(&aws);
+    eventkit::serve_sqs("notification", processor, |event, invocation| {
+        service.handle(event, invocation)
+    })
+    .await
+}

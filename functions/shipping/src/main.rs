@@ -1,0 +1,13 @@
+use shipping::ShippingService;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    eventkit::observability::init_tracing("shipping");
+    let aws = eventkit::aws::load_config().await;
+    let service = ShippingService::from_env(&aws)?;
+    let processor = eventkit::lambda::processor_from_env(&aws);
+    eventkit::serve_sqs("shipping", processor, |event, invocation| {
+        service.handle(event, invocation)
+    })
+    .await
+}

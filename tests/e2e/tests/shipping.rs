@@ -1,0 +1,177 @@
+//! The shipping slice end to end: an `OrderConfirmed` from the saga becomes one shipment
+//! record and one `OrderShipped`, however often it is delivered.
+
+use std::time::Duration;
+
+use e2e::{about_order, order_id, Stack};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// An `OrderConfirmed` detail as the saga publishes it.
+fn order_confirmed(order_id: &str, event_id: Option<&str>) -> Value {
+    let mut detail = json!({
+        "data": {
+            "orderId": order_id, "customerId": "cus-e2e",
+            "customerEmail": format!("{order_id}@example.com"),
+            "total": 3300, "currency": "EUR", "paymentId": "pay_e2e", "reservationId": "res_e2e",
+            "lines": [{"sku": "MUG-RED", "quantity": 2}, {"sku": "TEA-GREEN", "quantity": 1}]
+        }
+    });
+    if let Some(id) = event_id {
+        detail["metadata"] =
+            json!({"eventId": id, "schemaVersion": 1, "correlationId": format!("corr-{order_id}")});
+    }
+    detail
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn a_confirmed_order_gets_one_shipment_and_order_shipped_is_published() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-ship");
+    let mut bus = stack.observe(about_order(&order)).await;
+    let ids = stack
+        .put_events(&[(
+            "orderflow.saga",
+            "OrderConfirmed",
+            order_confirmed(&order, None),
+        )])
+        .await;
+
+    let shipped = bus.wait_for("OrderShipped", 1, WAIT).await;
+    let shipment = stack
+        .get_item("shipments", "orderId", &order)
+        .await
+        .expect("shipment recorded");
+    assert_eq!(shipped[0]["source"], "orderflow.shipping");
+    let data = &shipped[0]["detail"]["data"];
+    assert_eq!(data["shipmentId"], shipment["shipmentId"]);
+    assert_eq!(data["carrier"], shipment["carrier"]);
+    assert_eq!(data["trackingNumber"], shipment["trackingNumber"]);
+    assert_eq!(data["customerEmail"], format!("{order}@example.com"));
+    assert!(["DHL", "UPS", "FedEx", "PostNL"].contains(&data["carrier"].as_str().unwrap()));
+    assert_eq!(shipment["eventId"], ids[0].as_str());
+    assert_eq!(
+        shipped[0]["detail"]["metadata"]["causationId"],
+        ids[0].as_str()
+    );
+    bus.settle(Duration::from_secs(2)).await;
+    assert_eq!(bus.of_type("OrderShipped").len(), 1);
+    bus.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn the_same_order_confirmed_delivered_twice_ships_once() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-shipdup");
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let detail = order_confirmed(&order, Some(&event_id));
+    let mut bus = stack.observe(about_order(&order)).await;
+
+    // Twice through the bus (a producer retry) ...
+    for _ in 0..2 {
+        stack
+            .put_events(&[("orderflow.saga", "OrderConfirmed", detail.clone())])
+            .await;
+    }
+    bus.wait_for("OrderShipped", 1, WAIT).await;
+    let first = stack
+        .get_item("shipments", "orderId", &order)
+        .await
+        .expect("shipment");
+
+    // ... and once more straight into the queue, as an SQS redelivery would.
+    let body = json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "OrderConfirmed",
+        "source": "orderflow.saga", "account": "000000000000",
+        "time": "2026-11-21T10:00:00Z", "region": "us-east-1", "resources": [], "detail": detail
+    });
+    stack
+        .sqs
+        .send_message()
+        .queue_url(stack.queue_url("shipping").await)
+        .message_body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    stack.wait_until_drained("shipping").await;
+    bus.settle(Duration::from_secs(3)).await;
+
+    assert_eq!(bus.of_type("OrderShipped").len(), 1, "published once");
+    let after = stack
+        .get_item("shipments", "orderId", &order)
+        .await
+        .expect("shipment");
+    assert_eq!(first, after, "the shipment was not written again");
+    let record = stack
+        .get_item("idempotency", "id", &format!("shipping#{event_id}"))
+        .await
+        .expect("idempotency record");
+    assert_eq!(record["status"], "COMPLETED");
+    bus.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn a_second_order_confirmed_for_a_shipped_order_does_not_ship_again() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-shiptwice");
+    let mut bus = stack.observe(about_order(&order)).await;
+    stack
+        .put_events(&[(
+            "orderflow.saga",
+            "OrderConfirmed",
+            order_confirmed(&order, None),
+        )])
+        .await;
+    bus.wait_for("OrderShipped", 1, WAIT).await;
+    let first = stack.get_item("shipments", "orderId", &order).await;
+    // Another event (another id) about the same order.
+    let second = stack
+        .put_events(&[(
+            "orderflow.saga",
+            "OrderConfirmed",
+            order_confirmed(&order, None),
+        )])
+        .await;
+    stack.wait_until_handled("shipping", &second[0]).await;
+    bus.settle(Duration::from_secs(2)).await;
+    assert_eq!(bus.of_type("OrderShipped").len(), 1);
+    assert_eq!(stack.get_item("shipments", "orderId", &order).await, first);
+    bus.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn a_malformed_order_confirmed_goes_to_the_dlq_with_its_reason() {
+    let stack = Stack::connect().await;
+    let order = order_id("e2e-shipbad");
+    stack
+        .put_events(&[(
+            "orderflow.saga",
+            "OrderConfirmed",
+            json!({"data": {"orderId": order, "total": "a lot"}}),
+        )])
+        .await;
+    let letter = stack.take_message("shipping-dlq", &order, WAIT).await;
+    let attrs = letter.message_attributes().expect("reason attributes");
+    let attr = |k: &str| {
+        attrs
+            .get(k)
+            .and_then(|v| v.string_value())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(attr("FailureReason"), "invalid-data");
+    assert!(
+        attr("FailureMessage").contains("data."),
+        "{}",
+        attr("FailureMessage")
+    );
+    assert!(stack
+        .get_item("shipments", "orderId", &order)
+        .await
+        .is_none());
+}
