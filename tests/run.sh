@@ -34,7 +34,7 @@ infra/scripts/deploy_local.sh
 
 step "integration and end-to-end tests"
 export ORDERFLOW_STAGE="$STAGE"
-cargo test --locked --workspace -- --ignored --test-threads "${E2E_THREADS:-4}"
+cargo test --locked --workspace -- --ignored --test-threads "${E2E_THREADS:-8}"
 
 step "all tests passed"
 [ "$started_here" = yes ] || echo "(LocalStack was already running; left it running)"

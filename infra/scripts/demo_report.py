@@ -99,7 +99,7 @@ def main() -> int:
         d = e.get("detail", {})
         data, meta = d.get("data", {}), d.get("metadata", {})
         print(f"  {e.get('time', ''):<21} {e['detail-type']:<26} {e['source']:<22} "
-              f"order {data.get('orderId', '-'):<9} correlation {str(meta.get('correlationId', '?'))[:13]}")
+              f"order {data.get('orderId', '-'):<9} correlation {str(meta.get('correlationId', e.get('id', '?')))[:13]}")
 
     if args.dead_letter_order:
         print("\nDead letters for %s" % args.dead_letter_order)

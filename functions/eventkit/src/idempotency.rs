@@ -18,7 +18,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::batch::Handled;
+use crate::envelope::EventMetadata;
 use crate::error::{sdk_error_text, HandlerError};
+use crate::lambda::Invocation;
 
 const STATUS_IN_PROGRESS: &str = "INPROGRESS";
 const STATUS_COMPLETED: &str = "COMPLETED";
@@ -147,6 +150,30 @@ impl Idempotency {
                 Err(IdempotencyError::Work(e))
             }
         }
+    }
+
+    /// A handler's work for one event, at most once per event id: what every SQS consumer
+    /// does. A duplicate reports [`Handled::Duplicate`] without running `work`; the lock
+    /// protects a dying run for the invocation's remaining time.
+    pub async fn handle_once<P, F, Fut>(
+        &self,
+        event: &EventMetadata,
+        payload: &P,
+        invocation: &Invocation,
+        work: F,
+    ) -> Result<Handled, HandlerError>
+    where
+        P: Serialize + ?Sized,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Handled, HandlerError>>,
+    {
+        let outcome = self
+            .run(&event.event_id, payload, invocation.remaining(), work)
+            .await?;
+        Ok(match outcome {
+            Outcome::Duplicate(_) => Handled::Duplicate,
+            Outcome::Executed(handled) => handled,
+        })
     }
 
     /// Takes the lock, or returns the record that holds it.

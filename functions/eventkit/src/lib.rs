@@ -16,6 +16,7 @@
 pub mod aws;
 pub mod batch;
 pub mod dead_letter;
+pub mod dynamo;
 pub mod envelope;
 pub mod error;
 pub mod idempotency;

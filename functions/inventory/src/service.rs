@@ -6,7 +6,6 @@
 //! after a failed publish). Every published event has an id derived from its cause, so
 //! publishing again after a crash between the write and the publish is the same event.
 
-use std::future::Future;
 use std::time::Duration;
 
 use contracts::{
@@ -19,7 +18,6 @@ use eventkit::{
     DecodeError, Envelope, EventData, EventMetadata, Handled, HandlerError, Idempotency,
     Invocation, Publisher, RawEvent,
 };
-use serde::Serialize;
 
 use crate::decision::{
     merge_lines, plan_release, replay, reservation_id_for, shortages, NothingToRelease,
@@ -80,60 +78,39 @@ impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
         match event.detail_type.as_str() {
             OrderPlaced::DETAIL_TYPE => {
                 let order = event.decode::<OrderPlaced>()?;
-                self.once(&order.metadata, &order.data, &invocation, || {
-                    self.reserve(&order)
-                })
-                .await
+                self.idempotency
+                    .handle_once(&order.metadata, &order.data, &invocation, || {
+                        self.reserve(&order)
+                    })
+                    .await
             }
             ReleaseInventoryRequested::DETAIL_TYPE => {
                 let request = event.decode::<ReleaseInventoryRequested>()?;
-                self.once(&request.metadata, &request.data, &invocation, || {
-                    self.release(
-                        &request.metadata,
-                        &request.data.order_id,
-                        &request.data.reason,
-                    )
-                })
-                .await
+                self.idempotency
+                    .handle_once(&request.metadata, &request.data, &invocation, || {
+                        self.release(
+                            &request.metadata,
+                            &request.data.order_id,
+                            &request.data.reason,
+                        )
+                    })
+                    .await
             }
             OrderCancelled::DETAIL_TYPE => {
                 let cancelled = event.decode::<OrderCancelled>()?;
-                self.once(&cancelled.metadata, &cancelled.data, &invocation, || {
-                    self.release(
-                        &cancelled.metadata,
-                        &cancelled.data.order_id,
-                        &cancelled.data.reason,
-                    )
-                })
-                .await
+                self.idempotency
+                    .handle_once(&cancelled.metadata, &cancelled.data, &invocation, || {
+                        self.release(
+                            &cancelled.metadata,
+                            &cancelled.data.order_id,
+                            &cancelled.data.reason,
+                        )
+                    })
+                    .await
             }
             other => Err(DecodeError::UnknownType(other.to_string()).into()),
         }
     }
-
-    async fn once<P, F, Fut>(
-        &self,
-        cause: &EventMetadata,
-        payload: &P,
-        invocation: &Invocation,
-        work: F,
-    ) -> Result<Handled, HandlerError>
-    where
-        P: Serialize,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Handled, HandlerError>>,
-    {
-        let outcome = self
-            .idempotency
-            .run(&cause.event_id, payload, invocation.remaining(), work)
-            .await?;
-        Ok(if outcome.is_duplicate() {
-            Handled::Duplicate
-        } else {
-            outcome.into_inner()
-        })
-    }
-
     /// Reserves every line of `order` or none, and answers `InventoryReserved` or
     /// `InventoryOutOfStock`; an order that already has a record is not reserved again.
     async fn reserve(&self, order: &Envelope<OrderPlaced>) -> Result<Handled, HandlerError> {

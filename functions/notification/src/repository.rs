@@ -1,11 +1,9 @@
 //! The emails table: one item per event that asked for an email (`id` = the event id),
 //! recording whether its email is being sent, was sent, or failed to send.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::AttributeValue;
+use eventkit::dynamo::{put_if, PutIf};
 use eventkit::error::sdk_error_text;
 use eventkit::HandlerError;
 use serde::{Deserialize, Serialize};
@@ -84,23 +82,6 @@ impl DynamoEmailRepository {
         }
     }
 
-    async fn stored(&self, id: &str) -> Result<EmailRecord, RepositoryError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| RepositoryError(sdk_error_text(&e)))?;
-        let item = out
-            .item()
-            .cloned()
-            .ok_or_else(|| RepositoryError(format!("email record {id} vanished")))?;
-        decode(item)
-    }
-
     /// Moves a SENDING record on; the condition keeps a late, slow attempt from
     /// overwriting what a newer one recorded.
     async fn finish(
@@ -146,40 +127,26 @@ fn now() -> AttributeValue {
     s(&eventkit::envelope::format_time(&chrono::Utc::now()))
 }
 
-fn decode(item: HashMap<String, AttributeValue>) -> Result<EmailRecord, RepositoryError> {
-    serde_dynamo::from_item(item)
-        .map_err(|e| RepositoryError(format!("stored email record unreadable: {e}")))
-}
-
 #[async_trait]
 impl EmailRepository for DynamoEmailRepository {
     async fn claim(&self, record: &EmailRecord) -> Result<Claimed, RepositoryError> {
-        let item = serde_dynamo::to_item(record).map_err(|e| RepositoryError(e.to_string()))?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(id) OR #status = :failed")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":failed", status(EmailStatus::Failed))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Claimed::Claimed),
-            Err(err) => err,
-        };
-        match err.as_service_error() {
-            Some(PutItemError::ConditionalCheckFailedException(failed)) => match failed.item() {
-                Some(item) => decode(item.clone()).map(|r| Claimed::Existing(Box::new(r))),
-                // Emulators that do not return the old item: read it.
-                None => self
-                    .stored(&record.id)
-                    .await
-                    .map(|r| Claimed::Existing(Box::new(r))),
-            },
-            _ => Err(RepositoryError(sdk_error_text(&err))),
+        let condition = "attribute_not_exists(id) OR #status = :failed";
+        let names = [("#status", "status")];
+        let values = [(":failed", status(EmailStatus::Failed))];
+        match put_if(
+            &self.client,
+            &self.table,
+            "id",
+            record,
+            condition,
+            &names,
+            &values,
+        )
+        .await
+        {
+            Ok(PutIf::Written) => Ok(Claimed::Claimed),
+            Ok(PutIf::Existing(stored)) => Ok(Claimed::Existing(Box::new(stored))),
+            Err(e) => Err(RepositoryError(e)),
         }
     }
 

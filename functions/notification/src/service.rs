@@ -115,20 +115,11 @@ impl<R: EmailRepository, M: Mailer, T: PutEventsTransport> NotificationService<R
         let email = render(&event)?;
         // The idempotency record makes ordinary duplicates cheap (no emails-table write);
         // the emails record below is what actually keeps the email from going out twice.
-        let outcome = self
-            .idempotency
-            .run(
-                &event.metadata.event_id,
-                &event.data,
-                invocation.remaining(),
-                || self.deliver(&event.metadata, &email),
-            )
-            .await?;
-        Ok(if outcome.is_duplicate() {
-            Handled::Duplicate
-        } else {
-            outcome.into_inner()
-        })
+        self.idempotency
+            .handle_once(&event.metadata, &event.data, &invocation, || {
+                self.deliver(&event.metadata, &email)
+            })
+            .await
     }
 
     /// Claims, sends, records and announces the email of event `cause`.

@@ -8,9 +8,9 @@
 use std::collections::HashSet;
 
 use contracts::{
-    sources, FraudSuspected, InventoryOutOfStock, InventoryReserved, OrderCancelled,
-    OrderConfirmed, OrderPlaced, OrderShipped, PaymentFailed, PaymentProcessed,
-    RefundPaymentRequested, ReleaseInventoryRequested, StockLine,
+    sources, FraudSuspected, InventoryOutOfStock, InventoryReleased, InventoryReserved,
+    OrderCancelled, OrderConfirmed, OrderPlaced, OrderShipped, PaymentFailed, PaymentProcessed,
+    PaymentRefunded, RefundPaymentRequested, ReleaseInventoryRequested, StockLine,
 };
 use eventkit::{DecodeError, Envelope, EventData, EventMetadata, RawEvent};
 
@@ -24,6 +24,9 @@ pub enum Fact {
     OutOfStock(InventoryOutOfStock),
     Fraud(FraudSuspected),
     Shipped(OrderShipped),
+    /// Compensations done: recorded so the order's history is complete; they decide nothing.
+    Released(InventoryReleased),
+    Refunded(PaymentRefunded),
 }
 
 impl Fact {
@@ -46,6 +49,8 @@ impl Fact {
             InventoryOutOfStock::DETAIL_TYPE => Fact::OutOfStock(event.decode()?.data),
             FraudSuspected::DETAIL_TYPE => Fact::Fraud(event.decode()?.data),
             OrderShipped::DETAIL_TYPE => Fact::Shipped(event.decode()?.data),
+            InventoryReleased::DETAIL_TYPE => Fact::Released(event.decode()?.data),
+            PaymentRefunded::DETAIL_TYPE => Fact::Refunded(event.decode()?.data),
             OrderConfirmed::DETAIL_TYPE
             | OrderCancelled::DETAIL_TYPE
             | ReleaseInventoryRequested::DETAIL_TYPE
@@ -63,6 +68,8 @@ impl Fact {
             Fact::OutOfStock(e) => &e.order_id,
             Fact::Fraud(e) => &e.order_id,
             Fact::Shipped(e) => &e.order_id,
+            Fact::Released(e) => &e.order_id,
+            Fact::Refunded(e) => &e.order_id,
         }
     }
 }
@@ -150,6 +157,10 @@ impl Order {
                     self.status = OrderStatus::Shipped;
                 }
             }
+            // The compensation was asked for (or the order was cancelled) before; nothing to
+            // decide, and the flags keep it from being asked again.
+            Some(Fact::Released(_)) => self.release_requested = true,
+            Some(Fact::Refunded(_)) => self.refund_requested = true,
             None => match event.detail_type.as_str() {
                 OrderConfirmed::DETAIL_TYPE => self.status = OrderStatus::Confirmed,
                 OrderCancelled::DETAIL_TYPE => {

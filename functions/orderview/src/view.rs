@@ -1,8 +1,8 @@
 use contracts::money::display_amount;
 use contracts::{
-    FraudSuspected, InventoryOutOfStock, InventoryReserved, OrderCancelled, OrderConfirmed,
-    OrderLine, OrderPlaced, OrderShipped, PaymentFailed, PaymentProcessed, RefundPaymentRequested,
-    ReleaseInventoryRequested,
+    FraudSuspected, InventoryOutOfStock, InventoryReleased, InventoryReserved, OrderCancelled,
+    OrderConfirmed, OrderLine, OrderPlaced, OrderShipped, PaymentFailed, PaymentProcessed,
+    PaymentRefunded, RefundPaymentRequested, ReleaseInventoryRequested,
 };
 use eventkit::{EventData, StoredEvent};
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,7 @@ pub struct OrderView {
 #[serde(rename_all = "camelCase")]
 pub struct PaymentView {
     pub payment_id: String,
-    /// PAID or DECLINED.
+    /// PAID, DECLINED or REFUNDED.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -55,7 +55,7 @@ pub struct PaymentView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservationView {
-    /// RESERVED or OUT_OF_STOCK.
+    /// RESERVED, OUT_OF_STOCK or RELEASED.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<String>,
@@ -196,6 +196,24 @@ fn apply(view: &mut OrderView, event: &StoredEvent) -> String {
                 shortages,
             });
             summary
+        }
+        InventoryReleased::DETAIL_TYPE => {
+            let Some(r) = data::<InventoryReleased>(event) else {
+                return unreadable();
+            };
+            if let Some(reservation) = view.reservation.as_mut() {
+                reservation.status = "RELEASED".into();
+            }
+            format!("stock released ({})", r.reservation_id)
+        }
+        PaymentRefunded::DETAIL_TYPE => {
+            let Some(p) = data::<PaymentRefunded>(event) else {
+                return unreadable();
+            };
+            if let Some(payment) = view.payment.as_mut() {
+                payment.status = "REFUNDED".into();
+            }
+            format!("refunded {}", display_amount(p.amount, &p.currency))
         }
         FraudSuspected::DETAIL_TYPE => {
             let Some(f) = data::<FraudSuspected>(event) else {

@@ -2,9 +2,9 @@
 //! at most once more, `CHARGED -> REFUNDED`, by a conditional update.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use eventkit::dynamo::{put_if, PutIf};
 use eventkit::error::sdk_error_text;
 use eventkit::HandlerError;
 use serde::{Deserialize, Serialize};
@@ -57,7 +57,7 @@ pub enum Refund {
 pub enum Recorded {
     Created,
     /// The order already had a payment: the stored one.
-    Existing(PaymentRecord),
+    Existing(Box<PaymentRecord>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,29 +103,21 @@ impl DynamoPaymentRepository {
 #[async_trait]
 impl PaymentRepository for DynamoPaymentRepository {
     async fn record_once(&self, record: &PaymentRecord) -> Result<Recorded, RepositoryError> {
-        let item = serde_dynamo::to_item(record).map_err(|e| RepositoryError(e.to_string()))?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(orderId)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Recorded::Created),
-            Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let item = failed.item().cloned().ok_or_else(|| {
-                        RepositoryError("condition failed without the stored item".into())
-                    })?;
-                    serde_dynamo::from_item(item)
-                        .map(Recorded::Existing)
-                        .map_err(|e| RepositoryError(format!("stored payment unreadable: {e}")))
-                }
-                _ => Err(RepositoryError(sdk_error_text(&err))),
-            },
+        let condition = "attribute_not_exists(orderId)";
+        match put_if(
+            &self.client,
+            &self.table,
+            "orderId",
+            record,
+            condition,
+            &[],
+            &[],
+        )
+        .await
+        {
+            Ok(PutIf::Written) => Ok(Recorded::Created),
+            Ok(PutIf::Existing(stored)) => Ok(Recorded::Existing(Box::new(stored))),
+            Err(e) => Err(RepositoryError(e)),
         }
     }
 

@@ -76,37 +76,19 @@ impl<R: PaymentRepository, T: PutEventsTransport> PaymentService<R, T> {
         match event.detail_type.as_str() {
             OrderPlaced::DETAIL_TYPE => {
                 let order = event.decode::<OrderPlaced>()?;
-                let outcome = self
-                    .idempotency
-                    .run(
-                        &order.metadata.event_id,
-                        &order.data,
-                        invocation.remaining(),
-                        || self.charge(&order),
-                    )
-                    .await?;
-                Ok(if outcome.is_duplicate() {
-                    Handled::Duplicate
-                } else {
-                    outcome.into_inner()
-                })
+                self.idempotency
+                    .handle_once(&order.metadata, &order.data, &invocation, || {
+                        self.charge(&order)
+                    })
+                    .await
             }
             RefundPaymentRequested::DETAIL_TYPE => {
                 let request = event.decode::<RefundPaymentRequested>()?;
-                let outcome = self
-                    .idempotency
-                    .run(
-                        &request.metadata.event_id,
-                        &request.data,
-                        invocation.remaining(),
-                        || self.refund(&request),
-                    )
-                    .await?;
-                Ok(if outcome.is_duplicate() {
-                    Handled::Duplicate
-                } else {
-                    outcome.into_inner()
-                })
+                self.idempotency
+                    .handle_once(&request.metadata, &request.data, &invocation, || {
+                        self.refund(&request)
+                    })
+                    .await
             }
             other => Err(DecodeError::UnknownType(other.to_string()).into()),
         }
@@ -302,7 +284,7 @@ mod tests {
         async fn record_once(&self, record: &PaymentRecord) -> Result<Recorded, RepositoryError> {
             let mut t = self.0.lock().unwrap();
             match t.get(&record.order_id) {
-                Some(existing) => Ok(Recorded::Existing(existing.clone())),
+                Some(existing) => Ok(Recorded::Existing(Box::new(existing.clone()))),
                 None => {
                     t.insert(record.order_id.clone(), record.clone());
                     Ok(Recorded::Created)

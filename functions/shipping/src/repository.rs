@@ -1,9 +1,7 @@
 //! The shipments table: one item per order (`orderId`), written once.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use eventkit::error::sdk_error_text;
+use eventkit::dynamo::{put_if, PutIf};
 use eventkit::HandlerError;
 use serde::{Deserialize, Serialize};
 
@@ -58,55 +56,26 @@ impl DynamoShipmentRepository {
             table: table.into(),
         }
     }
-
-    async fn stored(&self, order_id: &str) -> Result<ShipmentRecord, RepositoryError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("orderId", AttributeValue::S(order_id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| RepositoryError(sdk_error_text(&e)))?;
-        let item = out.item().cloned().ok_or_else(|| {
-            RepositoryError(format!("shipment of {order_id} vanished after a conflict"))
-        })?;
-        decode(item)
-    }
-}
-
-fn decode(
-    item: std::collections::HashMap<String, AttributeValue>,
-) -> Result<ShipmentRecord, RepositoryError> {
-    serde_dynamo::from_item(item)
-        .map_err(|e| RepositoryError(format!("stored shipment unreadable: {e}")))
 }
 
 #[async_trait]
 impl ShipmentRepository for DynamoShipmentRepository {
     async fn create_once(&self, record: &ShipmentRecord) -> Result<Created, RepositoryError> {
-        let item = serde_dynamo::to_item(record).map_err(|e| RepositoryError(e.to_string()))?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(orderId)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Created::New),
-            Err(err) => err,
-        };
-        match err.as_service_error() {
-            Some(PutItemError::ConditionalCheckFailedException(failed)) => match failed.item() {
-                Some(item) => decode(item.clone()).map(Created::Existing),
-                // Emulators that do not return the old item: read it.
-                None => self.stored(&record.order_id).await.map(Created::Existing),
-            },
-            _ => Err(RepositoryError(sdk_error_text(&err))),
+        let condition = "attribute_not_exists(orderId)";
+        match put_if(
+            &self.client,
+            &self.table,
+            "orderId",
+            record,
+            condition,
+            &[],
+            &[],
+        )
+        .await
+        {
+            Ok(PutIf::Written) => Ok(Created::New),
+            Ok(PutIf::Existing(stored)) => Ok(Created::Existing(stored)),
+            Err(e) => Err(RepositoryError(e)),
         }
     }
 }

@@ -52,20 +52,11 @@ impl<R: ShipmentRepository, T: PutEventsTransport> ShippingService<R, T> {
         match event.detail_type.as_str() {
             OrderConfirmed::DETAIL_TYPE => {
                 let order = event.decode::<OrderConfirmed>()?;
-                let outcome = self
-                    .idempotency
-                    .run(
-                        &order.metadata.event_id,
-                        &order.data,
-                        invocation.remaining(),
-                        || self.ship(&order),
-                    )
-                    .await?;
-                Ok(if outcome.is_duplicate() {
-                    Handled::Duplicate
-                } else {
-                    outcome.into_inner()
-                })
+                self.idempotency
+                    .handle_once(&order.metadata, &order.data, &invocation, || {
+                        self.ship(&order)
+                    })
+                    .await
             }
             other => Err(DecodeError::UnknownType(other.to_string()).into()),
         }

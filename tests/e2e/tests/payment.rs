@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::{about_order, eventually, order_id, order_placed, Stack};
+use e2e::{about_order, order_id, order_placed, Stack};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -179,43 +179,7 @@ async fn a_malformed_event_goes_to_the_dlq_with_its_reason_and_the_rest_of_the_b
     bus.wait_for("PaymentProcessed", 1, WAIT).await;
     assert!(stack.get_item("payments", "orderId", &bad).await.is_none());
 
-    let dlq = stack.queue_url("payment-dlq").await;
-    let letter = eventually("the malformed event in the DLQ", WAIT, || async {
-        let out = stack
-            .sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .ok()?;
-        for m in out.messages() {
-            if m.body().is_some_and(|b| b.contains(&bad)) {
-                stack
-                    .sqs
-                    .delete_message()
-                    .queue_url(&dlq)
-                    .receipt_handle(m.receipt_handle()?)
-                    .send()
-                    .await
-                    .ok()?;
-                return Some(m.clone());
-            }
-            // Not ours: make it visible again for whoever looks for it.
-            let _ = stack
-                .sqs
-                .change_message_visibility()
-                .queue_url(&dlq)
-                .receipt_handle(m.receipt_handle()?)
-                .visibility_timeout(0)
-                .send()
-                .await;
-        }
-        None
-    })
-    .await;
+    let letter = stack.take_message("payment-dlq", &bad, WAIT).await;
     let attrs = letter.message_attributes().expect("reason attributes");
     let attr = |k: &str| {
         attrs

@@ -70,13 +70,19 @@ async fn a_paid_and_reserved_order_is_confirmed_then_shipped() {
         &serde_json::json!({"orderId": order, "asOf": first["at"]}),
     );
     assert_eq!(answer["fromEvents"]["lastVersion"], 1);
-    assert_eq!(answer["fromEvents"]["timeline"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        answer["fromEvents"]["timeline"].as_array().map(Vec::len),
+        Some(1)
+    );
     let full = stack.invoke(
         "order-query",
         &serde_json::json!({"orderId": order, "fromEvents": true}),
     );
     // (Compared with the view read above: the rebuild test may be replaying the table.)
-    assert_eq!(full["fromEvents"], view, "the stream and the read model agree");
+    assert_eq!(
+        full["fromEvents"], view,
+        "the stream and the read model agree"
+    );
     bus.close().await;
 }
 
@@ -150,6 +156,10 @@ async fn an_out_of_stock_order_is_cancelled_and_its_payment_refunded() {
         })
         .await;
     assert_eq!(view["compensations"][0], "refund");
+    // The refund itself comes back to the saga and shows in the read model.
+    stack
+        .wait_for_order(&order, "refunded", |v| v["payment"]["status"] == "REFUNDED")
+        .await;
     bus.close().await;
 }
 

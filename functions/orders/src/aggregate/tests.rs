@@ -344,3 +344,34 @@ fn a_stream_folds_back_to_the_same_state() {
         "compensations are not asked twice"
     );
 }
+
+#[test]
+fn completed_compensations_are_recorded_and_decide_nothing() {
+    let mut s = given(vec![
+        event(sources::ORDERS, placed()),
+        event(sources::INVENTORY, reserved()),
+        event(sources::PAYMENT, payment_failed()),
+    ]);
+    let released = InventoryReleased {
+        order_id: ORDER.into(),
+        reservation_id: "res_1".into(),
+        lines: vec![StockLine {
+            sku: "MUG".into(),
+            quantity: 2,
+        }],
+    };
+    assert!(s.when(event(sources::INVENTORY, released)).is_empty());
+    let refunded = PaymentRefunded {
+        order_id: ORDER.into(),
+        payment_id: "pay_1".into(),
+        amount: 2500,
+        currency: eur(),
+    };
+    assert!(s.when(event(sources::PAYMENT, refunded)).is_empty());
+    assert_eq!(
+        s.order.status,
+        OrderStatus::Cancelled {
+            reason: "payment-failed".into()
+        }
+    );
+}

@@ -1,0 +1,76 @@
+//! DynamoDB patterns every service repeats, written once.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::sdk_error_text;
+
+/// What a conditional put did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutIf<T> {
+    /// The condition held; `record` is stored.
+    Written,
+    /// The condition failed; this is the stored item that made it fail.
+    Existing(T),
+}
+
+/// Stores `record` if `condition` holds (e.g. `attribute_not_exists(orderId)`: "first writer
+/// wins"), or returns the stored item that made it fail, so a caller can tell a redelivery
+/// of the same cause from a different one. `key` names the table's partition key.
+pub async fn put_if<T: Serialize + DeserializeOwned>(
+    client: &Client,
+    table: &str,
+    key: &str,
+    record: &T,
+    condition: &str,
+    names: &[(&str, &str)],
+    values: &[(&str, AttributeValue)],
+) -> Result<PutIf<T>, String> {
+    let item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(record).map_err(|e| format!("record not storable: {e}"))?;
+    let key_value = item
+        .get(key)
+        .cloned()
+        .ok_or_else(|| format!("record has no `{key}`"))?;
+    let mut request = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    for (name, attribute) in names {
+        request = request.expression_attribute_names(*name, *attribute);
+    }
+    for (name, value) in values {
+        request = request.expression_attribute_values(*name, value.clone());
+    }
+    let err = match request.send().await {
+        Ok(_) => return Ok(PutIf::Written),
+        Err(err) => err,
+    };
+    let Some(PutItemError::ConditionalCheckFailedException(failed)) = err.as_service_error() else {
+        return Err(sdk_error_text(&err));
+    };
+    let stored = match failed.item() {
+        Some(item) => item.clone(),
+        // Emulators that do not return the old item: read it.
+        None => client
+            .get_item()
+            .table_name(table)
+            .key(key, key_value)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error_text(&e))?
+            .item
+            .ok_or("the item that failed the condition is gone; retry")?,
+    };
+    serde_dynamo::from_item(stored)
+        .map(PutIf::Existing)
+        .map_err(|e| format!("stored item unreadable: {e}"))
+}
