@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
+use eventkit::dynamo::{transact_write, Transaction};
 use eventkit::error::sdk_error_text;
 use eventkit::HandlerError;
 
@@ -164,30 +164,17 @@ impl CounterStore for DynamoCounterStore {
         for update in updates {
             items.push(self.counter_update(update)?);
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Applied::Counted),
-            Err(err) => err,
+        let codes = match transact_write(&self.client, items).await {
+            Ok(Transaction::Committed) => return Ok(Applied::Counted),
+            Ok(Transaction::Cancelled(codes)) => codes,
+            Err(e) => return Err(RepositoryError::Dynamo(e)),
         };
-        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
-        else {
-            return Err(RepositoryError::Dynamo(sdk_error_text(&err)));
-        };
-        let codes: Vec<Option<&str>> = cancelled
-            .cancellation_reasons()
-            .iter()
-            .map(|r| r.code())
-            .collect();
+        let err = format!("transaction cancelled: {codes:?}");
+        let codes: Vec<Option<&str>> = codes.iter().map(Option::as_deref).collect();
         match classify(&codes) {
             Cancelled::MarkerExists => Ok(Applied::AlreadyCounted),
-            Cancelled::Conflict => Err(RepositoryError::Conflict(sdk_error_text(&err))),
-            Cancelled::Other => Err(RepositoryError::Dynamo(sdk_error_text(&err))),
+            Cancelled::Conflict => Err(RepositoryError::Conflict(err)),
+            Cancelled::Other => Err(RepositoryError::Dynamo(err)),
         }
     }
 

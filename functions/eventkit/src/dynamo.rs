@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -73,4 +76,54 @@ pub async fn put_if<T: Serialize + DeserializeOwned>(
     serde_dynamo::from_item(stored)
         .map(PutIf::Existing)
         .map_err(|e| format!("stored item unreadable: {e}"))
+}
+
+/// What a `TransactWriteItems` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transaction {
+    Committed,
+    /// Cancelled: one reason code per item, in request order (`None`, `ConditionalCheckFailed`,
+    /// `TransactionConflict`, ...), so callers can tell which condition failed.
+    Cancelled(Vec<Option<String>>),
+}
+
+impl Transaction {
+    /// Whether item `index` is the one (or one of those) that cancelled the transaction.
+    pub fn failed_at(&self, index: usize) -> bool {
+        match self {
+            Transaction::Committed => false,
+            Transaction::Cancelled(codes) => codes
+                .get(index)
+                .and_then(Option::as_deref)
+                .is_some_and(|code| code != "None"),
+        }
+    }
+}
+
+/// Runs one `TransactWriteItems`; any error other than a cancellation is returned as text.
+pub async fn transact_write(
+    client: &Client,
+    items: Vec<TransactWriteItem>,
+) -> Result<Transaction, String> {
+    let err = match client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+    {
+        Ok(_) => return Ok(Transaction::Committed),
+        Err(err) => err,
+    };
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            Ok(Transaction::Cancelled(
+                cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().map(str::to_string))
+                    .collect(),
+            ))
+        }
+        _ => Err(sdk_error_text(&err)),
+    }
 }

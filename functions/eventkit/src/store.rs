@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, NaiveTime, Utc};
@@ -21,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::dynamo::{transact_write, Transaction};
 use crate::envelope::{format_time, Envelope, EventData, EventMetadata, RawEvent};
 use crate::error::{sdk_error_text, DecodeError, HandlerError};
 
@@ -243,33 +243,13 @@ impl EventStore {
             ]);
             items.push(put(&self.table, guard)?);
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(AppendAttempt::Written),
-            Err(err) => err,
-        };
-        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
-        else {
-            return Err(StoreError::Dynamo(sdk_error_text(&err)));
-        };
-        let reasons: Vec<Option<&str>> = cancelled
-            .cancellation_reasons()
-            .iter()
-            .map(|r| r.code())
-            .collect();
-        let failed = |i: usize| {
-            reasons
-                .get(i)
-                .copied()
-                .flatten()
-                .is_some_and(|code| code != "None")
-        };
+        let outcome = transact_write(&self.client, items)
+            .await
+            .map_err(StoreError::Dynamo)?;
+        if outcome == Transaction::Committed {
+            return Ok(AppendAttempt::Written);
+        }
+        let failed = |i: usize| outcome.failed_at(i);
         let duplicates: Vec<usize> = (0..events.len())
             .filter(|i| failed(offset + 2 * i + 1))
             .collect();

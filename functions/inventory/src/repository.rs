@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
 };
 use contracts::{Shortage, StockLine};
+use eventkit::dynamo::{transact_write, Transaction};
 use eventkit::error::sdk_error_text;
 use eventkit::HandlerError;
 use serde::{Deserialize, Serialize};
@@ -174,29 +174,17 @@ impl DynamoInventoryRepository {
         items: Vec<TransactWriteItem>,
         record_at: usize,
     ) -> Result<Option<Cancelled>, RepositoryError> {
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(None),
-            Err(err) => err,
+        let codes = match transact_write(&self.client, items).await {
+            Ok(Transaction::Committed) => return Ok(None),
+            Ok(Transaction::Cancelled(codes)) => codes,
+            Err(e) => return Err(RepositoryError::Dynamo(e)),
         };
-        match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                let codes: Vec<Option<&str>> = cancelled
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code())
-                    .collect();
-                match classify_cancellation(&codes, record_at) {
-                    Cancelled::Other => Err(RepositoryError::Dynamo(sdk_error_text(&err))),
-                    known => Ok(Some(known)),
-                }
-            }
-            _ => Err(RepositoryError::Dynamo(sdk_error_text(&err))),
+        let borrowed: Vec<Option<&str>> = codes.iter().map(Option::as_deref).collect();
+        match classify_cancellation(&borrowed, record_at) {
+            Cancelled::Other => Err(RepositoryError::Dynamo(format!(
+                "transaction cancelled: {codes:?}"
+            ))),
+            known => Ok(Some(known)),
         }
     }
 }
