@@ -93,20 +93,22 @@ fi
 CURRENT_STEP="executor plugin"
 # Editable install: code edits are live; only pyproject.toml (entry points) needs a
 # reinstall. The source hash (every *.py of the package, e.g. executor.py and
-# events_patch.py, plus pyproject.toml) is in the key anyway so a stale install can't survive.
-EXEC_KEY="venv=$(hash_str <"$STAMPS/venv") src=$(cd "$EXECUTOR_SRC" && find . -name '*.py' -o -name pyproject.toml | grep -v egg-info | sort | xargs cat | hash_str)"
+# iam_enforcer.py, plus pyproject.toml) is in the key anyway so a stale install can't survive.
+# pytest runs the plugin's unit tests (infra/localstack/tests) in this venv.
+PLUGIN_TEST_PINS=("pytest==9.2.0")
+EXEC_KEY="venv=$(hash_str <"$STAMPS/venv") test-pins=${PLUGIN_TEST_PINS[*]} src=$(cd "$EXECUTOR_SRC" && find . -name '*.py' -o -name pyproject.toml | grep -v egg-info | sort | xargs cat | hash_str)"
 if stamp_ok executor "$EXEC_KEY"; then
   log "executor plugin: up to date"
 else
   log "executor plugin: installing orderflow-local-lambda (editable)"
-  quiet "$VENV/bin/pip" install -e "$EXECUTOR_SRC"
+  quiet "$VENV/bin/pip" install -e "$EXECUTOR_SRC" "${PLUGIN_TEST_PINS[@]}"
   "$VENV/bin/python" - <<'EOF' || die "entry points of orderflow-local-lambda not registered"
 from importlib.metadata import entry_points
 eps = entry_points(group="localstack.lambda.runtime_executor")
 assert any(e.name == "orderflow-local" for e in eps), [e.name for e in eps]
-# events_patch.py: JSON-path SqsParameters.MessageGroupId, applied at LocalStack start
+# iam_enforcer.py: functions' requests checked against their roles, hooked in at LocalStack start
 hooks = entry_points(group="localstack.hooks.on_infra_start")
-assert any(e.value.startswith("orderflow_local_lambda.") for e in hooks), [e.value for e in hooks]
+assert any(e.value.startswith("orderflow_local_lambda.iam_enforcer:") for e in hooks), [e.value for e in hooks]
 EOF
   stamp_set executor "$EXEC_KEY"
   log "executor plugin: done"

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Deploys infra/template.yaml to LocalStack with the functions built for this host.
 # A second run updates the stack in place (no change: nothing happens).
+# TEMPLATE=path deploys another template instead (e.g. a copy with a permission removed, to
+# see the local IAM enforcement fail); it is packaged into its own .aws-sam/local-<stage>.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
 BIN_DIR="${BIN_DIR:-$ROOT/target/debug}"
-OUT="$ROOT/.aws-sam/local"
+TEMPLATE="${TEMPLATE:-}"
+OUT="$ROOT/.aws-sam/local${TEMPLATE:+-$STAGE}"
 BUCKET="orderflow-local-artifacts"
 
-"$TOOLS/python" infra/scripts/package_local.py infra/template.yaml "$BIN_DIR" "$OUT"
+"$TOOLS/python" infra/scripts/package_local.py "${TEMPLATE:-infra/template.yaml}" "$BIN_DIR" "$OUT"
 awsl s3api head-bucket --bucket "$BUCKET" >/dev/null 2>&1 || awsl s3 mb "s3://$BUCKET" >/dev/null
 
 echo "deploying stack $STACK_NAME to $AWS_ENDPOINT_URL (architecture $HOST_ARCH)"
