@@ -21,8 +21,8 @@ build: ## build every function for this host
 unit: ## unit tests only (no LocalStack needed)
 	cargo test $(CARGO_FLAGS) --workspace
 
-validate: setup ## sam validate --lint and cfn-lint on infra/template.yaml
-	@source infra/scripts/env.sh && cd infra && sam validate --lint --template-file template.yaml && cfn-lint template.yaml && echo "template: sam validate --lint and cfn-lint pass"
+validate: setup ## sam validate --lint, cfn-lint with our rules (infra/cfn-rules) on infra/template.yaml, rule fixtures
+	@infra/scripts/check_template.sh
 
 test: setup ## everything: template checks, unit tests, then end-to-end tests on a LocalStack this target starts and stops
 	@tests/run.sh
