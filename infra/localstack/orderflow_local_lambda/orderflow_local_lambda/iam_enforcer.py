@@ -10,7 +10,7 @@ function's role, with the function name as session name
 (`localstack/services/lambda_/invocation/execution_environment.py`, `get_credentials`), as
 Lambda does on AWS ("Lambda execution role", Lambda Developer Guide:
 https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html). A request
-signed with such an `ASIA...` key is looked up in moto's STS store (the assumed role) and
+signed with such a temporary key is looked up in moto's STS store (the assumed role) and
 checked. Every other request - the tests' and CLI's `test` credentials, LocalStack's own
 internal calls (event source mapping pollers, CloudFormation) - passes unchecked.
 
@@ -97,21 +97,31 @@ DECISIONS = DecisionLog()
 _callers: dict[str, Caller] = {}
 
 
+_not_callers: set[str] = set()  # keys seen that are no role session (e.g. `test`)
+
+
 def find_caller(access_key_id: str | None) -> Caller | None:
-    """The assumed role behind a temporary access key, or None (not a role session)."""
-    if not access_key_id or not access_key_id.startswith("ASIA"):
+    """The assumed role behind a temporary access key, or None (not a role session).
+
+    LocalStack hands out `LSIA...` keys where AWS has `ASIA...` (unless
+    PARITY_AWS_ACCESS_KEY_ID), so look the key up instead of judging its prefix. A key exists
+    before its first use, so a miss can be remembered.
+    """
+    if not access_key_id or access_key_id in _not_callers:
         return None
     if caller := _callers.get(access_key_id):
         return caller
     from moto.sts.models import sts_backends
 
-    for account_id, backends in list(sts_backends.items()):
+    for backends in list(sts_backends.values()):
         for backend in list(backends.values()):
             assumed = backend.get_assumed_role_from_access_key(access_key_id)
             if assumed is not None:
                 caller = Caller(assumed.account_id, assumed.role_arn, assumed.session_name)
                 _callers[access_key_id] = caller
                 return caller
+    if len(_not_callers) < 10_000:
+        _not_callers.add(access_key_id)
     return None
 
 
