@@ -165,13 +165,14 @@ def authorize(context: RequestContext) -> None:
     try:
         checks = checks_for(service, operation, context.service_request or {}, context.region, context.account_id)
     except Unmapped as unmapped:
-        DECISIONS.add({**base, "action": str(unmapped), "resource": "", "allowed": False, "reason": "unmapped"})
-        raise _deny(
-            context,
+        message = (
             f"User: {caller.arn} is not authorized to perform: {unmapped} because Orderflow's local IAM "
             "enforcement has no mapping for this operation (add AWS's documented action and resource "
-            "to orderflow_local_lambda/iam_requests.py)",
-        ) from None
+            "to orderflow_local_lambda/iam_requests.py)"
+        )
+        DECISIONS.add({**base, "action": str(unmapped), "resource": "", "allowed": False, "reason": "unmapped", "message": message})
+        LOG.warning("orderflow IAM: denied %s", message)
+        raise _deny(context, message) from None
 
     try:
         statements = role_statements(caller)
@@ -187,20 +188,20 @@ def authorize(context: RequestContext) -> None:
             decision = evaluate(statements, check.action, check.resource, check.context) if problem is None else None
         except UnsupportedPolicy as e:
             decision, problem = None, f"the role's policy uses something the local evaluator does not support: {e}"
+        denied_on = f"User: {caller.arn} is not authorized to perform: {check.action} on resource: {check.resource}"
         if decision is None:
-            DECISIONS.add({**record, "allowed": False, "reason": "unsupported", "detail": problem})
-            denial = denial or f"User: {caller.arn} is not authorized to perform: {check.action} on resource: {check.resource} because {problem}"
+            message = f"{denied_on} because {problem}"
+            DECISIONS.add({**record, "allowed": False, "reason": "unsupported", "message": message})
+            denial = denial or message
             continue
-        DECISIONS.add(
-            {
-                **record,
-                "allowed": decision.allowed,
-                "reason": "allowed" if decision.allowed else ("explicit" if decision.explicit_deny else "implicit"),
-                "statements": [s.label for s in decision.allowing],
-                "denied_by": [s.label for s in decision.denying],
-            }
-        )
-        if not decision.allowed and denial is None:
+        entry = {
+            **record,
+            "allowed": decision.allowed,
+            "reason": "allowed" if decision.allowed else ("explicit" if decision.explicit_deny else "implicit"),
+            "statements": [s.label for s in decision.allowing],
+            "denied_by": [s.label for s in decision.denying],
+        }
+        if not decision.allowed:
             # Wording of AWS's messages: IAM User Guide, "Troubleshoot access denied error
             # messages" (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
             why = (
@@ -208,7 +209,9 @@ def authorize(context: RequestContext) -> None:
                 if decision.explicit_deny
                 else f"because no identity-based policy allows the {check.action} action"
             )
-            denial = f"User: {caller.arn} is not authorized to perform: {check.action} on resource: {check.resource} {why}"
+            entry["message"] = f"{denied_on} {why}"
+            denial = denial or entry["message"]
+        DECISIONS.add(entry)
     if denial is not None:
         LOG.warning("orderflow IAM: denied %s", denial)
         raise _deny(context, denial)

@@ -6,8 +6,12 @@ Prints, and fails (exit 1) on:
 - every request a function made that its role did not allow (function, action, resource,
   AWS's message), as recorded by iam_enforcer.py at `GET /_orderflow/iam`;
 - every permission an event source mapping needs from the function's execution role that
-  the role lacks. AWS checks these when the mapping is created and refuses it; LocalStack
-  does not, and its pollers run inside LocalStack, not with the function's credentials.
+  the role lacks. "When you use an event source mapping to invoke your function, Lambda uses
+  the execution role to read event data" ("Working with AWS managed policies in the execution
+  role": https://docs.aws.amazon.com/lambda/latest/dg/permissions-managed-policies.html), and
+  AWS refuses to create such a mapping ("The provided execution role does not have
+  permissions to call ReceiveMessage on SQS"); LocalStack does not check, and its pollers run
+  inside LocalStack, not with the function's credentials.
   Needed, per Lambda Developer Guide: SQS source - sqs:ReceiveMessage, sqs:DeleteMessage,
   sqs:GetQueueAttributes ("Using Lambda with Amazon SQS", execution role permissions:
   https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html); DynamoDB stream -
@@ -135,8 +139,8 @@ def report(prefix: str, since: float, out=sys.stdout) -> int:
             detail = next(d for d in denied if (d["function"], d["action"], d["resource"]) == (function, action, resource))
             if detail.get("context"):
                 say(f"         condition keys: {json.dumps(detail['context'])}")
-            if detail.get("detail"):
-                say(f"         {detail['detail']}")
+            if detail.get("message"):
+                say(f"         {detail['message']}")
         failures += len(counts)
 
     unused_lines: list[str] = []
