@@ -104,8 +104,7 @@ def main() -> int:
     if args.dead_letter_order:
         print("\nDead letters for %s" % args.dead_letter_order)
         for queue in ("payment", "inventory", "orders"):
-            suffix = "-dlq.fifo" if queue == "orders" else "-dlq"
-            url = sqs.get_queue_url(QueueName=name(queue) + suffix)["QueueUrl"]
+            url = sqs.get_queue_url(QueueName=name(queue) + "-dlq")["QueueUrl"]
             msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
                                        WaitTimeSeconds=1).get("Messages", [])
             for m in msgs:

@@ -1,7 +1,10 @@
 //! SQS batch processing: run a per-message handler over a batch and answer with the
 //! `SqsBatchResponse` that `ReportBatchItemFailures` expects.
 //!
-//! - Standard queues: messages run concurrently, at most `concurrency` at a time.
+//! - Standard queues: messages run concurrently, at most `concurrency` at a time. Messages
+//!   that share a sequence key ([`BatchProcessor::with_sequence_key`], for example one
+//!   aggregate's id) run one after the other, so they do not race each other for the same
+//!   item; a failure does not hold back the rest (a standard queue promises no order).
 //! - FIFO queues: each message group runs in order; at the first failure in a group, that
 //!   message and every later one of the same group are reported failed without running
 //!   (SQS then redelivers them in order). Other groups go on.
@@ -71,11 +74,15 @@ impl BatchReport {
     }
 }
 
+/// Names the messages of a standard-queue batch that must not run at the same time.
+pub type SequenceKey = Arc<dyn Fn(&RawEvent) -> Option<String> + Send + Sync>;
+
 /// Runs handlers over SQS batches.
 #[derive(Clone)]
 pub struct BatchProcessor {
     concurrency: usize,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    sequence_key: Option<SequenceKey>,
 }
 
 impl Default for BatchProcessor {
@@ -89,6 +96,7 @@ impl BatchProcessor {
         BatchProcessor {
             concurrency: 10,
             dead_letters: None,
+            sequence_key: None,
         }
     }
 
@@ -102,6 +110,17 @@ impl BatchProcessor {
     /// DLQ through the queue's redrive policy after `maxReceiveCount` attempts.
     pub fn with_dead_letters(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
         self.dead_letters = Some(sink);
+        self
+    }
+
+    /// Standard queues: messages whose events have the same key run one after the other, in
+    /// batch order (events without a key, or undecodable ones, are not held back). Copies of
+    /// one event always run one after the other.
+    pub fn with_sequence_key(
+        mut self,
+        key: impl Fn(&RawEvent) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.sequence_key = Some(Arc::new(key));
         self
     }
 
@@ -121,28 +140,34 @@ impl BatchProcessor {
             })
             .collect();
         let fifo = messages.iter().any(|d| is_fifo(&d.message));
-        // FIFO: a message group runs in order. Standard: copies of one event (a producer
-        // retry or redelivery landing in the same batch) run one after the other, so the
-        // second is a cheap duplicate hit instead of an "in progress" retry.
+        // FIFO: a message group runs in order. Standard: messages with one sequence key run
+        // one after the other, and so do copies of one event (a producer retry or redelivery
+        // landing in the same batch), so the second is a cheap duplicate hit instead of an
+        // "in progress" retry.
         let groups = group_in_order(messages, |d| {
             if fifo {
-                d.message
+                return d
+                    .message
                     .attributes
                     .get("MessageGroupId")
                     .cloned()
-                    .unwrap_or_default()
-            } else {
-                match &d.event {
-                    Ok(event) => format!("event:{}", event.metadata.event_id),
-                    Err(_) => format!(
-                        "message:{}",
-                        d.message.message_id.as_deref().unwrap_or_default()
-                    ),
-                }
+                    .unwrap_or_default();
+            }
+            let sequence = match (&d.event, &self.sequence_key) {
+                (Ok(event), Some(key)) => key(event),
+                _ => None,
+            };
+            match (sequence, &d.event) {
+                (Some(key), _) => format!("key:{key}"),
+                (None, Ok(event)) => format!("event:{}", event.metadata.event_id),
+                (None, Err(_)) => format!(
+                    "message:{}",
+                    d.message.message_id.as_deref().unwrap_or_default()
+                ),
             }
         });
         let outcomes: Vec<(String, MessageOutcome)> = stream::iter(groups)
-            .map(|group| self.run_group(group, handler))
+            .map(|group| self.run_group(group, fifo, handler))
             .buffer_unordered(self.concurrency)
             .collect::<Vec<_>>()
             .await
@@ -164,11 +189,12 @@ impl BatchProcessor {
         BatchReport { response, outcomes }
     }
 
-    /// Runs a group in order; after a message fails, the rest of the group is skipped and
-    /// reported failed so that SQS redelivers them in order.
+    /// Runs a group in order. FIFO: after a message fails, the rest of the group is skipped
+    /// and reported failed so that SQS redelivers them in order.
     async fn run_group<F, Fut>(
         &self,
         group: Vec<Decoded>,
+        fifo: bool,
         handler: &F,
     ) -> Vec<(String, MessageOutcome)>
     where
@@ -184,7 +210,7 @@ impl BatchProcessor {
                 continue;
             }
             let outcome = self.run_one(item, handler).await;
-            blocked = matches!(outcome, MessageOutcome::Retried { .. });
+            blocked = fifo && matches!(outcome, MessageOutcome::Retried { .. });
             out.push((id, outcome));
         }
         out
@@ -442,6 +468,60 @@ mod tests {
             !overlapped.load(std::sync::atomic::Ordering::SeqCst),
             "copies ran concurrently"
         );
+    }
+
+    #[tokio::test]
+    async fn messages_with_one_sequence_key_run_in_turn_and_a_failure_holds_nothing_back() {
+        let running = Mutex::new(std::collections::HashMap::<String, usize>::new());
+        let overlapped = std::sync::atomic::AtomicBool::new(false);
+        let seen = Mutex::new(Vec::new());
+        let event = batch(vec![
+            message("a1", None, body("a1", serde_json::json!({"key": "A"}))),
+            message("b1", None, body("b1", serde_json::json!({"key": "B"}))),
+            message(
+                "a2",
+                None,
+                body("a2", serde_json::json!({"key": "A", "fail": true})),
+            ),
+            message("a3", None, body("a3", serde_json::json!({"key": "A"}))),
+            message("n1", None, body("n1", serde_json::json!({}))),
+        ]);
+        let report = BatchProcessor::new()
+            .with_sequence_key(|e: &RawEvent| e.data["key"].as_str().map(str::to_string))
+            .process(event, |e: RawEvent| {
+                let running = &running;
+                let overlapped = &overlapped;
+                let seen = &seen;
+                async move {
+                    let key = e.data["key"].as_str().unwrap_or("none").to_string();
+                    {
+                        let mut running = running.lock().unwrap();
+                        let n = running.entry(key.clone()).or_default();
+                        if *n > 0 && key != "none" {
+                            overlapped.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        *n += 1;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    *running.lock().unwrap().get_mut(&key).unwrap() -= 1;
+                    seen.lock().unwrap().push(e.metadata.event_id.clone());
+                    handler(e).await
+                }
+            })
+            .await;
+        assert!(
+            !overlapped.load(std::sync::atomic::Ordering::SeqCst),
+            "two messages of one key ran at once"
+        );
+        assert_eq!(failed_ids(&report), vec!["a2"], "a3 still ran");
+        let order_a: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|id| id.starts_with('a'))
+            .cloned()
+            .collect();
+        assert_eq!(order_a, vec!["a1", "a2", "a3"]);
     }
 
     #[tokio::test]

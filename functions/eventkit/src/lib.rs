@@ -9,6 +9,7 @@
 //!   immediate dead-lettering of poison messages ([`dead_letter`]).
 //! - [`idempotency`]: run work once per key, with DynamoDB records and Powertools semantics.
 //! - [`publisher`]: PutEvents with per-entry retries.
+//! - [`retry`]: the backoff schedule every in-process retry uses.
 //! - [`store`]: an append-only event store with optimistic concurrency and time-ordered
 //!   replay.
 //! - [`observability`] and [`metrics`]: JSON logs and CloudWatch Embedded Metric Format.
@@ -24,6 +25,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod observability;
 pub mod publisher;
+pub mod retry;
 pub mod store;
 pub mod stream;
 
@@ -35,4 +37,5 @@ pub use idempotency::{Idempotency, IdempotencyError, Outcome};
 pub use lambda::{serve_sqs, Invocation};
 pub use metrics::BatchMetrics;
 pub use publisher::{PublishError, Publisher};
+pub use retry::RetryPolicy;
 pub use store::{EventStore, StoreError, StoredEvent};

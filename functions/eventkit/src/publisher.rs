@@ -2,7 +2,6 @@
 //! per-entry results read, only the failed entries retried with exponential backoff and
 //! full jitter, and an error naming every entry that still failed when retries run out.
 
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
@@ -109,38 +108,7 @@ impl From<PublishError> for HandlerError {
     }
 }
 
-/// Retry schedule: attempt `n` (from 1) waits a random time in `[0, min(cap, base * 2^n))`.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(2),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-            .min(self.max_delay);
-        let millis = exp.as_millis() as u64;
-        Duration::from_millis(if millis == 0 {
-            0
-        } else {
-            fastrand::u64(0..millis)
-        })
-    }
-}
+pub use crate::retry::RetryPolicy;
 
 /// Publishes envelopes to one event bus.
 pub struct Publisher<T = aws_sdk_eventbridge::Client> {
@@ -313,6 +281,7 @@ mod tests {
     use super::*;
     use crate::envelope::EventMetadata;
     use std::collections::{HashMap, HashSet};
+    use std::time::Duration;
     use std::sync::Mutex;
 
     /// Fails each event id a set number of times, and records every request.

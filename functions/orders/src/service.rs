@@ -1,14 +1,26 @@
 //! One incoming event for the saga: load the order's stream, apply, decide, append.
+//!
+//! The saga reads a standard SQS queue, so facts of one order can arrive in any order and
+//! be handled by parallel invocations at the same moment. Consistency per order comes from
+//! the event store, not from the queue: every append names the version it was decided on,
+//! and a writer that lost the race to another one reloads the stream and decides again
+//! (the aggregate accepts facts in any order). After [`CONFLICT_RETRY`] runs out the
+//! message goes back to SQS and is retried later, like any transient failure.
 
 use std::time::Duration;
 
-use eventkit::{EventStore, Handled, HandlerError, RawEvent, StoreError};
+use eventkit::{EventStore, Handled, HandlerError, RawEvent, RetryPolicy, StoreError};
 
 use crate::aggregate::{Fact, Order};
 
-/// Appends lose to a concurrent writer at most this many times before the message is
-/// retried by SQS instead.
-const MAX_CONFLICT_RETRIES: u32 = 5;
+/// In-process retries after losing an append to a concurrent writer. Jittered, so writers
+/// that collided once spread out; the whole schedule stays well inside the function's
+/// timeout (10 s), after which SQS redelivers.
+pub const CONFLICT_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 8,
+    base_delay: Duration::from_millis(20),
+    max_delay: Duration::from_millis(640),
+};
 
 pub struct SagaService {
     store: EventStore,
@@ -17,6 +29,15 @@ pub struct SagaService {
 /// The stream of one order.
 pub fn stream_id(order_id: &str) -> String {
     format!("order#{order_id}")
+}
+
+/// The order a fact belongs to: the saga's batches run one order's facts one after the
+/// other, so they do not conflict with each other within an invocation.
+pub fn order_of(event: &RawEvent) -> Option<String> {
+    Fact::from_event(event)
+        .ok()
+        .flatten()
+        .map(|fact| fact.order_id().to_string())
 }
 
 impl SagaService {
@@ -64,12 +85,13 @@ impl SagaService {
                     }
                     let decided: Vec<&str> =
                         batch[1..].iter().map(|e| e.detail_type.as_str()).collect();
-                    tracing::info!(stream = %stream, version = appended.version, ?decided, "order updated");
+                    tracing::info!(stream = %stream, version = appended.version, ?decided,
+                        conflicts = attempt - 1, "order updated");
                     return Ok(Handled::Processed);
                 }
-                Err(StoreError::Conflict { .. }) if attempt < MAX_CONFLICT_RETRIES => {
+                Err(StoreError::Conflict { .. }) if CONFLICT_RETRY.allows_another(attempt) => {
                     tracing::info!(stream = %stream, attempt, "concurrent append; reloading");
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    tokio::time::sleep(CONFLICT_RETRY.delay(attempt)).await;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -20,6 +20,7 @@ pub struct Stack {
     pub events: aws_sdk_eventbridge::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub dynamo: aws_sdk_dynamodb::Client,
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 impl Stack {
@@ -34,6 +35,7 @@ impl Stack {
             events: aws_sdk_eventbridge::Client::new(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
             dynamo: aws_sdk_dynamodb::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
         }
     }
 
@@ -449,30 +451,27 @@ impl Stack {
 }
 
 impl Stack {
-    /// Invokes a function of this stage with the AWS CLI, as a user would
-    /// (`aws lambda invoke`), and returns its JSON answer.
-    pub fn invoke(&self, function: &str, payload: &Value) -> Value {
-        let out_file = std::env::temp_dir().join(format!("invoke-{}.json", uuid::Uuid::new_v4()));
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
-        let status = std::process::Command::new("aws")
-            .args([
-                "--endpoint-url",
-                &endpoint,
-                "lambda",
-                "invoke",
-                "--function-name",
-            ])
-            .arg(self.name(function))
-            .arg("--payload")
-            .arg(payload.to_string())
-            .arg(&out_file)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("the AWS CLI runs (make test puts it on PATH)");
-        assert!(status.success(), "aws lambda invoke {function} failed");
-        let body = std::fs::read_to_string(&out_file).expect("invoke output");
-        let _ = std::fs::remove_file(&out_file);
-        serde_json::from_str(&body).expect("invoke output is JSON")
+    /// Invokes a function of this stage synchronously (as `aws lambda invoke` does) and
+    /// returns its JSON answer; a function error fails the test.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
+        let out = self
+            .lambda
+            .invoke()
+            .function_name(self.name(function))
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("invoke {function}: {e:?}"));
+        let body = out
+            .payload()
+            .map(|p| p.as_ref().to_vec())
+            .unwrap_or_default();
+        assert!(
+            out.function_error().is_none(),
+            "{function} failed: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).expect("invoke output is JSON")
     }
 
     /// Sets a SKU's stock in this stage's inventory table.
@@ -523,4 +522,90 @@ pub fn order_of(order_id: &str, sku: &str, quantity: u32, unit_price: u64, token
             "total": u64::from(quantity) * unit_price, "paymentToken": token
         }
     })
+}
+
+impl Stack {
+    /// The ARN of queue `orderflow-<stage>-<suffix>`.
+    pub async fn queue_arn(&self, suffix: &str) -> String {
+        let url = self.queue_url(suffix).await;
+        self.sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .expect("queue arn")
+            .clone()
+    }
+
+    /// An order's event stream (`order#<id>` in the event store), in version order,
+    /// read consistently.
+    pub async fn order_stream(&self, order_id: &str) -> Vec<Value> {
+        let out = self
+            .dynamo
+            .query()
+            .table_name(self.name("events"))
+            .key_condition_expression("streamId = :s")
+            .expression_attribute_values(":s", AttributeValue::S(format!("order#{order_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("query the order's stream");
+        out.items()
+            .iter()
+            .map(|i| serde_dynamo::from_item::<_, Value>(i.clone()).expect("event as json"))
+            .collect()
+    }
+
+    /// The messages a function logged (CloudWatch Logs, as `make logs` reads them) that
+    /// contain `needle`.
+    pub fn log_lines(&self, function: &str, needle: &str) -> Vec<String> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+        let out = std::process::Command::new("aws")
+            .args(["--endpoint-url", &endpoint, "logs", "filter-log-events"])
+            .arg("--log-group-name")
+            .arg(format!("/aws/lambda/{}", self.name(function)))
+            .args(["--query", "events[].message", "--output", "json"])
+            .output()
+            .expect("the AWS CLI runs (make test puts it on PATH)");
+        assert!(out.status.success(), "aws logs filter-log-events failed");
+        let messages: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        messages
+            .into_iter()
+            .filter(|m| m.contains(needle))
+            .collect()
+    }
+}
+
+/// An EventBridge event as a rule delivers it into an SQS message body.
+pub fn bus_event(id: &str, source: &str, detail_type: &str, detail: Value) -> Value {
+    json!({
+        "version": "0", "id": id, "detail-type": detail_type, "source": source,
+        "account": "000000000000", "time": chrono::Utc::now().to_rfc3339(),
+        "region": "us-east-1", "resources": [], "detail": detail
+    })
+}
+
+/// An SQS event (what an event source mapping hands a function) carrying `bodies`.
+pub fn sqs_batch(queue_arn: &str, bodies: &[Value]) -> Value {
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|body| {
+            json!({
+                "messageId": uuid::Uuid::new_v4().to_string(),
+                "receiptHandle": "direct-invoke",
+                "body": body.to_string(),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
 }

@@ -375,3 +375,199 @@ fn completed_compensations_are_recorded_and_decide_nothing() {
         }
     );
 }
+
+// The saga reads a standard queue: an order's facts arrive in any order, and redeliveries
+// arrive again. Whatever the order, the order must end in the same state, with each
+// decision taken at most once.
+
+/// Every ordering of `items` (n! of them; the sets here have at most 4 facts).
+fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut all = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let first = rest.remove(i);
+        for mut tail in permutations(&rest) {
+            tail.insert(0, first.clone());
+            all.push(tail);
+        }
+    }
+    all
+}
+
+/// What must not depend on arrival order: status, what is known, what was asked for.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    status: OrderStatus,
+    payment: Option<Payment>,
+    stock: Option<Stock>,
+    fraud: bool,
+    refund_requested: bool,
+    release_requested: bool,
+}
+
+fn outcome(order: &Order) -> Outcome {
+    Outcome {
+        status: order.status.clone(),
+        payment: order.payment.clone(),
+        stock: order.stock.clone(),
+        fraud: order.fraud,
+        refund_requested: order.refund_requested,
+        release_requested: order.release_requested,
+    }
+}
+
+/// Runs `facts` in `order`, each delivered twice (the second copy right away or after all
+/// others), and returns the outcome and how often each decision type was taken.
+fn run(facts: &[RawEvent]) -> (Outcome, std::collections::BTreeMap<String, usize>) {
+    let mut s = given(Vec::new());
+    for fact in facts {
+        s.when(fact.clone());
+    }
+    for fact in facts {
+        assert!(
+            s.when(fact.clone()).is_empty(),
+            "a redelivered {} decided again",
+            fact.detail_type
+        );
+    }
+    let mut decisions = std::collections::BTreeMap::new();
+    for e in &s.stream {
+        if e.source == sources::SAGA {
+            *decisions.entry(e.detail_type.clone()).or_insert(0) += 1;
+        }
+    }
+    (outcome(&s.order), decisions)
+}
+
+/// Feeds every permutation of `facts`; checks they all end in the same outcome (the first
+/// permutation's, returned) and that no decision was taken twice.
+fn every_order_agrees(facts: Vec<RawEvent>) -> (Outcome, Vec<String>) {
+    let mut first: Option<Outcome> = None;
+    let mut decided = std::collections::BTreeSet::new();
+    for permutation in permutations(&facts) {
+        let arrival: Vec<&str> = permutation.iter().map(|e| e.detail_type.as_str()).collect();
+        let (outcome, decisions) = run(&permutation);
+        for (decision, count) in &decisions {
+            assert_eq!(*count, 1, "{decision} taken {count} times for {arrival:?}");
+            decided.insert(decision.clone());
+        }
+        match &first {
+            None => first = Some(outcome),
+            Some(expected) => assert_eq!(&outcome, expected, "arrival order {arrival:?}"),
+        }
+    }
+    (
+        first.expect("at least one permutation"),
+        decided.into_iter().collect(),
+    )
+}
+
+#[test]
+fn paid_and_reserved_confirm_once_in_any_order() {
+    let (outcome, decided) = every_order_agrees(vec![
+        event(sources::ORDERS, placed()),
+        event(sources::PAYMENT, paid()),
+        event(sources::INVENTORY, reserved()),
+    ]);
+    assert_eq!(outcome.status, OrderStatus::Confirmed);
+    assert_eq!(decided, vec!["OrderConfirmed"]);
+}
+
+#[test]
+fn a_failed_payment_cancels_and_releases_once_in_any_order() {
+    let (outcome, decided) = every_order_agrees(vec![
+        event(sources::ORDERS, placed()),
+        event(sources::PAYMENT, payment_failed()),
+        event(sources::INVENTORY, reserved()),
+    ]);
+    assert_eq!(
+        outcome.status,
+        OrderStatus::Cancelled {
+            reason: "payment-failed".into()
+        }
+    );
+    assert!(outcome.release_requested && !outcome.refund_requested);
+    assert_eq!(decided, vec!["OrderCancelled", "ReleaseInventoryRequested"]);
+}
+
+#[test]
+fn missing_stock_cancels_and_refunds_once_in_any_order() {
+    let (outcome, decided) = every_order_agrees(vec![
+        event(sources::ORDERS, placed()),
+        event(sources::PAYMENT, paid()),
+        event(sources::INVENTORY, out_of_stock()),
+    ]);
+    assert_eq!(
+        outcome.status,
+        OrderStatus::Cancelled {
+            reason: "out-of-stock".into()
+        }
+    );
+    assert!(outcome.refund_requested && !outcome.release_requested);
+    assert_eq!(decided, vec!["OrderCancelled", "RefundPaymentRequested"]);
+}
+
+#[test]
+fn fraud_cancels_with_both_compensations_once_in_any_order() {
+    let (outcome, decided) = every_order_agrees(vec![
+        event(sources::ORDERS, placed()),
+        event(sources::PAYMENT, paid()),
+        event(sources::INVENTORY, reserved()),
+        event(sources::FRAUD, fraud()),
+    ]);
+    assert_eq!(
+        outcome.status,
+        OrderStatus::Cancelled {
+            reason: "fraud-suspected".into()
+        }
+    );
+    assert!(outcome.refund_requested && outcome.release_requested);
+    // Confirmed first only when fraud was the last fact to arrive.
+    for decision in [
+        "OrderCancelled",
+        "RefundPaymentRequested",
+        "ReleaseInventoryRequested",
+    ] {
+        assert!(decided.contains(&decision.to_string()), "{decided:?}");
+    }
+}
+
+#[test]
+fn two_failures_cancel_once_for_the_failure_known_first() {
+    // Only the reason may differ: it names the failure known when the order was cancelled
+    // (a failed payment wins when both were already there when OrderPlaced arrived).
+    for permutation in permutations(&[
+        event(sources::ORDERS, placed()),
+        event(sources::PAYMENT, payment_failed()),
+        event(sources::INVENTORY, out_of_stock()),
+    ]) {
+        let types: Vec<&str> = permutation.iter().map(|e| e.detail_type.as_str()).collect();
+        let placed_at = types.iter().position(|t| *t == "OrderPlaced").unwrap();
+        let known_at_placement = &types[..placed_at];
+        let expected = if known_at_placement.contains(&"PaymentFailed") {
+            "payment-failed"
+        } else if known_at_placement.contains(&"InventoryOutOfStock") {
+            "out-of-stock"
+        } else if types[placed_at + 1] == "PaymentFailed" {
+            "payment-failed"
+        } else {
+            "out-of-stock"
+        };
+        let (outcome, decisions) = run(&permutation);
+        assert_eq!(
+            decisions.into_iter().collect::<Vec<_>>(),
+            vec![("OrderCancelled".to_string(), 1)],
+            "{types:?}: one cancel, no compensation owed"
+        );
+        assert_eq!(
+            outcome.status,
+            OrderStatus::Cancelled {
+                reason: expected.into()
+            },
+            "{types:?}"
+        );
+    }
+}
