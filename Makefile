@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help setup build unit validate test demo local-up local-down local-logs local-deploy \
-        logs order rebuild-read-model bench schemas fmt lint clean
+        logs order rebuild-read-model bench schemas fmt lint clean package
 
 LOCALSTACK_PORT ?= 4566
 STAGE ?= dev
@@ -71,3 +71,66 @@ lint: ## rustfmt check and clippy
 
 clean: local-down ## remove build outputs and local state (keeps installed tools)
 	rm -rf target .aws-sam .local/localstack .local/tmp
+
+# ---------------------------------------------------------------- AWS packaging
+# `sam build` (in infra/) builds every function with `BuildMethod: makefile`: it runs
+# `make build-<LogicalId>` with this Makefile (found in CodeUri, the repository root) and
+# ARTIFACTS_DIR set, and deploys whatever the target put there ("Building Lambda functions with
+# custom runtimes in AWS SAM",
+# https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/building-custom-runtimes.html).
+# Why not SAM's rust-cargolambda builder: it runs `cargo lambda build --release --bin <one>` once per
+# function, so the nine fat-LTO links of [profile.release] run one after another, and each run
+# resolves features for that one package, which rebuilds shared crates between functions. Here the
+# first target builds all nine in one cargo run (links in parallel, shared crates once); the other
+# eight find cargo up to date and only copy their binary.
+# infra/samconfig.toml sets build_in_source = true (`sam build --build-in-source`, "sam build"
+# command reference,
+# https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/sam-cli-command-reference-sam-build.html):
+# otherwise SAM first copies the repository, target/ included, to a scratch directory. These
+# targets always build in the repository, wherever make is started, so they stay correct either way.
+#
+# Logical id = binary, for every function in infra/template.yaml (the same pairs as its
+# Metadata.BuildProperties.Binary; `make package` checks that they agree).
+LAMBDA_FUNCTIONS := PaymentFunction=payment InventoryFunction=inventory ShippingFunction=shipping \
+  NotificationFunction=notification AnalyticsFunction=analytics OrdersFunction=orders \
+  OutboxFunction=outbox ProjectorFunction=projector OrderQueryFunction=order-query
+# Must match the template's Architecture parameter (arm64 by default, as in samconfig.toml):
+# SAM does not tell a makefile build which architecture it resolved.
+LAMBDA_ARCH ?= arm64
+LAMBDA_TRIPLE = $(if $(filter x86_64,$(LAMBDA_ARCH)),x86_64,aarch64)-unknown-linux-gnu
+REPO_ROOT := $(patsubst %/,%,$(dir $(abspath $(firstword $(MAKEFILE_LIST)))))
+LAMBDA_DIR = $(or $(CARGO_TARGET_DIR),$(REPO_ROOT)/target)/lambda
+lambda_binary = $(patsubst $(1)=%,%,$(filter $(1)=%,$(LAMBDA_FUNCTIONS)))
+
+build-%:
+	@test -n "$(call lambda_binary,$*)" || { echo "no binary for $*: add $*=<binary> to LAMBDA_FUNCTIONS in $(REPO_ROOT)/Makefile" >&2; exit 2; }
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)" >&2; exit 2; }
+	@case "$(LAMBDA_ARCH)" in arm64|x86_64) ;; *) echo "LAMBDA_ARCH must be arm64 or x86_64, not $(LAMBDA_ARCH)" >&2; exit 2 ;; esac
+	@# cargo reports progress on stderr, which SAM only shows when the build fails.
+	cd "$(REPO_ROOT)" && cargo lambda build --release --$(subst _,-,$(LAMBDA_ARCH)) $(CARGO_FLAGS) \
+	  $(foreach f,$(LAMBDA_FUNCTIONS),--bin $(lastword $(subst =, ,$(f)))) 2>&1
+	cp "$(LAMBDA_DIR)/$(call lambda_binary,$*)/bootstrap" "$(ARTIFACTS_DIR)/bootstrap"
+
+PACKAGE_DIR := infra/.aws-sam/zips
+
+package: setup ## sam build for AWS (arm64; one release build of all functions), zip each one and print the sizes
+	@set -euo pipefail; \
+	export PATH="$${ORDERFLOW_LOCAL_DIR:-$(CURDIR)/.local}/tools-venv/bin:$$PATH" SAM_CLI_TELEMETRY=0; \
+	if ! diff <(python -c 'import sys; from cfnlint.decode import cfn_yaml; resources = cfn_yaml.load(sys.argv[1])["Resources"]; print("\n".join(name + "=" + str(r.get("Metadata", {}).get("BuildProperties", {}).get("Binary")) for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"))' infra/template.yaml | LC_ALL=C sort) \
+	           <(printf '%s\n' $(LAMBDA_FUNCTIONS) | LC_ALL=C sort); then \
+	  echo "infra/template.yaml (<) and LAMBDA_FUNCTIONS in the Makefile (>) disagree on the functions' binaries" >&2; exit 1; \
+	fi; \
+	rustup target list --installed | grep -qx "$(LAMBDA_TRIPLE)" || rustup target add "$(LAMBDA_TRIPLE)"; \
+	start=$$(date +%s); \
+	(cd infra && sam build); \
+	echo "sam build: $$(( $$(date +%s) - start )) s"; \
+	rm -rf "$(PACKAGE_DIR)" && mkdir -p "$(PACKAGE_DIR)"; \
+	printf '%-22s %-13s %12s %12s\n' function binary bootstrap zip; \
+	for pair in $(LAMBDA_FUNCTIONS); do \
+	  function=$${pair%%=*}; binary=$${pair#*=}; \
+	  (cd "infra/.aws-sam/build/$$function" && zip -q -X "$(CURDIR)/$(PACKAGE_DIR)/$$function.zip" bootstrap); \
+	  printf '%-22s %-13s %12s %12s\n' "$$function" "$$binary" \
+	    "$$(numfmt --to=iec-i --suffix=B --format=%.1f $$(stat -c %s "infra/.aws-sam/build/$$function/bootstrap"))" \
+	    "$$(numfmt --to=iec-i --suffix=B --format=%.1f $$(stat -c %s "$(PACKAGE_DIR)/$$function.zip"))"; \
+	done; \
+	echo "zips in $(PACKAGE_DIR)/; deploy with: cd infra && sam deploy"
