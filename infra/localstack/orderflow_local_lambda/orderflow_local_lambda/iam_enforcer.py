@@ -95,8 +95,6 @@ class DecisionLog:
 
 DECISIONS = DecisionLog()
 _callers: dict[str, Caller] = {}
-
-
 _not_callers: set[str] = set()  # keys seen that are no role session (e.g. `test`)
 
 
