@@ -9,17 +9,22 @@ cd "$ROOT"
 
 t0=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - t0 ))"; }
+# Every runner's output is kept, so that the run ends with one line counting all tests.
+RESULTS="$LOCAL_DIR/test-results.log"
+mkdir -p "$LOCAL_DIR" && : >"$RESULTS"
+record() { tee -a "$RESULTS"; }
 
 step "template: sam validate --lint, cfn-lint"
-infra/scripts/check_template.sh
+infra/scripts/check_template.sh 2>&1 | record
 
 step "build functions and tests"
 cargo build --locked --workspace --bins
 cargo test --locked --workspace --no-run
 
 step "unit tests"
-cargo test --locked --workspace
-step "unit tests of the LocalStack plugins (IAM evaluator, request mapping)" && "$LOCAL_DIR/venv/bin/python" -m pytest -q -p no:cacheprovider infra/localstack/tests
+cargo test --locked --workspace 2>&1 | record
+step "unit tests of the LocalStack plugins (IAM evaluator, request mapping)"
+"$LOCAL_DIR/venv/bin/python" -m pytest -q -p no:cacheprovider infra/localstack/tests 2>&1 | record
 
 started_here=no
 health="http://127.0.0.1:$LOCALSTACK_PORT/_localstack/health"
@@ -35,7 +40,7 @@ infra/scripts/deploy_local.sh
 
 step "integration and end-to-end tests"
 export ORDERFLOW_STAGE="$STAGE"
-cargo test --locked --workspace -- --ignored --test-threads "${E2E_THREADS:-8}" || e2e_failed=$?
+cargo test --locked --workspace -- --ignored --test-threads "${E2E_THREADS:-8}" 2>&1 | record || e2e_failed=$?
 
 # Every AWS request the functions made above was checked against their deployed roles
 # (infra/localstack/orderflow_local_lambda/iam_enforcer.py). Runs even when the e2e tests
@@ -50,4 +55,9 @@ if [ "${e2e_failed:-0}" -ne 0 ] || [ "$iam_failed" -ne 0 ]; then
 fi
 
 step "all tests passed"
+# cargo: "test result: ok. N passed; M failed"; pytest: "N passed in 0.6s"; the rule
+# fixtures: "N passed, M failed".
+awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) == "passed;") p += $i; if ($(i+1) == "failed;") f += $i } }
+     /^[0-9]+ passed(,| in)/ { p += $1 }
+     END { printf "%d passed, %d failed\n", p, f }' "$RESULTS"
 [ "$started_here" = yes ] || echo "(LocalStack was already running; left it running)"
