@@ -79,10 +79,10 @@ clean: local-down ## remove build outputs and local state (keeps installed tools
 # custom runtimes in AWS SAM",
 # https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/building-custom-runtimes.html).
 # Why not SAM's rust-cargolambda builder: it runs `cargo lambda build --release --bin <one>` once per
-# function, so the nine fat-LTO links of [profile.release] run one after another, and each run
-# resolves features for that one package, which rebuilds shared crates between functions. Here the
-# first target builds all nine in one cargo run (links in parallel, shared crates once); the other
-# eight find cargo up to date and only copy their binary.
+# function, so the nine single-threaded fat-LTO links of [profile.release] (about 50 s each here)
+# run one after another. Here the first target builds all nine in one cargo run, which links them
+# side by side on every core; the other eight targets find cargo up to date and only copy their
+# binary. Times are in README.md, "Deploying to AWS".
 # infra/samconfig.toml sets build_in_source = true (`sam build --build-in-source`, "sam build"
 # command reference,
 # https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/sam-cli-command-reference-sam-build.html):
@@ -130,7 +130,7 @@ package: setup ## sam build for AWS (arm64; one release build of all functions),
 	  function=$${pair%%=*}; binary=$${pair#*=}; \
 	  (cd "infra/.aws-sam/build/$$function" && zip -q -X "$(CURDIR)/$(PACKAGE_DIR)/$$function.zip" bootstrap); \
 	  printf '%-22s %-13s %12s %12s\n' "$$function" "$$binary" \
-	    "$$(numfmt --to=iec-i --suffix=B --format=%.1f $$(stat -c %s "infra/.aws-sam/build/$$function/bootstrap"))" \
-	    "$$(numfmt --to=iec-i --suffix=B --format=%.1f $$(stat -c %s "$(PACKAGE_DIR)/$$function.zip"))"; \
+	    "$$(numfmt --to=iec-i --suffix=B --format=%.1f --round=nearest $$(stat -c %s "infra/.aws-sam/build/$$function/bootstrap"))" \
+	    "$$(numfmt --to=iec-i --suffix=B --format=%.1f --round=nearest $$(stat -c %s "$(PACKAGE_DIR)/$$function.zip"))"; \
 	done; \
 	echo "zips in $(PACKAGE_DIR)/; deploy with: cd infra && sam deploy"
