@@ -70,7 +70,7 @@ lint: ## rustfmt check and clippy
 	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
 clean: local-down ## remove build outputs and local state (keeps installed tools)
-	rm -rf target .aws-sam .local/localstack .local/tmp
+	rm -rf target .aws-sam infra/.aws-sam .local/localstack .local/tmp
 
 # ---------------------------------------------------------------- AWS packaging
 # `sam build` (in infra/) builds every function with `BuildMethod: makefile`: it runs
