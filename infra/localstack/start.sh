@@ -66,7 +66,7 @@ else
     LOCALSTACK_TELEMETRY_DISABLED=1 \
     DISABLE_EVENTS=1 \
     LAMBDA_RUNTIME_EXECUTOR=orderflow-local \
-    SERVICES="${LOCALSTACK_SERVICES:-cloudformation,s3,sqs,events,dynamodb,dynamodbstreams,lambda,logs,iam,sts,ses,kms,cloudwatch,ssm}" \
+    SERVICES="${LOCALSTACK_SERVICES:-cloudformation,s3,sqs,events,dynamodb,dynamodbstreams,lambda,logs,iam,sts,ses,kms,cloudwatch,sns,ssm}" \
     DEBUG="${DEBUG:-0}" \
     setsid "$LOCAL_DIR/venv/bin/python" -m localstack.runtime.main >>"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"
