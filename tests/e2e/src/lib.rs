@@ -225,6 +225,226 @@ impl Stack {
             seen: Vec::new(),
         }
     }
+
+    /// An item by its full key, e.g. `&[("pk", "a"), ("sk", "b")]` for a table with a sort
+    /// key (string key attributes only).
+    pub async fn get_item_by_key(&self, table_suffix: &str, key: &[(&str, &str)]) -> Option<Value> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(self.name(table_suffix))
+            .set_key(Some(
+                key.iter()
+                    .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
+                    .collect(),
+            ))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get-item");
+        out.item()
+            .map(|i| serde_dynamo::from_item::<_, Value>(i.clone()).expect("item as json"))
+    }
+
+    /// Waits for a dead letter on queue `queue_suffix` (a DLQ) whose body contains
+    /// `needle`, deletes it and returns it with the reason eventkit's batch attached as
+    /// message attributes. Messages of other tests are made visible again at once.
+    pub async fn dead_letter(
+        &self,
+        queue_suffix: &str,
+        needle: &str,
+        timeout: Duration,
+    ) -> DeadLetter {
+        let url = self.queue_url(queue_suffix).await;
+        let message = eventually(
+            &format!("a message with `{needle}` on {queue_suffix}"),
+            timeout,
+            || async {
+                let out = self
+                    .sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .message_attribute_names("All")
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .ok()?;
+                let mut found = None;
+                for m in out.messages() {
+                    let handle = m.receipt_handle().unwrap_or_default();
+                    if found.is_none() && m.body().is_some_and(|b| b.contains(needle)) {
+                        let _ = self
+                            .sqs
+                            .delete_message()
+                            .queue_url(&url)
+                            .receipt_handle(handle)
+                            .send()
+                            .await;
+                        found = Some(m.clone());
+                    } else {
+                        let _ = self
+                            .sqs
+                            .change_message_visibility()
+                            .queue_url(&url)
+                            .receipt_handle(handle)
+                            .visibility_timeout(0)
+                            .send()
+                            .await;
+                    }
+                }
+                found
+            },
+        )
+        .await;
+        DeadLetter::from_message(&message)
+    }
+
+    /// Invokes a function of this stage synchronously (as `aws lambda invoke` does) and
+    /// returns its JSON answer; a function error fails the test.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
+        let out = self
+            .lambda
+            .invoke()
+            .function_name(self.name(function))
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("invoke {function}: {e:?}"));
+        let body = out
+            .payload()
+            .map(|p| p.as_ref().to_vec())
+            .unwrap_or_default();
+        assert!(
+            out.function_error().is_none(),
+            "{function} failed: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).expect("invoke output is JSON")
+    }
+
+    /// Sets a SKU's stock in this stage's inventory table.
+    pub async fn set_stock(&self, sku: &str, stock: u32) {
+        self.dynamo
+            .put_item()
+            .table_name(self.name("inventory"))
+            .item("sku", AttributeValue::S(sku.into()))
+            .item("stock", AttributeValue::N(stock.to_string()))
+            .send()
+            .await
+            .expect("set stock");
+    }
+
+    pub async fn stock(&self, sku: &str) -> Option<u64> {
+        self.get_item("inventory", "sku", sku)
+            .await
+            .and_then(|i| i["stock"].as_u64())
+    }
+
+    /// Waits until the order's read model satisfies `check`, and returns it.
+    pub async fn wait_for_order(
+        &self,
+        order_id: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        eventually(
+            &format!("order {order_id} {what}"),
+            Duration::from_secs(120),
+            || async {
+                self.get_item("orders", "orderId", order_id)
+                    .await
+                    .filter(|v| check(v))
+            },
+        )
+        .await
+    }
+
+    /// The ARN of queue `orderflow-<stage>-<suffix>`.
+    pub async fn queue_arn(&self, suffix: &str) -> String {
+        let url = self.queue_url(suffix).await;
+        self.sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .expect("queue arn")
+            .clone()
+    }
+
+    /// An order's event stream (`order#<id>` in the event store), in version order,
+    /// read consistently.
+    pub async fn order_stream(&self, order_id: &str) -> Vec<Value> {
+        let out = self
+            .dynamo
+            .query()
+            .table_name(self.name("events"))
+            .key_condition_expression("streamId = :s")
+            .expression_attribute_values(":s", AttributeValue::S(format!("order#{order_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("query the order's stream");
+        out.items()
+            .iter()
+            .map(|i| serde_dynamo::from_item::<_, Value>(i.clone()).expect("event as json"))
+            .collect()
+    }
+
+    /// The messages a function logged (CloudWatch Logs, as `make logs` reads them) that
+    /// contain `needle`.
+    pub fn log_lines(&self, function: &str, needle: &str) -> Vec<String> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+        let out = std::process::Command::new("aws")
+            .args(["--endpoint-url", &endpoint, "logs", "filter-log-events"])
+            .arg("--log-group-name")
+            .arg(format!("/aws/lambda/{}", self.name(function)))
+            .args(["--query", "events[].message", "--output", "json"])
+            .output()
+            .expect("the AWS CLI runs (make test puts it on PATH)");
+        assert!(out.status.success(), "aws logs filter-log-events failed");
+        let messages: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        messages
+            .into_iter()
+            .filter(|m| m.contains(needle))
+            .collect()
+    }
+}
+
+/// A message on a dead-letter queue with the reason eventkit's batch processing attached
+/// when it dead-lettered it (message attributes `FailureReason`, `FailureMessage`,
+/// `SourceQueueArn`, `ReceiveCount`; an absent attribute reads as "").
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub body: String,
+    pub reason: String,
+    pub message: String,
+    pub source_queue_arn: String,
+    pub receive_count: String,
+}
+
+impl DeadLetter {
+    fn from_message(message: &aws_sdk_sqs::types::Message) -> DeadLetter {
+        let attrs = message.message_attributes().expect("reason attributes");
+        let attr = |k: &str| {
+            attrs
+                .get(k)
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_string()
+        };
+        DeadLetter {
+            body: message.body().unwrap_or_default().to_string(),
+            reason: attr("FailureReason"),
+            message: attr("FailureMessage"),
+            source_queue_arn: attr("SourceQueueArn"),
+            receive_count: attr("ReceiveCount"),
+        }
+    }
 }
 
 /// Events seen on the bus by one observer rule.
@@ -375,143 +595,6 @@ pub fn about_order(order_id: &str) -> Value {
     json!({ "source": [{"prefix": "orderflow."}], "detail": { "data": { "orderId": [order_id] } } })
 }
 
-impl Stack {
-    /// An item by its full key, e.g. `&[("pk", "a"), ("sk", "b")]` for a table with a sort
-    /// key (string key attributes only).
-    pub async fn get_item_by_key(&self, table_suffix: &str, key: &[(&str, &str)]) -> Option<Value> {
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(self.name(table_suffix))
-            .set_key(Some(
-                key.iter()
-                    .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
-                    .collect(),
-            ))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("get-item");
-        out.item()
-            .map(|i| serde_dynamo::from_item::<_, Value>(i.clone()).expect("item as json"))
-    }
-
-    /// Waits for a message on queue `queue_suffix` (e.g. a DLQ) whose body contains
-    /// `needle`, deletes it and returns it with its message attributes. Messages of other
-    /// tests are made visible again at once.
-    pub async fn take_message(
-        &self,
-        queue_suffix: &str,
-        needle: &str,
-        timeout: Duration,
-    ) -> aws_sdk_sqs::types::Message {
-        let url = self.queue_url(queue_suffix).await;
-        eventually(
-            &format!("a message with `{needle}` on {queue_suffix}"),
-            timeout,
-            || async {
-                let out = self
-                    .sqs
-                    .receive_message()
-                    .queue_url(&url)
-                    .max_number_of_messages(10)
-                    .message_attribute_names("All")
-                    .wait_time_seconds(1)
-                    .send()
-                    .await
-                    .ok()?;
-                let mut found = None;
-                for m in out.messages() {
-                    let handle = m.receipt_handle().unwrap_or_default();
-                    if found.is_none() && m.body().is_some_and(|b| b.contains(needle)) {
-                        let _ = self
-                            .sqs
-                            .delete_message()
-                            .queue_url(&url)
-                            .receipt_handle(handle)
-                            .send()
-                            .await;
-                        found = Some(m.clone());
-                    } else {
-                        let _ = self
-                            .sqs
-                            .change_message_visibility()
-                            .queue_url(&url)
-                            .receipt_handle(handle)
-                            .visibility_timeout(0)
-                            .send()
-                            .await;
-                    }
-                }
-                found
-            },
-        )
-        .await
-    }
-}
-
-impl Stack {
-    /// Invokes a function of this stage synchronously (as `aws lambda invoke` does) and
-    /// returns its JSON answer; a function error fails the test.
-    pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
-        let out = self
-            .lambda
-            .invoke()
-            .function_name(self.name(function))
-            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("invoke {function}: {e:?}"));
-        let body = out
-            .payload()
-            .map(|p| p.as_ref().to_vec())
-            .unwrap_or_default();
-        assert!(
-            out.function_error().is_none(),
-            "{function} failed: {}",
-            String::from_utf8_lossy(&body)
-        );
-        serde_json::from_slice(&body).expect("invoke output is JSON")
-    }
-
-    /// Sets a SKU's stock in this stage's inventory table.
-    pub async fn set_stock(&self, sku: &str, stock: u32) {
-        self.dynamo
-            .put_item()
-            .table_name(self.name("inventory"))
-            .item("sku", AttributeValue::S(sku.into()))
-            .item("stock", AttributeValue::N(stock.to_string()))
-            .send()
-            .await
-            .expect("set stock");
-    }
-
-    pub async fn stock(&self, sku: &str) -> Option<u64> {
-        self.get_item("inventory", "sku", sku)
-            .await
-            .and_then(|i| i["stock"].as_u64())
-    }
-
-    /// Waits until the order's read model satisfies `check`, and returns it.
-    pub async fn wait_for_order(
-        &self,
-        order_id: &str,
-        what: &str,
-        check: impl Fn(&Value) -> bool,
-    ) -> Value {
-        eventually(
-            &format!("order {order_id} {what}"),
-            Duration::from_secs(120),
-            || async {
-                self.get_item("orders", "orderId", order_id)
-                    .await
-                    .filter(|v| check(v))
-            },
-        )
-        .await
-    }
-}
-
 /// An `OrderPlaced` detail for one line of `sku`.
 pub fn order_of(order_id: &str, sku: &str, quantity: u32, unit_price: u64, token: &str) -> Value {
     json!({
@@ -522,62 +605,6 @@ pub fn order_of(order_id: &str, sku: &str, quantity: u32, unit_price: u64, token
             "total": u64::from(quantity) * unit_price, "paymentToken": token
         }
     })
-}
-
-impl Stack {
-    /// The ARN of queue `orderflow-<stage>-<suffix>`.
-    pub async fn queue_arn(&self, suffix: &str) -> String {
-        let url = self.queue_url(suffix).await;
-        self.sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .expect("queue arn")
-            .clone()
-    }
-
-    /// An order's event stream (`order#<id>` in the event store), in version order,
-    /// read consistently.
-    pub async fn order_stream(&self, order_id: &str) -> Vec<Value> {
-        let out = self
-            .dynamo
-            .query()
-            .table_name(self.name("events"))
-            .key_condition_expression("streamId = :s")
-            .expression_attribute_values(":s", AttributeValue::S(format!("order#{order_id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("query the order's stream");
-        out.items()
-            .iter()
-            .map(|i| serde_dynamo::from_item::<_, Value>(i.clone()).expect("event as json"))
-            .collect()
-    }
-
-    /// The messages a function logged (CloudWatch Logs, as `make logs` reads them) that
-    /// contain `needle`.
-    pub fn log_lines(&self, function: &str, needle: &str) -> Vec<String> {
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
-        let out = std::process::Command::new("aws")
-            .args(["--endpoint-url", &endpoint, "logs", "filter-log-events"])
-            .arg("--log-group-name")
-            .arg(format!("/aws/lambda/{}", self.name(function)))
-            .args(["--query", "events[].message", "--output", "json"])
-            .output()
-            .expect("the AWS CLI runs (make test puts it on PATH)");
-        assert!(out.status.success(), "aws logs filter-log-events failed");
-        let messages: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        messages
-            .into_iter()
-            .filter(|m| m.contains(needle))
-            .collect()
-    }
 }
 
 /// An EventBridge event as a rule delivers it into an SQS message body.

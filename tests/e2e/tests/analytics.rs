@@ -249,24 +249,16 @@ async fn a_payment_with_a_string_amount_goes_to_the_dlq_and_is_not_counted() {
         ])
         .await;
 
-    let letter = stack.take_message("analytics-dlq", &order, WAIT).await;
-    let attrs = letter.message_attributes().expect("reason attributes");
-    let attr = |k: &str| {
-        attrs
-            .get(k)
-            .and_then(|v| v.string_value())
-            .unwrap_or_default()
-            .to_string()
-    };
-    assert_eq!(attr("FailureReason"), "invalid-data");
+    let letter = stack.dead_letter("analytics-dlq", &order, WAIT).await;
+    assert_eq!(letter.reason, "invalid-data");
     assert!(
-        attr("FailureMessage").contains("data.amount"),
+        letter.message.contains("data.amount"),
         "the error names the field: {}",
-        attr("FailureMessage")
+        letter.message
     );
-    assert!(attr("SourceQueueArn").ends_with(&stack.name("analytics")));
+    assert!(letter.source_queue_arn.ends_with(&stack.name("analytics")));
     // Dead-lettered at once, not after maxReceiveCount attempts.
-    assert_eq!(attr("ReceiveCount"), "1");
+    assert_eq!(letter.receive_count, "1");
 
     // The rest of the batch went through; the poison left no trace.
     eventually("the good event counted", WAIT, || async {

@@ -349,24 +349,16 @@ async fn a_poison_release_request_goes_to_the_dlq_with_its_reason() {
             json!({"data": {"reason": marker}}),
         )])
         .await;
-    let letter = stack.take_message("inventory-dlq", &marker, WAIT).await;
-    let attrs = letter.message_attributes().expect("reason attributes");
-    let attr = |k: &str| {
-        attrs
-            .get(k)
-            .and_then(|v| v.string_value())
-            .unwrap_or_default()
-            .to_string()
-    };
-    assert_eq!(attr("FailureReason"), "invalid-data");
+    let letter = stack.dead_letter("inventory-dlq", &marker, WAIT).await;
+    assert_eq!(letter.reason, "invalid-data");
     assert!(
-        attr("FailureMessage").contains("orderId"),
+        letter.message.contains("orderId"),
         "the error names the field: {}",
-        attr("FailureMessage")
+        letter.message
     );
-    assert!(attr("SourceQueueArn").ends_with(&stack.name("inventory")));
+    assert!(letter.source_queue_arn.ends_with(&stack.name("inventory")));
     // Dead-lettered at once, not after maxReceiveCount attempts.
-    assert_eq!(attr("ReceiveCount"), "1");
+    assert_eq!(letter.receive_count, "1");
 }
 
 /// What a redelivery meets when the idempotency record has expired, or was removed because

@@ -342,21 +342,13 @@ async fn a_poison_message_goes_to_the_dlq_with_its_reason() {
                 "customerEmail": to}}),
         )])
         .await;
-    let letter = stack.take_message("notification-dlq", &order, WAIT).await;
-    let attrs = letter.message_attributes().expect("reason attributes");
-    let attr = |k: &str| {
-        attrs
-            .get(k)
-            .and_then(|v| v.string_value())
-            .unwrap_or_default()
-            .to_string()
-    };
-    assert_eq!(attr("FailureReason"), "invalid-data");
+    let letter = stack.dead_letter("notification-dlq", &order, WAIT).await;
+    assert_eq!(letter.reason, "invalid-data");
     assert!(
-        attr("FailureMessage").contains("trackingNumber"),
+        letter.message.contains("trackingNumber"),
         "{}",
-        attr("FailureMessage")
+        letter.message
     );
-    assert_eq!(attr("ReceiveCount"), "1", "dead-lettered at once");
+    assert_eq!(letter.receive_count, "1", "dead-lettered at once");
     assert!(mails(&to, &order).await.is_empty(), "nothing sent");
 }

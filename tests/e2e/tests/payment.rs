@@ -179,25 +179,16 @@ async fn a_malformed_event_goes_to_the_dlq_with_its_reason_and_the_rest_of_the_b
     bus.wait_for("PaymentProcessed", 1, WAIT).await;
     assert!(stack.get_item("payments", "orderId", &bad).await.is_none());
 
-    let letter = stack.take_message("payment-dlq", &bad, WAIT).await;
-    let attrs = letter.message_attributes().expect("reason attributes");
-    let attr = |k: &str| {
-        attrs
-            .get(k)
-            .and_then(|v| v.string_value())
-            .unwrap_or_default()
-            .to_string()
-    };
-    assert_eq!(attr("FailureReason"), "invalid-data");
+    let letter = stack.dead_letter("payment-dlq", &bad, WAIT).await;
+    assert_eq!(letter.reason, "invalid-data");
     assert!(
-        attr("FailureMessage").contains("data.customerId")
-            || attr("FailureMessage").contains("data.lines"),
+        letter.message.contains("data.customerId") || letter.message.contains("data.lines"),
         "the error names the field: {}",
-        attr("FailureMessage")
+        letter.message
     );
-    assert!(attr("SourceQueueArn").ends_with(&stack.name("payment")));
+    assert!(letter.source_queue_arn.ends_with(&stack.name("payment")));
     // Dead-lettered at once, not after maxReceiveCount attempts.
-    assert_eq!(attr("ReceiveCount"), "1");
+    assert_eq!(letter.receive_count, "1");
     bus.close().await;
 }
 

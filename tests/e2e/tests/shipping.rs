@@ -155,21 +155,9 @@ async fn a_malformed_order_confirmed_goes_to_the_dlq_with_its_reason() {
             json!({"data": {"orderId": order, "total": "a lot"}}),
         )])
         .await;
-    let letter = stack.take_message("shipping-dlq", &order, WAIT).await;
-    let attrs = letter.message_attributes().expect("reason attributes");
-    let attr = |k: &str| {
-        attrs
-            .get(k)
-            .and_then(|v| v.string_value())
-            .unwrap_or_default()
-            .to_string()
-    };
-    assert_eq!(attr("FailureReason"), "invalid-data");
-    assert!(
-        attr("FailureMessage").contains("data."),
-        "{}",
-        attr("FailureMessage")
-    );
+    let letter = stack.dead_letter("shipping-dlq", &order, WAIT).await;
+    assert_eq!(letter.reason, "invalid-data");
+    assert!(letter.message.contains("data."), "{}", letter.message);
     assert!(stack
         .get_item("shipments", "orderId", &order)
         .await
