@@ -1,15 +1,14 @@
 //! The glue between `lambda_runtime` and a per-message handler, so that a function's
 //! `main` is a few lines and its logic never sees SQS types.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 
-use crate::batch::{BatchProcessor, Handled};
+use crate::batch::{BatchProcessor, BatchReport, Handled, MessageOutcome};
 use crate::dead_letter::SqsDeadLetterQueue;
 use crate::envelope::RawEvent;
 use crate::error::HandlerError;
@@ -57,8 +56,64 @@ pub fn processor_from_env(config: &aws_config::SdkConfig) -> BatchProcessor {
         )))
 }
 
+/// A batch in which every message failed and was left for SQS to redeliver.
+///
+/// Returned as the invocation's error so that Lambda's `Errors` metric (and its alarm) shows
+/// an outage: with partial batch responses alone, a function that fails every message still
+/// counts as succeeding. For SQS the effect on the messages is the same either way - an
+/// error makes the whole batch visible again, as listing all of it in `batchItemFailures`
+/// does. Powertools for AWS Lambda raises `BatchProcessingError` in this case by default
+/// ("Batch Processing", raise_on_entire_batch_failure,
+/// https://docs.aws.amazon.com/powertools/python/latest/utilities/batch/; the reason given in
+/// aws-powertools/powertools-lambda-python#4691: "to reflect the full batch failure in the
+/// operational metrics").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntireBatchFailed {
+    pub messages: usize,
+    /// The distinct failure reasons, in first-seen order.
+    pub reasons: Vec<String>,
+}
+
+impl From<EntireBatchFailed> for Diagnostic {
+    fn from(failed: EntireBatchFailed) -> Self {
+        Diagnostic {
+            error_type: "EntireBatchFailed".into(),
+            error_message: format!(
+                "all {} messages of the batch failed and will be redelivered: {}",
+                failed.messages,
+                failed.reasons.join(", ")
+            ),
+        }
+    }
+}
+
+/// `Some` when the batch had messages and every one of them is reported in
+/// `batchItemFailures` (retried, or skipped behind a failed one). A dead-lettered message was
+/// dealt with, so a batch with one is not an outage of this kind; its alarm is `deadLettered`.
+pub fn entire_batch_failed(report: &BatchReport) -> Option<EntireBatchFailed> {
+    if report.outcomes.is_empty() {
+        return None;
+    }
+    let mut reasons: Vec<String> = Vec::new();
+    for (_, outcome) in &report.outcomes {
+        let reason = match outcome {
+            MessageOutcome::Retried { reason } => reason.as_str(),
+            MessageOutcome::Skipped => "skipped-after-failure",
+            MessageOutcome::Handled(_) | MessageOutcome::DeadLettered { .. } => return None,
+        };
+        if !reasons.iter().any(|r| r == reason) {
+            reasons.push(reason.to_string());
+        }
+    }
+    Some(EntireBatchFailed {
+        messages: report.outcomes.len(),
+        reasons,
+    })
+}
+
 /// Runs the Lambda runtime loop for an SQS-triggered function: each batch goes through
-/// `processor`, each message to `handler`, and a metrics line is written per batch.
+/// `processor`, each message to `handler`, and a metrics line is written per batch. A batch
+/// in which every message failed is returned as an error ([`EntireBatchFailed`]).
 pub async fn serve_sqs<H, Fut>(
     service: &'static str,
     processor: BatchProcessor,
@@ -81,7 +136,106 @@ where
             })
             .await;
         report.metrics().emit(METRICS_NAMESPACE, service);
-        Ok::<SqsBatchResponse, Infallible>(report.response)
+        match entire_batch_failed(&report) {
+            Some(failed) => {
+                tracing::error!(messages = failed.messages, reasons = ?failed.reasons,
+                    "every message of the batch failed; returning an error");
+                Err(failed)
+            }
+            None => Ok::<SqsBatchResponse, EntireBatchFailed>(report.response),
+        }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::sqs::BatchItemFailure;
+
+    fn report(outcomes: Vec<MessageOutcome>) -> BatchReport {
+        let mut response = SqsBatchResponse::default();
+        let outcomes: Vec<(String, MessageOutcome)> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| (format!("m{i}"), o))
+            .collect();
+        for (id, outcome) in &outcomes {
+            if matches!(
+                outcome,
+                MessageOutcome::Retried { .. } | MessageOutcome::Skipped
+            ) {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.clone();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        BatchReport { response, outcomes }
+    }
+
+    fn retried(reason: &str) -> MessageOutcome {
+        MessageOutcome::Retried {
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn a_batch_whose_every_message_is_retried_is_an_error_with_its_reasons() {
+        let r = report(vec![
+            retried("throttled"),
+            MessageOutcome::Skipped,
+            retried("throttled"),
+            retried("store"),
+        ]);
+        assert_eq!(r.response.batch_item_failures.len(), 4);
+        assert_eq!(
+            entire_batch_failed(&r),
+            Some(EntireBatchFailed {
+                messages: 4,
+                reasons: vec![
+                    "throttled".into(),
+                    "skipped-after-failure".into(),
+                    "store".into()
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn one_handled_or_dead_lettered_message_keeps_the_batch_a_partial_failure() {
+        let handled = report(vec![
+            retried("throttled"),
+            MessageOutcome::Handled(Handled::Duplicate),
+        ]);
+        assert_eq!(entire_batch_failed(&handled), None);
+        let dead_lettered = report(vec![
+            retried("throttled"),
+            MessageOutcome::DeadLettered {
+                reason: "invalid".into(),
+            },
+        ]);
+        assert_eq!(entire_batch_failed(&dead_lettered), None);
+        let all_dead_lettered = report(vec![MessageOutcome::DeadLettered {
+            reason: "invalid".into(),
+        }]);
+        assert_eq!(entire_batch_failed(&all_dead_lettered), None);
+    }
+
+    #[test]
+    fn an_empty_batch_is_not_a_failure() {
+        assert_eq!(entire_batch_failed(&report(vec![])), None);
+    }
+
+    #[test]
+    fn the_error_lambda_reports_names_the_count_and_reasons() {
+        let diagnostic = Diagnostic::from(EntireBatchFailed {
+            messages: 2,
+            reasons: vec!["throttled".into()],
+        });
+        assert_eq!(diagnostic.error_type, "EntireBatchFailed");
+        assert_eq!(
+            diagnostic.error_message,
+            "all 2 messages of the batch failed and will be redelivered: throttled"
+        );
+    }
 }
