@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from cfnlint.rules import CloudFormationLintRule, RuleMatch
 
@@ -206,7 +207,9 @@ def event_source_mappings(cfn) -> Iterator[EventSourceMapping]:
                 source_arn=props.get("EventSourceArn"),
                 function_id=function_id,
                 function_response_types=props.get("FunctionResponseTypes"),
-                on_failure_destination=((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"),
+                on_failure_destination=(
+                    ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+                ),
             )
         elif resource.get("Type") == SERVERLESS_FUNCTION:
             events = properties(resource).get("Events")
@@ -250,7 +253,8 @@ def dead_letter_queue_ids(cfn) -> set[str]:
                 if isinstance(event_props, dict):
                     found.add(queue_id_of_arn(cfn, (event_props.get("DeadLetterConfig") or {}).get("Arn")))
         elif kind == "AWS::Lambda::EventInvokeConfig":
-            found.add(queue_id_of_arn(cfn, ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")))
+            destination = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+            found.add(queue_id_of_arn(cfn, destination))
     for target in rule_targets(cfn):
         found.add(queue_id_of_arn(cfn, (target.target.get("DeadLetterConfig") or {}).get("Arn")))
     for mapping in event_source_mappings(cfn):
@@ -348,7 +352,7 @@ class RuleDeadLetterQueueIsStandard(CloudFormationLintRule):
             if queue_is_fifo(cfn, dlq_arn):
                 dlq = queue_id_of_arn(cfn, dlq_arn) or dlq_arn
                 matches.append(RuleMatch(
-                    target.path + ["DeadLetterConfig", "Arn"],
+                    [*target.path, "DeadLetterConfig", "Arn"],
                     f"Rule {target.rule_id} target {target.target_id}: dead-letter queue {dlq} is a FIFO queue; "
                     "EventBridge rule DLQs must be standard SQS queues (AWS rejects it: "
                     "'SQS FIFO is not supported by Dead Letter Queues')",
@@ -385,7 +389,7 @@ class RuleTargetMessageGroupIdIsStatic(CloudFormationLintRule):
             group_id = sqs_parameters.get("MessageGroupId") if isinstance(sqs_parameters, dict) else None
             if looks_like_json_path(group_id):
                 matches.append(RuleMatch(
-                    target.path + ["SqsParameters", "MessageGroupId"],
+                    [*target.path, "SqsParameters", "MessageGroupId"],
                     f"Rule {target.rule_id} target {target.target_id}: SqsParameters.MessageGroupId "
                     f"'{group_id}' is a JSON path; EventBridge rule targets take a static message group id "
                     "(only EventBridge Pipes resolve JSON paths)",
@@ -518,7 +522,9 @@ class RuleDeadLetterQueueAllowsRule(CloudFormationLintRule):
 
     id = "E9106"
     shortdesc = "EventBridge rule DLQ needs a queue policy allowing the rule"
-    description = "Each rule target DLQ has an AWS::SQS::QueuePolicy allowing events.amazonaws.com sqs:SendMessage from that rule"
+    description = (
+        "Each rule target DLQ has an AWS::SQS::QueuePolicy allowing events.amazonaws.com sqs:SendMessage from that rule"
+    )
     source_url = "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html"
     tags = ["orderflow", "events", "sqs", "iam"]
 
@@ -528,7 +534,7 @@ class RuleDeadLetterQueueAllowsRule(CloudFormationLintRule):
             queue_id = queue_id_of_arn(cfn, (target.target.get("DeadLetterConfig") or {}).get("Arn"))
             if queue_id and not policy_lets_rule_send(cfn, queue_id, target.rule_id):
                 matches.append(RuleMatch(
-                    target.path + ["DeadLetterConfig", "Arn"],
+                    [*target.path, "DeadLetterConfig", "Arn"],
                     f"Rule {target.rule_id} target {target.target_id}: no AWS::SQS::QueuePolicy on dead-letter "
                     f"queue {queue_id} allows events.amazonaws.com sqs:SendMessage with aws:SourceArn "
                     f"= {target.rule_id}.Arn; EventBridge could not store failed events there",
@@ -549,7 +555,10 @@ class RuleTargetQueueAllowsRule(CloudFormationLintRule):
 
     id = "E9107"
     shortdesc = "EventBridge rule SQS target needs a queue policy allowing the rule"
-    description = "Each rule target SQS queue has an AWS::SQS::QueuePolicy allowing events.amazonaws.com sqs:SendMessage from that rule"
+    description = (
+        "Each rule target SQS queue has an AWS::SQS::QueuePolicy allowing events.amazonaws.com sqs:SendMessage "
+        "from that rule"
+    )
     source_url = "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html"
     tags = ["orderflow", "events", "sqs", "iam"]
 
@@ -559,7 +568,7 @@ class RuleTargetQueueAllowsRule(CloudFormationLintRule):
             queue_id = queue_id_of_arn(cfn, target.target.get("Arn"))
             if queue_id and "RoleArn" not in target.target and not policy_lets_rule_send(cfn, queue_id, target.rule_id):
                 matches.append(RuleMatch(
-                    target.path + ["Arn"],
+                    [*target.path, "Arn"],
                     f"Rule {target.rule_id} target {target.target_id}: no AWS::SQS::QueuePolicy on queue {queue_id} "
                     f"allows events.amazonaws.com sqs:SendMessage with aws:SourceArn = {target.rule_id}.Arn",
                 ))

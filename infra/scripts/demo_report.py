@@ -6,12 +6,12 @@ import os
 import sys
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 
 sys.path.insert(0, os.path.dirname(__file__))
-from order import invoke, show  # noqa: E402
+from order import invoke, show
 
 FINAL = {"SHIPPED", "CANCELLED"}
 
@@ -41,10 +41,14 @@ def main() -> int:
         for order in args.orders:
             view = item("orders", "orderId", order)
             statuses[order] = view["status"] if view else "-"
-        for m in sqs.receive_message(QueueUrl=args.observer, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+        received = sqs.receive_message(QueueUrl=args.observer, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for m in received.get("Messages", []):
             seen_events.append(json.loads(m["Body"]))
             sqs.delete_message(QueueUrl=args.observer, ReceiptHandle=m["ReceiptHandle"])
-        line = "  ... " + ", ".join(f"{o}: {s}" for o, s in statuses.items()) + f"; {len(seen_events)} events seen on the bus"
+        line = (
+            "  ... " + ", ".join(f"{o}: {s}" for o, s in statuses.items())
+            + f"; {len(seen_events)} events seen on the bus"
+        )
         if line != last_line:
             print(line, flush=True)
             last_line = line
@@ -52,7 +56,8 @@ def main() -> int:
             # Let the last emails and counters land.
             settle = time.time() + 3
             while time.time() < settle:
-                for m in sqs.receive_message(QueueUrl=args.observer, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                received = sqs.receive_message(QueueUrl=args.observer, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                for m in received.get("Messages", []):
                     seen_events.append(json.loads(m["Body"]))
                     sqs.delete_message(QueueUrl=args.observer, ReceiptHandle=m["ReceiptHandle"])
             break
@@ -89,20 +94,25 @@ def main() -> int:
         print(f"  (could not read: {e})")
 
     print("\nAnalytics (this hour)")
-    hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
+    hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
     counts = dynamo.query(TableName=name("analytics"), KeyConditionExpression="pk = :p",
                           ExpressionAttributeValues={":p": {"S": f"counts#{hour}"}}).get("Items", [])
-    print("  " + ", ".join(f"{c['sk']['S']} {c.get('count', {}).get('N', '0')}" for c in counts) if counts else "  (none yet)")
+    print(
+        "  " + ", ".join(f"{c['sk']['S']} {c.get('count', {}).get('N', '0')}" for c in counts)
+        if counts
+        else "  (none yet)"
+    )
 
     print("\nEvents on the bus")
     for e in sorted(seen_events, key=lambda e: e.get("time", "")):
         d = e.get("detail", {})
         data, meta = d.get("data", {}), d.get("metadata", {})
+        correlation = str(meta.get("correlationId", e.get("id", "?")))[:13]
         print(f"  {e.get('time', ''):<21} {e['detail-type']:<26} {e['source']:<22} "
-              f"order {data.get('orderId', '-'):<9} correlation {str(meta.get('correlationId', e.get('id', '?')))[:13]}")
+              f"order {data.get('orderId', '-'):<9} correlation {correlation}")
 
     if args.dead_letter_order:
-        print("\nDead letters for %s" % args.dead_letter_order)
+        print(f"\nDead letters for {args.dead_letter_order}")
         for queue in ("payment", "inventory", "orders"):
             url = sqs.get_queue_url(QueueName=name(queue) + "-dlq")["QueueUrl"]
             msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],

@@ -66,7 +66,10 @@ def main() -> int:
         print(f"error: {answer.get('errorType')}: {answer['errorMessage']}", file=sys.stderr)
         return 1
     if args.as_of:
-        show(f"Order {args.order_id} as of {answer.get('asOf')} (rebuilt from its event stream)", answer.get("fromEvents"))
+        show(
+            f"Order {args.order_id} as of {answer.get('asOf')} (rebuilt from its event stream)",
+            answer.get("fromEvents"),
+        )
         print()
     show(f"Order {args.order_id} (read model)", answer.get("readModel"))
     return 0

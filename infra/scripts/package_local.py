@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
 
@@ -46,7 +47,7 @@ def main(template_path: str, binary_dir: str, out_dir: str) -> int:
         stamp = os.path.join(target_dir, ".source-mtime")
         mtime = str(os.stat(source).st_mtime_ns)
         # Unchanged binaries keep their bytes, so the deploy sees no code change.
-        if not (os.path.exists(target) and os.path.exists(stamp) and open(stamp).read() == mtime):
+        if not (os.path.exists(target) and os.path.exists(stamp) and Path(stamp).read_text() == mtime):
             shutil.copyfile(source, target)
             # Debug symbols are most of a debug binary; the zip LocalStack stores is smaller without.
             if shutil.which("strip"):

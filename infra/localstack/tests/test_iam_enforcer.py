@@ -26,7 +26,10 @@ POLICY = {
 
 
 def context(service, operation, params, key="LSIAQAAAAAAAEXAMPLE", internal=False):
-    auth = f"AWS4-HMAC-SHA256 Credential={key}/20261121/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=x"
+    auth = (
+        f"AWS4-HMAC-SHA256 Credential={key}/20261121/us-east-1/{service}/aws4_request, "
+        "SignedHeaders=host, Signature=x"
+    )
     return SimpleNamespace(
         is_internal_call=internal,
         service=SimpleNamespace(service_name=service),
@@ -49,7 +52,11 @@ def role(monkeypatch):
 
 
 def put_events(source):
-    return {"Entries": [{"EventBusName": "orderflow-test", "Source": source, "DetailType": "PaymentProcessed", "Detail": "{}"}]}
+    return {
+        "Entries": [
+            {"EventBusName": "orderflow-test", "Source": source, "DetailType": "PaymentProcessed", "Detail": "{}"}
+        ]
+    }
 
 
 def test_an_allowed_request_passes_and_is_recorded_with_its_statement(role):
@@ -74,7 +81,8 @@ def test_a_request_the_role_does_not_allow_gets_awss_error_and_is_recorded(role)
 
 def test_explicit_deny_uses_the_query_protocol_code_for_sqs(role):
     with pytest.raises(CommonServiceException) as denied:
-        iam_enforcer.authorize(context("sqs", "DeleteMessage", {"QueueUrl": "http://127.0.0.1:4566/000000000000/q", "ReceiptHandle": "r"}))
+        params = {"QueueUrl": "http://127.0.0.1:4566/000000000000/q", "ReceiptHandle": "r"}
+        iam_enforcer.authorize(context("sqs", "DeleteMessage", params))
     assert (denied.value.code, denied.value.status_code) == ("AccessDenied", 403)
     assert denied.value.message.endswith("with an explicit deny in an identity-based policy")
     assert role.snapshot()[0]["denied_by"] == ["PaymentPolicy#NoDeletes"]

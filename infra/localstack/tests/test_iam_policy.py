@@ -73,7 +73,9 @@ def test_resource_wildcards_match_within_arn_segments():
 
 
 def test_string_equals_condition_on_ses_from_address():
-    st = policy(allow("ses:SendEmail", "*", Condition={"StringEquals": {"ses:FromAddress": "orders@orderflow.example"}}))
+    st = policy(
+        allow("ses:SendEmail", "*", Condition={"StringEquals": {"ses:FromAddress": "orders@orderflow.example"}})
+    )
     assert evaluate(st, "ses:SendEmail", "id", {"ses:FromAddress": "orders@orderflow.example"}).allowed
     assert not evaluate(st, "ses:SendEmail", "id", {"ses:FromAddress": "evil@orderflow.example"}).allowed
     # A key missing from the request makes a positive condition false.
@@ -110,22 +112,32 @@ def test_negated_and_if_exists_operators_with_missing_keys():
 
 
 def test_arn_like_condition():
-    st = policy(allow("s:A", "*", Condition={"ArnLike": {"aws:SourceArn": "arn:aws:events:*:000000000000:rule/orderflow-*"}}))
-    assert evaluate(st, "s:A", "r", {"aws:SourceArn": "arn:aws:events:us-east-1:000000000000:rule/orderflow-test-x"}).allowed
-    assert not evaluate(st, "s:A", "r", {"aws:SourceArn": "arn:aws:events:us-east-1:111111111111:rule/orderflow-x"}).allowed
+    st = policy(
+        allow("s:A", "*", Condition={"ArnLike": {"aws:SourceArn": "arn:aws:events:*:000000000000:rule/orderflow-*"}})
+    )
+    ours = "arn:aws:events:us-east-1:000000000000:rule/orderflow-test-x"
+    other_account = "arn:aws:events:us-east-1:111111111111:rule/orderflow-x"
+    assert evaluate(st, "s:A", "r", {"aws:SourceArn": ours}).allowed
+    assert not evaluate(st, "s:A", "r", {"aws:SourceArn": other_account}).allowed
     not_like = policy(allow("s:A", "*", Condition={"ArnNotLike": {"aws:SourceArn": "arn:aws:events:*:*:rule/evil-*"}}))
     assert evaluate(not_like, "s:A", "r", {}).allowed
 
 
 def test_multivalued_set_operators():
-    any_value = policy(allow("ses:SendEmail", "*", Condition={"ForAnyValue:StringLike": {"ses:Recipients": "*@orderflow.example"}}))
+    any_value = policy(
+        allow("ses:SendEmail", "*", Condition={"ForAnyValue:StringLike": {"ses:Recipients": "*@orderflow.example"}})
+    )
     assert evaluate(any_value, "ses:SendEmail", "r", {"ses:Recipients": ["a@x.com", "b@orderflow.example"]}).allowed
     assert not evaluate(any_value, "ses:SendEmail", "r", {"ses:Recipients": ["a@x.com"]}).allowed
     assert not evaluate(any_value, "ses:SendEmail", "r", {}).allowed
 
-    all_values = policy(allow("ses:SendEmail", "*", Condition={"ForAllValues:StringLike": {"ses:Recipients": "*@orderflow.example"}}))
-    assert evaluate(all_values, "ses:SendEmail", "r", {"ses:Recipients": ["a@orderflow.example", "b@orderflow.example"]}).allowed
-    assert not evaluate(all_values, "ses:SendEmail", "r", {"ses:Recipients": ["a@orderflow.example", "b@x.com"]}).allowed
+    all_values = policy(
+        allow("ses:SendEmail", "*", Condition={"ForAllValues:StringLike": {"ses:Recipients": "*@orderflow.example"}})
+    )
+    ours = ["a@orderflow.example", "b@orderflow.example"]
+    assert evaluate(all_values, "ses:SendEmail", "r", {"ses:Recipients": ours}).allowed
+    mixed = ["a@orderflow.example", "b@x.com"]
+    assert not evaluate(all_values, "ses:SendEmail", "r", {"ses:Recipients": mixed}).allowed
     assert evaluate(all_values, "ses:SendEmail", "r", {}).allowed  # AWS: true when the key is missing
 
 

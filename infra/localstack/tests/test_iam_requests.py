@@ -45,9 +45,8 @@ def test_transact_write_items_is_authorized_per_item_action_and_table():
 
 
 def test_transact_get_and_batch_operations():
-    assert [c[:2] for c in checks("dynamodb", "TransactGetItems", {"TransactItems": [{"Get": {"TableName": "a"}}]})] == [
-        ("dynamodb:GetItem", table("a"))
-    ]
+    transact_get = {"TransactItems": [{"Get": {"TableName": "a"}}]}
+    assert [c[:2] for c in checks("dynamodb", "TransactGetItems", transact_get)] == [("dynamodb:GetItem", table("a"))]
     assert [c[:2] for c in checks("dynamodb", "BatchGetItem", {"RequestItems": {"a": {}, "b": {}}})] == [
         ("dynamodb:BatchGetItem", table("a")),
         ("dynamodb:BatchGetItem", table("b")),
@@ -68,15 +67,18 @@ def test_put_events_is_checked_per_entry_with_source_and_detail_type():
     assert checks("events", "PutEvents", params) == [
         ("events:PutEvents", f"arn:aws:events:{R}:{A}:event-bus/orderflow-test",
          {"events:source": "orderflow.payment", "events:detail-type": "PaymentProcessed"}),
-        ("events:PutEvents", f"arn:aws:events:{R}:{A}:event-bus/other", {"events:source": "s", "events:detail-type": "d"}),
-        ("events:PutEvents", f"arn:aws:events:{R}:{A}:event-bus/default", {"events:source": "s2", "events:detail-type": "d2"}),
+        ("events:PutEvents", f"arn:aws:events:{R}:{A}:event-bus/other",
+         {"events:source": "s", "events:detail-type": "d"}),
+        ("events:PutEvents", f"arn:aws:events:{R}:{A}:event-bus/default",
+         {"events:source": "s2", "events:detail-type": "d2"}),
     ]
 
 
 @pytest.mark.parametrize(
     "url, arn",
     [
-        ("http://127.0.0.1:4566/000000000000/orderflow-test-payment-dlq", f"arn:aws:sqs:{R}:{A}:orderflow-test-payment-dlq"),
+        ("http://127.0.0.1:4566/000000000000/orderflow-test-payment-dlq",
+         f"arn:aws:sqs:{R}:{A}:orderflow-test-payment-dlq"),
         ("https://sqs.eu-west-1.amazonaws.com/123456789012/q.fifo", "arn:aws:sqs:eu-west-1:123456789012:q.fifo"),
         ("http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/q", f"arn:aws:sqs:{R}:{A}:q"),
     ],

@@ -52,7 +52,7 @@ API_PREFIX = "/2018-06-01/runtime"
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin", "LANG": "en_US.UTF-8"}
 MAX_LOG_BYTES = 256 * 1024  # per invocation; a chatty loop must not eat LocalStack's memory
 
-_live_sandboxes: "weakref.WeakSet[_Sandbox]" = weakref.WeakSet()
+_live_sandboxes: weakref.WeakSet[_Sandbox] = weakref.WeakSet()
 
 # PR_SET_PDEATHSIG kills the child when the *thread* that forked it exits, not the
 # process. LocalStack starts environments from short-lived worker threads, so all
@@ -97,7 +97,7 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
     """The Lambda Runtime API, as the bootstrap sees it at AWS_LAMBDA_RUNTIME_API."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as lambda_runtime (hyper) expects
-    server: "_RuntimeApiServer"
+    server: _RuntimeApiServer
 
     def log_message(self, format, *args):  # noqa: A002 - keep LocalStack's log clean
         LOG.debug("runtime api %s: " + format, self.server.sandbox.name, *args)
@@ -151,7 +151,9 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
             is_error = parts[2] == "error"
             if not sandbox.complete(parts[1], _error_body(body, error_type) if is_error else body, is_error):
-                return self._reply(400, b'{"errorType":"InvalidRequestID","errorMessage":"unknown or finished request id"}')
+                return self._reply(
+                    400, b'{"errorType":"InvalidRequestID","errorMessage":"unknown or finished request id"}'
+                )
         else:
             return self._reply(404, b'{"errorType":"NotFound"}')
         self._reply(HTTPStatus.ACCEPTED, b'{"status":"OK"}')
@@ -172,7 +174,7 @@ def _error_body(body: bytes, error_type: str) -> bytes:
 
 class _RuntimeApiServer(ThreadingHTTPServer):
     daemon_threads = True  # a handler blocked in `next` must not keep anything alive
-    sandbox: "_Sandbox"
+    sandbox: _Sandbox
 
     def handle_error(self, request, client_address):
         # A killed bootstrap leaves its `next` connection half-open; replying to it fails.
@@ -191,7 +193,7 @@ class _Sandbox:
         self.exit_code: int | None = None
         self.stopping = False
         self.current: _Invocation | None = None
-        self.pending: "queue.Queue[_Invocation | None]" = queue.Queue()
+        self.pending: queue.Queue[_Invocation | None] = queue.Queue()
         self.output = bytearray()
         self.started = time.monotonic()
 

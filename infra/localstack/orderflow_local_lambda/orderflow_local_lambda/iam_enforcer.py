@@ -168,7 +168,10 @@ def authorize(context: RequestContext) -> None:
             "enforcement has no mapping for this operation (add AWS's documented action and resource "
             "to orderflow_local_lambda/iam_requests.py)"
         )
-        DECISIONS.add({**base, "action": str(unmapped), "resource": "", "allowed": False, "reason": "unmapped", "message": message})
+        DECISIONS.add(
+            {**base, "action": str(unmapped), "resource": "", "allowed": False, "reason": "unmapped",
+             "message": message}
+        )
         LOG.warning("orderflow IAM: denied %s", message)
         raise _deny(context, message) from None
 

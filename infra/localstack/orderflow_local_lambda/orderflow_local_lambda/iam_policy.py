@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
 
 ContextValue = str | Sequence[str]
 
@@ -130,7 +130,7 @@ def arn_matches(pattern: str, arn: str) -> bool:
     a_parts = arn.split(":", 5)
     if len(p_parts) != 6 or len(a_parts) != 6:
         return wildcard_match(pattern, arn)
-    return all(wildcard_match(p, a) for p, a in zip(p_parts, a_parts))
+    return all(wildcard_match(p, a) for p, a in zip(p_parts, a_parts, strict=True))
 
 
 # -------------------------------------------------------------------------- conditions
@@ -191,7 +191,7 @@ def _condition_holds(operator: str, key: str, policy_values, context: Mapping[st
             return False
         return any((not hit(v)) if negated else hit(v) for v in present)
     if present is None:
-        return True if (if_exists or negated) else False
+        return bool(if_exists or negated)
     if negated:
         return not any(hit(v) for v in present)
     return any(hit(v) for v in present)

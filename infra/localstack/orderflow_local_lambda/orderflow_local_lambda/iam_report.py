@@ -35,7 +35,7 @@ import json
 import os
 import sys
 import urllib.request
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 
 import boto3
@@ -91,9 +91,13 @@ def service_needs(lambda_client, function: dict) -> list[ServiceNeed]:
         source = esm["EventSourceArn"]
         why = f"event source mapping {esm['UUID'][:8]} ({source.split(':')[2]})"
         if source.split(":")[2] == "sqs":
-            needs += [ServiceNeed(why, f"sqs:{a}", source) for a in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")]
+            needs += [
+                ServiceNeed(why, f"sqs:{a}", source) for a in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
+            ]
         elif source.split(":")[2] == "dynamodb":
-            needs += [ServiceNeed(why, f"dynamodb:{a}", source) for a in ("DescribeStream", "GetRecords", "GetShardIterator")]
+            needs += [
+                ServiceNeed(why, f"dynamodb:{a}", source) for a in ("DescribeStream", "GetRecords", "GetShardIterator")
+            ]
             needs.append(ServiceNeed(why, "dynamodb:ListStreams", "*"))
         destination = (esm.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
         if destination and destination.split(":")[2] == "sqs":
@@ -136,7 +140,9 @@ def report(prefix: str, since: float, out=sys.stdout) -> int:
         counts = Counter((d["function"], d["action"], d["resource"], d["reason"]) for d in denied)
         for (function, action, resource, reason), n in sorted(counts.items()):
             say(f"  DENIED {function}: {action} on {resource or '-'} ({reason}; {n} request{'s' * (n != 1)})")
-            detail = next(d for d in denied if (d["function"], d["action"], d["resource"]) == (function, action, resource))
+            detail = next(
+                d for d in denied if (d["function"], d["action"], d["resource"]) == (function, action, resource)
+            )
             if detail.get("context"):
                 say(f"         condition keys: {json.dumps(detail['context'])}")
             if detail.get("message"):
@@ -171,7 +177,10 @@ def report(prefix: str, since: float, out=sys.stdout) -> int:
             unused_lines += unused
 
     if esm_missing:
-        say("\nEvent source mappings / log delivery: permissions the execution role lacks (AWS refuses such a mapping):")
+        say(
+            "\nEvent source mappings / log delivery: permissions the execution role lacks "
+            "(AWS refuses such a mapping):"
+        )
         for line in esm_missing:
             say(line)
         failures += len(esm_missing)

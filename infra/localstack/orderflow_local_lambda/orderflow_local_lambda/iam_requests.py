@@ -110,7 +110,9 @@ def _dynamodb(op: str, params: dict, arns: _Arns) -> list[Check]:
                     checks.append(Check(action, _table_arn(arns, item[kind]["TableName"])))
         return checks
     if op == "TransactGetItems":
-        return [Check("dynamodb:GetItem", _table_arn(arns, i["Get"]["TableName"])) for i in params.get("TransactItems", [])]
+        return [
+            Check("dynamodb:GetItem", _table_arn(arns, i["Get"]["TableName"])) for i in params.get("TransactItems", [])
+        ]
     raise Unmapped(f"dynamodb:{op}")
 
 
