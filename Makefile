@@ -65,7 +65,8 @@ schemas: ## regenerate events/schemas/*.json from the contract types
 fmt: ## format the code
 	cargo fmt --all
 
-lint: ## rustfmt check and clippy
+lint: setup ## ruff on the Python under infra/ (infra/ruff.toml), rustfmt check, clippy -D warnings
+	$${ORDERFLOW_LOCAL_DIR:-.local}/tools-venv/bin/ruff check infra
 	cargo fmt --all -- --check
 	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: template checks, one build of everything, unit tests, then the integration
+# `make test`: lint, template checks, one build of everything, unit tests, then the integration
 # and end-to-end tests against LocalStack. Starts LocalStack unless one is already running,
 # and stops what it started even when tests fail.
 set -euo pipefail
@@ -14,6 +14,12 @@ RESULTS="$LOCAL_DIR/test-results.log"
 mkdir -p "$LOCAL_DIR" && : >"$RESULTS"
 record() { tee -a "$RESULTS"; }
 
+# `make lint`, so that CI (.ci/run is `make test`) fails on what a developer's `make lint` flags.
+step "lint: ruff (infra/ruff.toml), rustfmt --check, clippy -D warnings"
+lint_started=$(date +%s)
+make --no-print-directory lint
+echo "lint: $(( $(date +%s) - lint_started )) s"
+
 step "template: sam validate --lint, cfn-lint"
 infra/scripts/check_template.sh 2>&1 | record
 
@@ -23,7 +29,7 @@ cargo test --locked --workspace --no-run
 
 step "unit tests"
 cargo test --locked --workspace 2>&1 | record
-step "unit tests of the LocalStack plugins (IAM evaluator, request mapping)"
+step "unit tests of the LocalStack plugins (Lambda executor, IAM evaluator, request mapping)"
 "$LOCAL_DIR/venv/bin/python" -m pytest -q -p no:cacheprovider infra/localstack/tests 2>&1 | record
 
 started_here=no
@@ -37,6 +43,13 @@ infra/localstack/start.sh
 
 step "deploy stack orderflow-$STAGE"
 infra/scripts/deploy_local.sh
+
+# The executor's own logic is unit-tested above (test_executor.py); this checks its glue with
+# LocalStack's Lambda service: State=Failed for refused runtimes, FunctionError for timeouts and
+# crashes through the Invoke API, --log-type Tail, SQS and DynamoDB stream event source mappings
+# with ReportBatchItemFailures and redrive. Before the e2e tests, so neither slows the other.
+step "LocalStack Lambda executor smoke test (infra/localstack/check_executor.sh)"
+infra/localstack/check_executor.sh 2>&1 | record
 
 step "integration and end-to-end tests"
 export ORDERFLOW_STAGE="$STAGE"

@@ -3,6 +3,8 @@
 # (start it with infra/localstack/start.sh). Uses a Python `bootstrap` that speaks the
 # Lambda Runtime API, so no Rust build is needed. Creates and deletes its own
 # resources (prefix ofcheck-). Exit 0 only if every check passed.
+# tests/run.sh (`make test`) runs it after the deploy: tests/test_executor.py covers the
+# executor's own logic without LocalStack; this covers its glue with LocalStack's Lambda service.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -2,7 +2,6 @@
 //! per-entry results read, only the failed entries retried with exponential backoff and
 //! full jitter, and an error naming every entry that still failed when retries run out.
 
-
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use thiserror::Error;
@@ -281,8 +280,8 @@ mod tests {
     use super::*;
     use crate::envelope::EventMetadata;
     use std::collections::{HashMap, HashSet};
-    use std::time::Duration;
     use std::sync::Mutex;
+    use std::time::Duration;
 
     /// Fails each event id a set number of times, and records every request.
     #[derive(Default)]
