@@ -14,10 +14,14 @@ RESULTS="$LOCAL_DIR/test-results.log"
 mkdir -p "$LOCAL_DIR" && : >"$RESULTS"
 record() { tee -a "$RESULTS"; }
 
-# `make lint`, so that CI (.ci/run is `make test`) fails on what a developer's `make lint` flags.
+# The commands of `make lint`, so that CI (.ci/run is `make test`) fails on what a developer's
+# `make lint` flags. Not `make lint` itself: its `setup` prerequisite would run setup.sh with
+# env.sh's PATH, whose python3.11 is the tools venv's own, and rebuild that venv.
 step "lint: ruff (infra/ruff.toml), rustfmt --check, clippy -D warnings"
 lint_started=$(date +%s)
-make --no-print-directory lint
+"$TOOLS/ruff" check infra
+cargo fmt --all -- --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "lint: $(( $(date +%s) - lint_started )) s"
 
 step "template: sam validate --lint, cfn-lint"
