@@ -120,8 +120,12 @@ CURRENT_STEP="tools venv"
 TOOLS=$LOCAL_DIR/tools-venv
 # Any working Python will do for the CLIs; prefer the system one (widest wheel support).
 TPY=""
+# Skip our own venvs' interpreters: with infra/scripts/env.sh sourced, the tools venv's
+# python3.11 comes first on PATH, and building the venv from itself changes the key.
 for p in python3.11 python3.12 python3 "$PY"; do
-  if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import ensurepip' >/dev/null 2>&1; then TPY=$(command -v "$p"); break; fi
+  candidate=$(command -v "$p" 2>/dev/null) || continue
+  case "$candidate" in "$LOCAL_DIR"/*) continue ;; esac
+  if "$candidate" -c 'import ensurepip' >/dev/null 2>&1; then TPY=$candidate; break; fi
 done
 [ -n "$TPY" ] || die "no Python with venv support for the tools venv"
 TOOLS_KEY="py=$TPY ($("$TPY" -V 2>&1)) pins=${TOOLS_PINS[*]}"

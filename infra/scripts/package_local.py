@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Turns infra/template.yaml into a template LocalStack can deploy without `sam build`.
 
-`sam build` (BuildMethod rust-cargolambda) cross-compiles a release build per function,
-minutes on two cores. Locally we build every function once with cargo, for the host, and
-do what `sam build` would do with the result: put each function's binary in its own
-folder as `bootstrap` and point the function's CodeUri there. Nothing else in the template
+`sam build` (BuildMethod makefile: one `cargo lambda build --release --arm64` of every
+function) cross-compiles a release build, minutes on two cores. Locally we build every
+function once with cargo, for the host, and do what `sam build` would do with the result:
+put each function's binary in its own folder as `bootstrap` and point the function's
+CodeUri there. Nothing else in the template
 changes, so LocalStack runs the same resources, rules, policies and settings as AWS.
 
 Usage: package_local.py TEMPLATE BINARY_DIR OUT_DIR
