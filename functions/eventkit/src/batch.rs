@@ -59,6 +59,23 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
+    /// The report for these per-message outcomes: what SQS must retry goes into
+    /// `batchItemFailures`.
+    pub fn from_outcomes(outcomes: Vec<(String, MessageOutcome)>) -> Self {
+        let mut response = SqsBatchResponse::default();
+        for (id, outcome) in &outcomes {
+            if matches!(
+                outcome,
+                MessageOutcome::Retried { .. } | MessageOutcome::Skipped
+            ) {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.clone();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        BatchReport { response, outcomes }
+    }
+
     pub fn metrics(&self) -> BatchMetrics {
         let mut m = BatchMetrics::default();
         for (_, outcome) in &self.outcomes {
@@ -175,18 +192,7 @@ impl BatchProcessor {
             .flatten()
             .collect();
 
-        let mut response = SqsBatchResponse::default();
-        for (id, outcome) in &outcomes {
-            if matches!(
-                outcome,
-                MessageOutcome::Retried { .. } | MessageOutcome::Skipped
-            ) {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id.clone();
-                response.batch_item_failures.push(failure);
-            }
-        }
-        BatchReport { response, outcomes }
+        BatchReport::from_outcomes(outcomes)
     }
 
     /// Runs a group in order. FIFO: after a message fails, the rest of the group is skipped

@@ -151,26 +151,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lambda_events::event::sqs::BatchItemFailure;
 
     fn report(outcomes: Vec<MessageOutcome>) -> BatchReport {
-        let mut response = SqsBatchResponse::default();
-        let outcomes: Vec<(String, MessageOutcome)> = outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(i, o)| (format!("m{i}"), o))
-            .collect();
-        for (id, outcome) in &outcomes {
-            if matches!(
-                outcome,
-                MessageOutcome::Retried { .. } | MessageOutcome::Skipped
-            ) {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id.clone();
-                response.batch_item_failures.push(failure);
-            }
-        }
-        BatchReport { response, outcomes }
+        BatchReport::from_outcomes(
+            outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| (format!("m{i}"), o))
+                .collect(),
+        )
     }
 
     fn retried(reason: &str) -> MessageOutcome {

@@ -124,17 +124,7 @@ impl Stack {
     }
 
     pub async fn get_item(&self, table_suffix: &str, key: &str, value: &str) -> Option<Value> {
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(self.name(table_suffix))
-            .key(key, AttributeValue::S(value.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("get-item");
-        out.item()
-            .map(|i| serde_dynamo::from_item::<_, Value>(i.clone()).expect("item as json"))
+        self.get_item_by_key(table_suffix, &[(key, value)]).await
     }
 
     /// Waits until the queue has no visible and no in-flight messages.
