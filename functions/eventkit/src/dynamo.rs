@@ -36,10 +36,9 @@ pub async fn put_if<T: Serialize + DeserializeOwned>(
 ) -> Result<PutIf<T>, String> {
     let item: HashMap<String, AttributeValue> =
         serde_dynamo::to_item(record).map_err(|e| format!("record not storable: {e}"))?;
-    let key_value = item
-        .get(key)
-        .cloned()
-        .ok_or_else(|| format!("record has no `{key}`"))?;
+    if !item.contains_key(key) {
+        return Err(format!("record has no `{key}`"));
+    }
     let mut request = client
         .put_item()
         .table_name(table)
@@ -59,20 +58,12 @@ pub async fn put_if<T: Serialize + DeserializeOwned>(
     let Some(PutItemError::ConditionalCheckFailedException(failed)) = err.as_service_error() else {
         return Err(sdk_error_text(&err));
     };
-    let stored = match failed.item() {
-        Some(item) => item.clone(),
-        // Emulators that do not return the old item: read it.
-        None => client
-            .get_item()
-            .table_name(table)
-            .key(key, key_value)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error_text(&e))?
-            .item
-            .ok_or("the item that failed the condition is gone; retry")?,
-    };
+    // DynamoDB returns the stored item with the failure when ALL_OLD is asked for ("Item:
+    // the item which caused the condition check to fail", PutItem API reference), so no
+    // second round trip, and no dynamodb:GetItem grant, is needed.
+    let stored = failed.item().cloned().ok_or(
+        "the failed condition check returned no item (ReturnValuesOnConditionCheckFailure=ALL_OLD)",
+    )?;
     serde_dynamo::from_item(stored)
         .map(PutIf::Existing)
         .map_err(|e| format!("stored item unreadable: {e}"))

@@ -213,34 +213,20 @@ impl Idempotency {
             Ok(_) => Ok(None),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    // The record comes with the failure (ALL_OLD), so reading it needs
+                    // neither a second round trip nor a dynamodb:GetItem grant.
                     match failed.item() {
                         Some(item) => Ok(Some(ExistingRecord::from_item(item))),
-                        // Older emulators do not return the item: read it.
-                        None => self.read(id).await.map(|r| {
-                            Some(r.unwrap_or(ExistingRecord {
-                                status: STATUS_IN_PROGRESS.into(),
-                                validation: None,
-                                data: None,
-                            }))
-                        }),
+                        None => Err(IdempotencyError::Store(
+                            "the failed condition check returned no record \
+                             (ReturnValuesOnConditionCheckFailure=ALL_OLD)"
+                                .into(),
+                        )),
                     }
                 }
                 _ => Err(IdempotencyError::Store(sdk_error_text(&err))),
             },
         }
-    }
-
-    async fn read<E>(&self, id: &str) -> Result<Option<ExistingRecord>, IdempotencyError<E>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| IdempotencyError::Store(sdk_error_text(&e)))?;
-        Ok(out.item().map(ExistingRecord::from_item))
     }
 
     async fn complete<R: Serialize, E>(

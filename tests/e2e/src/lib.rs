@@ -293,6 +293,14 @@ impl Stack {
     /// Invokes a function of this stage synchronously (as `aws lambda invoke` does) and
     /// returns its JSON answer; a function error fails the test.
     pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
+        self.try_invoke(function, payload)
+            .await
+            .unwrap_or_else(|error| panic!("{function} failed: {error}"))
+    }
+
+    /// Like [`Stack::invoke`], but a function error (the invocation's result was an error)
+    /// comes back as `Err` with the error body.
+    pub async fn try_invoke(&self, function: &str, payload: &Value) -> Result<Value, String> {
         let out = self
             .lambda
             .invoke()
@@ -305,12 +313,10 @@ impl Stack {
             .payload()
             .map(|p| p.as_ref().to_vec())
             .unwrap_or_default();
-        assert!(
-            out.function_error().is_none(),
-            "{function} failed: {}",
-            String::from_utf8_lossy(&body)
-        );
-        serde_json::from_slice(&body).expect("invoke output is JSON")
+        if out.function_error().is_some() {
+            return Err(String::from_utf8_lossy(&body).into_owned());
+        }
+        Ok(serde_json::from_slice(&body).expect("invoke output is JSON"))
     }
 
     /// Sets a SKU's stock in this stage's inventory table.

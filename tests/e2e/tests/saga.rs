@@ -247,12 +247,20 @@ async fn facts_of_one_order_from_parallel_invocations_make_one_consistent_stream
         let batches: Vec<serde_json::Value> =
             pending.iter().map(|b| sqs_batch(&queue_arn, b)).collect();
         // All requests leave together: the invocations overlap, as parallel pollers' do.
-        let answers: Vec<serde_json::Value> =
-            futures::future::join_all(batches.iter().map(|batch| stack.invoke("orders", batch)))
-                .await;
-        // What an invocation reports failed comes back, as SQS would redeliver it.
+        let answers = futures::future::join_all(
+            batches
+                .iter()
+                .map(|batch| stack.try_invoke("orders", batch)),
+        )
+        .await;
+        // What an invocation reports failed comes back, as SQS would redeliver it; an
+        // invocation that failed as a whole (every message failed) comes back whole.
         let mut retry = Vec::new();
-        for (batch, answer) in batches.iter().zip(&answers) {
+        for ((batch, messages), answer) in batches.iter().zip(&pending).zip(&answers) {
+            let Ok(answer) = answer else {
+                retry.push(messages.clone());
+                continue;
+            };
             let failed = answer["batchItemFailures"]
                 .as_array()
                 .cloned()
