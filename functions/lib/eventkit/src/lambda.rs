@@ -10,11 +10,22 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 
 use crate::batch::{BatchProcessor, BatchReport, Handled, MessageOutcome};
 use crate::dead_letter::SqsDeadLetterQueue;
-use crate::envelope::RawEvent;
-use crate::error::HandlerError;
+use crate::envelope::{Envelope, RawEvent};
+use crate::error::{DecodeError, HandlerError};
+use crate::event_set::EventSet;
+use crate::routes::{admit, Route};
 
-/// Metrics namespace for every Orderflow function.
-pub const METRICS_NAMESPACE: &str = "Orderflow";
+/// Where the CloudWatch metrics namespace comes from: the variable Powertools for AWS Lambda
+/// reads for the same purpose, so one template setting serves both.
+pub const METRICS_NAMESPACE_VAR: &str = "POWERTOOLS_METRICS_NAMESPACE";
+
+/// Takes in one message for a function with these `routes`: the type must be routed here
+/// and come from its owning source, then it is decoded and validated, once. Everything a
+/// handler sees has passed through here.
+pub fn take_in<E: EventSet>(routes: &[Route], raw: &RawEvent) -> Result<Envelope<E>, DecodeError> {
+    admit(routes, raw)?;
+    E::envelope(raw)
+}
 
 /// What a handler may want to know about the invocation it runs in.
 #[derive(Debug, Clone)]
@@ -111,9 +122,33 @@ pub fn entire_batch_failed(report: &BatchReport) -> Option<EntireBatchFailed> {
     })
 }
 
+/// Runs the Lambda runtime loop for an SQS-triggered function that takes in the events of
+/// `routes` ([`take_in`]): `handler` gets each one typed, as a member of the event set `E`;
+/// anything else is dead-lettered with its reason (`not-routed`, `untrusted-source`, ...)
+/// without reaching it.
+pub async fn serve_events<E, H, Fut>(
+    service: &'static str,
+    routes: &'static [Route],
+    processor: BatchProcessor,
+    handler: H,
+) -> Result<(), lambda_runtime::Error>
+where
+    E: EventSet,
+    H: Fn(Envelope<E>, Invocation) -> Fut,
+    Fut: Future<Output = Result<Handled, HandlerError>>,
+{
+    let handler = &handler;
+    serve_sqs(service, processor, move |raw, invocation| async move {
+        let event = take_in::<E>(routes, &raw)?;
+        handler(event, invocation).await
+    })
+    .await
+}
+
 /// Runs the Lambda runtime loop for an SQS-triggered function: each batch goes through
-/// `processor`, each message to `handler`, and a metrics line is written per batch. A batch
-/// in which every message failed is returned as an error ([`EntireBatchFailed`]).
+/// `processor`, each message to `handler`, and a metrics line is written per batch in the
+/// namespace named by `POWERTOOLS_METRICS_NAMESPACE`. A batch in which every message failed
+/// is returned as an error ([`EntireBatchFailed`]).
 pub async fn serve_sqs<H, Fut>(
     service: &'static str,
     processor: BatchProcessor,
@@ -123,6 +158,8 @@ where
     H: Fn(RawEvent, Invocation) -> Fut,
     Fut: Future<Output = Result<Handled, HandlerError>>,
 {
+    let namespace = crate::aws::required_env(METRICS_NAMESPACE_VAR)?;
+    let namespace = namespace.as_str();
     let handler = &handler;
     let processor = &processor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
@@ -135,7 +172,7 @@ where
                 handler(message, invocation.clone())
             })
             .await;
-        report.metrics().emit(METRICS_NAMESPACE, service);
+        report.metrics().emit(namespace, service);
         match entire_batch_failed(&report) {
             Some(failed) => {
                 tracing::error!(messages = failed.messages, reasons = ?failed.reasons,

@@ -1,4 +1,5 @@
-use eventkit::EventData;
+use eventcore::ids::check_data_id;
+use eventcore::{EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -16,4 +17,10 @@ pub struct CustomerRegistered {
 
 impl EventData for CustomerRegistered {
     const DETAIL_TYPE: &'static str = "CustomerRegistered";
+    const SOURCE: &'static str = crate::sources::CUSTOMERS;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("customerId", &self.customer_id)?;
+        Ok(())
+    }
 }

@@ -1,6 +1,7 @@
 //! The order saga's decisions and the order's later milestones.
 
-use eventkit::EventData;
+use eventcore::ids::check_data_id;
+use eventcore::{EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,18 @@ pub struct OrderConfirmed {
 
 impl EventData for OrderConfirmed {
     const DETAIL_TYPE: &'static str = "OrderConfirmed";
+    const SOURCE: &'static str = crate::sources::SAGA;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        check_data_id("customerId", &self.customer_id)?;
+        check_data_id("paymentId", &self.payment_id)?;
+        check_data_id("reservationId", &self.reservation_id)?;
+        for (i, line) in self.lines.iter().enumerate() {
+            check_data_id(&format!("lines[{i}].sku"), &line.sku)?;
+        }
+        Ok(())
+    }
 }
 
 /// The order will not go ahead; compensations were requested where needed.
@@ -38,6 +51,13 @@ pub struct OrderCancelled {
 
 impl EventData for OrderCancelled {
     const DETAIL_TYPE: &'static str = "OrderCancelled";
+    const SOURCE: &'static str = crate::sources::SAGA;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        check_data_id("customerId", &self.customer_id)?;
+        Ok(())
+    }
 }
 
 /// Handed to a carrier.
@@ -53,6 +73,13 @@ pub struct OrderShipped {
 
 impl EventData for OrderShipped {
     const DETAIL_TYPE: &'static str = "OrderShipped";
+    const SOURCE: &'static str = crate::sources::SHIPPING;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        check_data_id("shipmentId", &self.shipment_id)?;
+        Ok(())
+    }
 }
 
 /// Fraud detection thinks the order is not genuine: the saga cancels it.
@@ -67,6 +94,12 @@ pub struct FraudSuspected {
 
 impl EventData for FraudSuspected {
     const DETAIL_TYPE: &'static str = "FraudSuspected";
+    const SOURCE: &'static str = crate::sources::FRAUD;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        Ok(())
+    }
 }
 
 /// An email went out.
@@ -87,4 +120,5 @@ pub struct EmailSent {
 
 impl EventData for EmailSent {
     const DETAIL_TYPE: &'static str = "EmailSent";
+    const SOURCE: &'static str = crate::sources::NOTIFICATION;
 }

@@ -1,8 +1,6 @@
 //! The event envelope: metadata every Orderflow event carries, and its conversions to and
 //! from the EventBridge wire format (`detail = {"metadata": {...}, "data": {...}}`).
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -10,6 +8,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::DecodeError;
+use crate::ids::{check_id, FieldError, MAX_EVENT_ID_CHARS};
+use crate::routes::Route;
 
 /// Largest EventBridge event we accept: the PutEvents limit for one entry.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -44,8 +44,24 @@ struct PartialMetadata {
 pub trait EventData: Serialize + DeserializeOwned {
     /// The EventBridge `detail-type`, e.g. `OrderPlaced`.
     const DETAIL_TYPE: &'static str;
+    /// The one EventBridge `source` allowed to publish this type. A consumer acts on the
+    /// type only when it comes from this source; everything else is dead-lettered as
+    /// `untrusted-source`.
+    const SOURCE: &'static str;
     /// The schema version this code reads natively and writes.
     const SCHEMA_VERSION: u32 = 1;
+    /// The (type, owning source) pair a rule routes and a consumer admits.
+    const ROUTE: Route = Route {
+        detail_type: Self::DETAIL_TYPE,
+        source: Self::SOURCE,
+    };
+
+    /// Checks what the type system cannot (id limits, sums), once, when the event is taken
+    /// in from outside. Events read back from the store were checked when they were taken
+    /// in and are not checked again, so tightening a rule never breaks a stored stream.
+    fn validate(&self) -> Result<(), FieldError> {
+        Ok(())
+    }
 
     /// Turns `data` written with schema `version` into the current schema.
     /// The default accepts only the current version.
@@ -60,6 +76,49 @@ pub trait EventData: Serialize + DeserializeOwned {
             })
         }
     }
+}
+
+/// What an envelope can carry: one event type ([`EventData`]) or a closed set of them
+/// (an enum implementing [`crate::EventSet`]).
+pub trait Payload {
+    fn detail_type(&self) -> &'static str;
+    /// The owning source.
+    fn source(&self) -> &'static str;
+    fn schema_version(&self) -> u32;
+    /// The payload as the `data` JSON.
+    fn to_data(&self) -> Value;
+}
+
+impl<T: EventData> Payload for T {
+    fn detail_type(&self) -> &'static str {
+        T::DETAIL_TYPE
+    }
+    fn source(&self) -> &'static str {
+        T::SOURCE
+    }
+    fn schema_version(&self) -> u32 {
+        T::SCHEMA_VERSION
+    }
+    fn to_data(&self) -> Value {
+        // Serializing a plain data struct into a Value cannot fail (no maps with non-string
+        // keys in event payloads); fall back to null rather than panic.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// The parts of an EventBridge event the envelope reads. Written here rather than taken
+/// from `aws_lambda_events` so that this crate, and the contracts built on it, need nothing
+/// from AWS.
+#[derive(Debug, Deserialize)]
+struct WireEvent {
+    #[serde(default)]
+    id: Option<String>,
+    source: String,
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    #[serde(default)]
+    time: Option<DateTime<Utc>>,
+    detail: Value,
 }
 
 /// An event whose payload has not been given a type yet: what arrives on a queue.
@@ -95,15 +154,15 @@ impl RawEvent {
         }
         let value: Value =
             serde_json::from_str(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        let event: EventBridgeEvent<Value> = decode_at_path(value)
-            .map_err(|(path, message)| DecodeError::NotAnEvent { path, message })?;
-        Self::from_eventbridge(event)
+        Self::from_eventbridge_json(value)
     }
 
-    /// Builds the envelope from an EventBridge event delivered directly to a function or
-    /// read from a queue. Missing metadata falls back to the envelope's `id` and `time`,
-    /// so events hand-written for `aws events put-events` work.
-    pub fn from_eventbridge(event: EventBridgeEvent<Value>) -> Result<Self, DecodeError> {
+    /// Builds the envelope from an EventBridge event (as JSON) delivered directly to a
+    /// function or read from a queue. Missing metadata falls back to the envelope's `id`
+    /// and `time`, so events hand-written for `aws events put-events` work.
+    pub fn from_eventbridge_json(value: Value) -> Result<Self, DecodeError> {
+        let event: WireEvent = decode_at_path(value)
+            .map_err(|(path, message)| DecodeError::NotAnEvent { path, message })?;
         let (partial, data) = match event.detail {
             Value::Object(mut detail) => {
                 let metadata = match detail.remove("metadata") {
@@ -148,6 +207,7 @@ impl RawEvent {
             occurred_at: partial.occurred_at.or(event.time).unwrap_or_else(Utc::now),
             event_id,
         };
+        metadata.check_ids()?;
         Ok(RawEvent {
             source: event.source,
             detail_type: event.detail_type,
@@ -156,8 +216,24 @@ impl RawEvent {
         })
     }
 
-    /// Gives the payload its type, upcasting older schema versions.
+    /// Gives the payload its type as an event taken in from outside: older schema versions
+    /// are upcast, and [`EventData::validate`] runs.
     pub fn decode<T: EventData>(&self) -> Result<Envelope<T>, DecodeError> {
+        let envelope = self.decode_stored::<T>()?;
+        envelope
+            .data
+            .validate()
+            .map_err(|e| DecodeError::InvalidData {
+                detail_type: self.detail_type.clone(),
+                path: e.path,
+                message: e.message,
+            })?;
+        Ok(envelope)
+    }
+
+    /// Gives the payload its type as an event read back from the store: upcast, but not
+    /// validated again (it was when it was taken in).
+    pub fn decode_stored<T: EventData>(&self) -> Result<Envelope<T>, DecodeError> {
         if self.detail_type != T::DETAIL_TYPE {
             return Err(DecodeError::UnknownType(self.detail_type.clone()));
         }
@@ -182,31 +258,41 @@ impl RawEvent {
     pub fn detail(&self) -> Value {
         serde_json::json!({ "metadata": self.metadata, "data": self.data })
     }
+}
 
-    /// The PutEvents entry for this event on `bus_name`.
-    pub fn to_put_events_entry(&self, bus_name: &str) -> PutEventsRequestEntry {
-        PutEventsRequestEntry::builder()
-            .event_bus_name(bus_name)
-            .source(&self.source)
-            .detail_type(&self.detail_type)
-            .detail(self.detail().to_string())
-            .time(aws_sdk_eventbridge::primitives::DateTime::from_millis(
-                self.metadata.occurred_at.timestamp_millis(),
-            ))
-            .build()
+impl EventMetadata {
+    /// Event, correlation and causation ids become keys (idempotency records, store items):
+    /// each is limited in length and characters ([`crate::ids`]).
+    fn check_ids(&self) -> Result<(), DecodeError> {
+        let ids = [
+            ("metadata.eventId", Some(&self.event_id)),
+            ("metadata.correlationId", Some(&self.correlation_id)),
+            ("metadata.causationId", self.causation_id.as_ref()),
+        ];
+        for (path, id) in ids {
+            if let Some(id) = id {
+                check_id(path, id, MAX_EVENT_ID_CHARS).map_err(|e| {
+                    DecodeError::InvalidMetadata {
+                        path: e.path,
+                        message: e.message,
+                    }
+                })?;
+            }
+        }
+        Ok(())
     }
 }
 
-impl<T: EventData> Envelope<T> {
+impl<P: Payload> Envelope<P> {
     /// A new event that starts a conversation (no cause): its id is also its correlation id.
-    pub fn new(source: impl Into<String>, data: T) -> Self {
+    pub fn new(data: P) -> Self {
         let event_id = uuid::Uuid::new_v4().to_string();
         Envelope {
-            source: source.into(),
+            source: data.source().to_string(),
             metadata: EventMetadata {
                 correlation_id: event_id.clone(),
                 causation_id: None,
-                schema_version: T::SCHEMA_VERSION,
+                schema_version: data.schema_version(),
                 occurred_at: Utc::now(),
                 event_id,
             },
@@ -217,18 +303,14 @@ impl<T: EventData> Envelope<T> {
     /// An event emitted in reaction to `cause`: it keeps the correlation id, names its cause,
     /// and gets an id derived from the cause, its type and `discriminator`. The derived id
     /// matters under at-least-once delivery: handling the same cause twice emits the same
-    /// event id, so every downstream idempotency check sees one event, not two.
-    pub fn caused_by(
-        cause: &EventMetadata,
-        source: impl Into<String>,
-        discriminator: &str,
-        data: T,
-    ) -> Self {
+    /// event id, so every downstream idempotency check sees one event, not two. Its source is
+    /// the type's owner.
+    pub fn caused_by(cause: &EventMetadata, discriminator: &str, data: P) -> Self {
         Envelope {
-            source: source.into(),
+            source: data.source().to_string(),
             metadata: EventMetadata {
-                event_id: derived_event_id(&cause.event_id, T::DETAIL_TYPE, discriminator),
-                schema_version: T::SCHEMA_VERSION,
+                event_id: derived_event_id(&cause.event_id, data.detail_type(), discriminator),
+                schema_version: data.schema_version(),
                 correlation_id: cause.correlation_id.clone(),
                 causation_id: Some(cause.event_id.clone()),
                 occurred_at: Utc::now(),
@@ -241,11 +323,18 @@ impl<T: EventData> Envelope<T> {
     pub fn to_raw(&self) -> RawEvent {
         RawEvent {
             source: self.source.clone(),
-            detail_type: T::DETAIL_TYPE.to_string(),
+            detail_type: self.data.detail_type().to_string(),
             metadata: self.metadata.clone(),
-            // Serializing a plain data struct into a Value cannot fail (no maps with
-            // non-string keys in event payloads); fall back to null rather than panic.
-            data: serde_json::to_value(&self.data).unwrap_or(Value::Null),
+            data: self.data.to_data(),
+        }
+    }
+
+    /// The same event with its payload widened, e.g. one type into the closed set.
+    pub fn widen<Q: From<P>>(self) -> Envelope<Q> {
+        Envelope {
+            source: self.source,
+            metadata: self.metadata,
+            data: self.data.into(),
         }
     }
 }
@@ -312,6 +401,7 @@ mod tests {
     }
     impl EventData for Thing {
         const DETAIL_TYPE: &'static str = "ThingHappened";
+        const SOURCE: &'static str = "test";
         const SCHEMA_VERSION: u32 = 2;
         fn upcast(version: u32, mut data: Value) -> Result<Value, DecodeError> {
             match version {
@@ -402,7 +492,6 @@ mod tests {
     #[test]
     fn effects_carry_correlation_and_derive_stable_ids() {
         let cause = Envelope::new(
-            "test",
             Thing {
                 name: "a".into(),
                 count: 1,
@@ -410,7 +499,6 @@ mod tests {
         );
         let a = Envelope::caused_by(
             &cause.metadata,
-            "test",
             "x",
             Thing {
                 name: "b".into(),
@@ -419,7 +507,6 @@ mod tests {
         );
         let b = Envelope::caused_by(
             &cause.metadata,
-            "test",
             "x",
             Thing {
                 name: "b".into(),
@@ -434,7 +521,6 @@ mod tests {
         );
         let c = Envelope::caused_by(
             &cause.metadata,
-            "test",
             "y",
             Thing {
                 name: "b".into(),
@@ -446,19 +532,15 @@ mod tests {
 
     #[test]
     fn round_trips_through_the_wire_format() {
-        let event = Envelope::new(
-            "orderflow.test",
-            Thing {
-                name: "a".into(),
-                count: 3,
-            },
-        );
+        let event = Envelope::new(Thing {
+            name: "a".into(),
+            count: 3,
+        });
         let raw = event.to_raw();
-        let entry = raw.to_put_events_entry("bus");
         let wire = serde_json::json!({
-            "id": "ignored", "detail-type": entry.detail_type().unwrap(),
-            "source": entry.source().unwrap(), "time": "2026-11-21T10:00:00Z",
-            "detail": serde_json::from_str::<Value>(entry.detail().unwrap()).unwrap(),
+            "id": "ignored", "detail-type": raw.detail_type,
+            "source": raw.source, "time": "2026-11-21T10:00:00Z",
+            "detail": raw.detail(),
         });
         let back = RawEvent::from_sqs_body(&wire.to_string()).unwrap();
         assert_eq!(back.metadata, event.metadata);

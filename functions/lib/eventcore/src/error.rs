@@ -20,6 +20,17 @@ pub enum DecodeError {
     InvalidMetadata { path: String, message: String },
     #[error("unknown event type `{0}`")]
     UnknownType(String),
+    /// A known type this function has no route for: the rule and the code disagree.
+    #[error("{detail_type} is not routed to this function")]
+    NotRouted { detail_type: String },
+    /// The type is known but came from a source that does not own it: a forgery or a
+    /// misconfigured producer. Never acted on.
+    #[error("{detail_type} is owned by `{owner}`, not by `{sent_by}`")]
+    UntrustedSource {
+        detail_type: String,
+        sent_by: String,
+        owner: String,
+    },
     #[error(
         "unsupported schema version {version} of {detail_type} (this code reads up to {supported})"
     )]
@@ -46,6 +57,8 @@ impl DecodeError {
             DecodeError::NotAnEvent { .. } => "not-an-event",
             DecodeError::InvalidMetadata { .. } => "invalid-metadata",
             DecodeError::UnknownType(_) => "unknown-type",
+            DecodeError::NotRouted { .. } => "not-routed",
+            DecodeError::UntrustedSource { .. } => "untrusted-source",
             DecodeError::UnsupportedVersion { .. } => "unsupported-version",
             DecodeError::InvalidData { .. } => "invalid-data",
         }
@@ -101,45 +114,5 @@ impl HandlerError {
 impl From<DecodeError> for HandlerError {
     fn from(e: DecodeError) -> Self {
         HandlerError::permanent(e.reason(), e)
-    }
-}
-
-/// Renders an AWS SDK error with its service error code and message, which the default
-/// `Display` ("service error") hides.
-pub fn sdk_error_text<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
-where
-    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_dynamodb::error::SdkError;
-    match err {
-        SdkError::ServiceError(service) => {
-            let e = service.err();
-            format!(
-                "{}: {}",
-                e.code().unwrap_or("ServiceError"),
-                e.message().unwrap_or("no message")
-            )
-        }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
-    }
-}
-
-/// Lambda reports a failed invocation with the reason as its error type.
-impl From<HandlerError> for lambda_runtime::Diagnostic {
-    fn from(e: HandlerError) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: e.reason,
-            error_message: e.message,
-        }
     }
 }

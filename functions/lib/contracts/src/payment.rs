@@ -1,4 +1,5 @@
-use eventkit::EventData;
+use eventcore::ids::check_data_id;
+use eventcore::{EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,13 @@ pub struct PaymentProcessed {
 
 impl EventData for PaymentProcessed {
     const DETAIL_TYPE: &'static str = "PaymentProcessed";
+    const SOURCE: &'static str = crate::sources::PAYMENT;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        check_data_id("paymentId", &self.payment_id)?;
+        Ok(())
+    }
 }
 
 /// The charge was declined; nothing was taken.
@@ -32,6 +40,13 @@ pub struct PaymentFailed {
 
 impl EventData for PaymentFailed {
     const DETAIL_TYPE: &'static str = "PaymentFailed";
+    const SOURCE: &'static str = crate::sources::PAYMENT;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        check_data_id("paymentId", &self.payment_id)?;
+        Ok(())
+    }
 }
 
 /// Compensation: the saga asks for the order's payment to be refunded.
@@ -45,6 +60,12 @@ pub struct RefundPaymentRequested {
 
 impl EventData for RefundPaymentRequested {
     const DETAIL_TYPE: &'static str = "RefundPaymentRequested";
+    const SOURCE: &'static str = crate::sources::SAGA;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        Ok(())
+    }
 }
 
 /// The charge was refunded in full.
@@ -59,4 +80,11 @@ pub struct PaymentRefunded {
 
 impl EventData for PaymentRefunded {
     const DETAIL_TYPE: &'static str = "PaymentRefunded";
+    const SOURCE: &'static str = crate::sources::PAYMENT;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        check_data_id("paymentId", &self.payment_id)?;
+        Ok(())
+    }
 }

@@ -1,13 +1,44 @@
-//! Publishing to EventBridge: PutEvents in requests of at most 10 entries and 256 KiB,
+//! Publishing events: the [`Publish`] port that handlers depend on, and its EventBridge
+//! adapter [`Publisher`]: PutEvents in requests of at most 10 entries and 256 KiB,
 //! per-entry results read, only the failed entries retried with exponential backoff and
 //! full jitter, and an error naming every entry that still failed when retries run out.
+//! (The in-memory adapter is `testing::MemoryBus`.)
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use thiserror::Error;
 
-use crate::envelope::RawEvent;
+use crate::envelope::{Envelope, RawEvent};
 use crate::error::{sdk_error_text, HandlerError};
+use crate::event_set::EventSet;
+
+/// The port a handler publishes its typed events through.
+#[async_trait]
+pub trait Publish<E: EventSet>: Send + Sync {
+    /// Publishes every event, or fails naming the ones that could not be published.
+    async fn publish(&self, events: &[Envelope<E>]) -> Result<(), PublishError>;
+}
+
+#[async_trait]
+impl<E: EventSet, T: PutEventsTransport> Publish<E> for Publisher<T> {
+    async fn publish(&self, events: &[Envelope<E>]) -> Result<(), PublishError> {
+        let raw: Vec<RawEvent> = events.iter().map(Envelope::to_raw).collect();
+        self.publish_raw(&raw).await
+    }
+}
+
+/// The PutEvents entry for `event` on `bus_name`.
+pub fn put_events_entry(event: &RawEvent, bus_name: &str) -> PutEventsRequestEntry {
+    PutEventsRequestEntry::builder()
+        .event_bus_name(bus_name)
+        .source(&event.source)
+        .detail_type(&event.detail_type)
+        .detail(event.detail().to_string())
+        .time(aws_sdk_eventbridge::primitives::DateTime::from_millis(
+            event.metadata.occurred_at.timestamp_millis(),
+        ))
+        .build()
+}
 
 /// PutEvents accepts at most this many entries per request.
 pub const MAX_ENTRIES_PER_REQUEST: usize = 10;
@@ -139,12 +170,13 @@ impl<T: PutEventsTransport> Publisher<T> {
         &self.transport
     }
 
-    /// Publishes every event, or fails naming the ones that could not be published.
-    /// Events are sent in order, in as few requests as the limits allow.
-    pub async fn publish(&self, events: &[RawEvent]) -> Result<(), PublishError> {
+    /// Publishes every event as it is (e.g. events read back from the store), or fails
+    /// naming the ones that could not be published. Events are sent in order, in as few
+    /// requests as the limits allow.
+    pub async fn publish_raw(&self, events: &[RawEvent]) -> Result<(), PublishError> {
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
-            let entry = event.to_put_events_entry(&self.bus_name);
+            let entry = put_events_entry(event, &self.bus_name);
             let size = entry_size(&entry);
             if size > MAX_REQUEST_BYTES {
                 return Err(PublishError::EntryTooLarge {
@@ -355,7 +387,7 @@ mod tests {
     async fn splits_into_requests_of_at_most_ten_entries() {
         let publisher = Publisher::new(ScriptedTransport::default(), "bus").with_retry(fast());
         let events: Vec<_> = (0..23).map(|i| event(i, 10)).collect();
-        publisher.publish(&events).await.unwrap();
+        publisher.publish_raw(&events).await.unwrap();
         let sizes: Vec<usize> = publisher
             .transport
             .requests
@@ -372,7 +404,7 @@ mod tests {
         let publisher = Publisher::new(ScriptedTransport::default(), "bus").with_retry(fast());
         // Three ~100 KiB events cannot share one 256 KiB request.
         let events: Vec<_> = (0..3).map(|i| event(i, 100 * 1024)).collect();
-        publisher.publish(&events).await.unwrap();
+        publisher.publish_raw(&events).await.unwrap();
         let sizes: Vec<usize> = publisher
             .transport
             .requests
@@ -394,7 +426,7 @@ mod tests {
             .insert("e3".into(), 2);
         let publisher = Publisher::new(transport, "bus").with_retry(fast());
         let events: Vec<_> = (0..5).map(|i| event(i, 10)).collect();
-        publisher.publish(&events).await.unwrap();
+        publisher.publish_raw(&events).await.unwrap();
         let requests = publisher.transport.requests.lock().unwrap().clone();
         assert_eq!(requests[0].len(), 5);
         assert_eq!(requests[1], vec!["e3".to_string()]);
@@ -421,7 +453,7 @@ mod tests {
             .insert("e1".into(), 99);
         let publisher = Publisher::new(transport, "bus").with_retry(fast());
         let events: Vec<_> = (0..3).map(|i| event(i, 10)).collect();
-        let err = publisher.publish(&events).await.unwrap_err();
+        let err = publisher.publish_raw(&events).await.unwrap_err();
         match &err {
             PublishError::NotPublished { attempts, failed } => {
                 assert_eq!(*attempts, 4);
@@ -438,7 +470,7 @@ mod tests {
     async fn refuses_an_entry_over_the_limit() {
         let publisher = Publisher::new(ScriptedTransport::default(), "bus").with_retry(fast());
         let err = publisher
-            .publish(&[event(0, 300 * 1024)])
+            .publish_raw(&[event(0, 300 * 1024)])
             .await
             .unwrap_err();
         assert!(matches!(err, PublishError::EntryTooLarge { .. }));

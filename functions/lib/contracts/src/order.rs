@@ -1,4 +1,5 @@
-use eventkit::EventData;
+use eventcore::ids::check_data_id;
+use eventcore::{EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,12 @@ pub struct OrderLine {
 
 impl EventData for OrderPlaced {
     const DETAIL_TYPE: &'static str = "OrderPlaced";
+    const SOURCE: &'static str = crate::sources::ORDERS;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        self.check()
+            .map_err(|e| FieldError::new(e.path(), e.to_string()))
+    }
 }
 
 /// Why an order is not acceptable as sent.
@@ -44,6 +51,8 @@ impl EventData for OrderPlaced {
 pub enum InvalidOrder {
     #[error("`{field}` must not be empty")]
     Empty { field: &'static str },
+    #[error(transparent)]
+    Id(#[from] FieldError),
     #[error("`{field}` is longer than {max} characters")]
     TooLong { field: &'static str, max: usize },
     #[error("an order has 1 to 100 lines, this one has {0}")]
@@ -56,12 +65,31 @@ pub enum InvalidOrder {
     Money(#[from] MoneyError),
 }
 
+impl InvalidOrder {
+    /// The JSON path of the offending field.
+    pub fn path(&self) -> String {
+        match self {
+            InvalidOrder::Empty { field } | InvalidOrder::TooLong { field, .. } => {
+                format!("data.{field}")
+            }
+            InvalidOrder::Id(e) => e.path.clone(),
+            InvalidOrder::LineCount(_) => "data.lines".into(),
+            InvalidOrder::Quantity { line, .. } => format!("data.lines[{line}].quantity"),
+            InvalidOrder::TotalMismatch { .. } | InvalidOrder::Money(MoneyError::Overflow) => {
+                "data.total".into()
+            }
+            InvalidOrder::Money(MoneyError::BadCurrency(_)) => "data.currency".into(),
+        }
+    }
+}
+
 impl OrderPlaced {
-    /// Checks what the types cannot: sizes, quantities and that the total adds up.
-    pub fn validate(&self) -> Result<(), InvalidOrder> {
+    /// Checks what the types cannot: id limits, sizes, quantities and that the total adds
+    /// up.
+    pub fn check(&self) -> Result<(), InvalidOrder> {
+        check_data_id("orderId", &self.order_id)?;
+        check_data_id("customerId", &self.customer_id)?;
         for (field, value, max) in [
-            ("orderId", &self.order_id, 64),
-            ("customerId", &self.customer_id, 64),
             ("customerEmail", &self.customer_email, 254),
             ("paymentToken", &self.payment_token, 128),
         ] {
@@ -76,11 +104,7 @@ impl OrderPlaced {
             return Err(InvalidOrder::LineCount(self.lines.len()));
         }
         for (i, line) in self.lines.iter().enumerate() {
-            if line.sku.trim().is_empty() {
-                return Err(InvalidOrder::Empty {
-                    field: "lines[].sku",
-                });
-            }
+            check_data_id(&format!("lines[{i}].sku"), &line.sku)?;
             if !(1..=1000).contains(&line.quantity) {
                 return Err(InvalidOrder::Quantity {
                     line: i,
@@ -138,7 +162,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_consistent_order_is_valid() {
-        assert_eq!(order().validate(), Ok(()));
+        assert_eq!(order().check(), Ok(()));
     }
 
     #[test]
@@ -146,7 +170,7 @@ pub(crate) mod tests {
         let mut o = order();
         o.total = 1;
         assert_eq!(
-            o.validate(),
+            o.check(),
             Err(InvalidOrder::TotalMismatch {
                 stated: 1,
                 computed: 3000
@@ -155,7 +179,7 @@ pub(crate) mod tests {
         let mut o = order();
         o.lines[1].quantity = 0;
         assert_eq!(
-            o.validate(),
+            o.check(),
             Err(InvalidOrder::Quantity {
                 line: 1,
                 quantity: 0
@@ -163,13 +187,21 @@ pub(crate) mod tests {
         );
         let mut o = order();
         o.lines.clear();
-        assert_eq!(o.validate(), Err(InvalidOrder::LineCount(0)));
+        assert_eq!(o.check(), Err(InvalidOrder::LineCount(0)));
         let mut o = order();
         o.lines[0].unit_price = u64::MAX;
-        assert_eq!(o.validate(), Err(InvalidOrder::Money(MoneyError::Overflow)));
+        assert_eq!(o.check(), Err(InvalidOrder::Money(MoneyError::Overflow)));
         let mut o = order();
-        o.order_id = " ".into();
-        assert_eq!(o.validate(), Err(InvalidOrder::Empty { field: "orderId" }));
+        o.order_id = "ord#1".into();
+        assert_eq!(o.check().unwrap_err().path(), "data.orderId");
+        let mut o = order();
+        o.payment_token = " ".into();
+        assert_eq!(
+            o.check(),
+            Err(InvalidOrder::Empty {
+                field: "paymentToken"
+            })
+        );
     }
 
     #[test]

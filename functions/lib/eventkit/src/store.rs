@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::dynamo::{transact_write, Transaction};
+use crate::dynamo::attr::{n, s};
+use crate::dynamo::{transact_write, DynamoError, Transaction};
 use crate::envelope::{format_time, Envelope, EventData, EventMetadata, RawEvent};
-use crate::error::{sdk_error_text, DecodeError, HandlerError};
+use crate::event_set::EventSet;
+use crate::error::{DecodeError, HandlerError};
 
 /// TransactWriteItems takes 100 items: one version check plus two items per event.
 pub const MAX_EVENTS_PER_APPEND: usize = 49;
@@ -47,14 +49,14 @@ pub enum StoreError {
         message: String,
     },
     #[error("event store: {0}")]
-    Dynamo(String),
+    Dynamo(#[from] DynamoError),
 }
 
 impl From<StoreError> for HandlerError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict { .. } => HandlerError::transient("version-conflict", e),
-            StoreError::Dynamo(_) => HandlerError::transient("event-store", e),
+            StoreError::Dynamo(e) => e.into(),
             StoreError::TooManyEvents { .. } => HandlerError::permanent("too-many-events", e),
             StoreError::Corrupt { .. } => HandlerError::permanent("corrupt-event", e),
         }
@@ -89,9 +91,15 @@ impl StoredEvent {
         }
     }
 
-    /// The typed event, upcast to the current schema.
+    /// The typed event, upcast to the current schema (not validated again: it was when it
+    /// was taken in).
     pub fn decode<T: EventData>(&self) -> Result<Envelope<T>, DecodeError> {
-        self.to_raw().decode()
+        self.to_raw().decode_stored()
+    }
+
+    /// The event as a member of the closed set `E`, upcast, not validated again.
+    pub fn event<E: EventSet>(&self) -> Result<Envelope<E>, DecodeError> {
+        E::stored_envelope(&self.to_raw())
     }
 }
 
@@ -215,7 +223,7 @@ impl EventStore {
                             .key("version", n(expected_version))
                             .condition_expression("attribute_exists(streamId)")
                             .build()
-                            .map_err(|e| StoreError::Dynamo(e.to_string()))?,
+                            .map_err(|e| StoreError::Dynamo(DynamoError::Rejected(e.to_string())))?,
                     )
                     .build(),
             );
@@ -275,7 +283,7 @@ impl EventStore {
             .projection_expression("version")
             .send()
             .await
-            .map_err(|e| StoreError::Dynamo(sdk_error_text(&e)))?;
+            .map_err(|e| StoreError::Dynamo(DynamoError::from_sdk(&e)))?;
         Ok(out
             .items()
             .first()
@@ -305,7 +313,7 @@ impl EventStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| StoreError::Dynamo(sdk_error_text(&e)))?;
+                .map_err(|e| StoreError::Dynamo(DynamoError::from_sdk(&e)))?;
             for item in out.items() {
                 events.push(from_item(item.clone())?);
             }
@@ -355,7 +363,7 @@ impl EventStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| StoreError::Dynamo(sdk_error_text(&e)))?;
+                .map_err(|e| StoreError::Dynamo(DynamoError::from_sdk(&e)))?;
             for item in out.items() {
                 events.push(from_item(item.clone())?);
             }
@@ -463,7 +471,7 @@ fn put(
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(streamId)")
                 .build()
-                .map_err(|e| StoreError::Dynamo(e.to_string()))?,
+                .map_err(|e| StoreError::Dynamo(DynamoError::Rejected(e.to_string())))?,
         )
         .build())
 }
@@ -480,14 +488,6 @@ fn next_day(bucket: &str) -> String {
         // Unreachable for cursors this module made; end the scan rather than loop.
         Err(_) => "9999-12-31~".into(),
     }
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
-}
-
-fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 #[cfg(test)]

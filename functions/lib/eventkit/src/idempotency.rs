@@ -1,14 +1,18 @@
-//! Idempotency records in DynamoDB, with the semantics of Powertools for AWS Lambda.
+//! Idempotent execution with the semantics of Powertools for AWS Lambda, over the
+//! [`IdempotencyStore`] port.
 //!
 //! A record per key: `status` (INPROGRESS / COMPLETED), `expiration` (epoch seconds, the
 //! table's TTL attribute), `in_progress_expiration` (epoch milliseconds, from the Lambda
 //! context's remaining time), `validation` (SHA-256 of the payload) and `data` (the stored
 //! result). One conditional put takes the lock; a duplicate gets the stored result without
-//! running the work again.
+//! running the work again. [`DynamoIdempotencyStore`] keeps the records in DynamoDB;
+//! `testing::MemoryIdempotencyStore` keeps them in memory with the same conditions.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
@@ -19,8 +23,10 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::batch::Handled;
+use crate::dynamo::attr::{n, s};
+use crate::dynamo::DynamoError;
 use crate::envelope::EventMetadata;
-use crate::error::{sdk_error_text, HandlerError};
+use crate::error::HandlerError;
 use crate::lambda::Invocation;
 
 const STATUS_IN_PROGRESS: &str = "INPROGRESS";
@@ -40,9 +46,9 @@ pub enum IdempotencyError<E> {
     /// The stored result could not be read back as the expected type.
     #[error("stored result for `{key}` is unreadable: {message}")]
     CorruptRecord { key: String, message: String },
-    /// DynamoDB failed. Transient.
+    /// The store failed.
     #[error("idempotency store: {0}")]
-    Store(String),
+    Store(#[from] DynamoError),
     /// The work itself failed; its record was removed so a retry can run it again.
     #[error(transparent)]
     Work(E),
@@ -58,6 +64,9 @@ impl From<IdempotencyError<HandlerError>> for HandlerError {
             }
             IdempotencyError::CorruptRecord { .. } => {
                 HandlerError::permanent("idempotency-corrupt-record", e)
+            }
+            IdempotencyError::Store(ref store) if store.is_permanent() => {
+                HandlerError::permanent("idempotency-store", e)
             }
             IdempotencyError::Store(_) => HandlerError::transient("idempotency-store", e),
         }
@@ -82,23 +91,88 @@ impl<R> Outcome<R> {
     }
 }
 
-/// Idempotent execution backed by one DynamoDB table (partition key `id`, TTL on
-/// `expiration`).
-#[derive(Clone, Debug)]
+/// An idempotency record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub completed: bool,
+    /// The payload hash the key was first used with.
+    pub validation: Option<String>,
+    /// The stored result (JSON), once completed.
+    pub data: Option<String>,
+}
+
+/// The lock a run asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    pub validation: String,
+    /// Epoch seconds: when the record stops protecting the key (the TTL).
+    pub expires_at: i64,
+    /// Epoch milliseconds: when an in-progress record stops holding the key (the run died).
+    pub in_progress_until_ms: i64,
+    /// Epoch milliseconds, now.
+    pub now_ms: i64,
+}
+
+impl Lock {
+    /// Whether `record`, stored earlier with these times, still holds the key.
+    pub fn is_held_by(
+        &self,
+        completed: bool,
+        expires_at: i64,
+        in_progress_until_ms: i64,
+    ) -> bool {
+        let now_s = self.now_ms.div_euclid(1000);
+        expires_at >= now_s && (completed || in_progress_until_ms >= self.now_ms)
+    }
+}
+
+/// The port idempotent execution stores its records through.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Takes the lock on `key` (an in-progress record) unless a live record holds it; that
+    /// record is returned instead. One atomic step: two callers never both take it.
+    async fn acquire(&self, key: &str, lock: &Lock) -> Result<Option<IdempotencyRecord>, DynamoError>;
+    /// Marks the run complete with its result (JSON), protecting the key until `expires_at`.
+    async fn complete(
+        &self,
+        key: &str,
+        validation: &str,
+        data: &str,
+        expires_at: i64,
+    ) -> Result<(), DynamoError>;
+    /// Removes the record, so a retry can run the work again.
+    async fn release(&self, key: &str) -> Result<(), DynamoError>;
+}
+
+/// Idempotent execution of work per key, within a scope.
+#[derive(Clone)]
 pub struct Idempotency {
-    client: Client,
-    table: String,
+    store: Arc<dyn IdempotencyStore>,
     scope: String,
     expiry: Duration,
 }
 
+impl std::fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("scope", &self.scope)
+            .field("expiry", &self.expiry)
+            .finish()
+    }
+}
+
 impl Idempotency {
+    /// Records in the DynamoDB table `table` (partition key `id`, TTL on `expiration`).
     /// `scope` namespaces keys (use the function name): several functions process the same
     /// event id and each must do its own work once.
     pub fn new(client: Client, table: impl Into<String>, scope: impl Into<String>) -> Self {
+        Idempotency::with_store(Arc::new(DynamoIdempotencyStore::new(client, table)), scope)
+    }
+
+    /// Records in any store, e.g. `testing::MemoryIdempotencyStore`.
+    pub fn with_store(store: Arc<dyn IdempotencyStore>, scope: impl Into<String>) -> Self {
         Idempotency {
-            client,
-            table: table.into(),
+            store,
             scope: scope.into(),
             expiry: DEFAULT_EXPIRY,
         }
@@ -132,19 +206,33 @@ impl Idempotency {
         Fut: Future<Output = Result<R, E>>,
     {
         let id = self.record_key(key);
-        let validation = payload_hash(payload);
-        if let Some(existing) = self.acquire(&id, &validation, in_progress_for).await? {
-            return existing.into_duplicate(&id, &validation);
+        let now_ms = Utc::now().timestamp_millis();
+        let lock = Lock {
+            validation: payload_hash(payload),
+            expires_at: now_ms.div_euclid(1000) + self.expiry.as_secs() as i64,
+            in_progress_until_ms: now_ms + in_progress_for.as_millis() as i64,
+            now_ms,
+        };
+        if let Some(existing) = self.store.acquire(&id, &lock).await? {
+            return into_duplicate(existing, &id, &lock.validation);
         }
         match work().await {
             Ok(result) => {
-                self.complete(&id, &validation, &result).await?;
+                let data =
+                    serde_json::to_string(&result).map_err(|e| IdempotencyError::CorruptRecord {
+                        key: id.clone(),
+                        message: e.to_string(),
+                    })?;
+                let expires_at = Utc::now().timestamp() + self.expiry.as_secs() as i64;
+                self.store
+                    .complete(&id, &lock.validation, &data, expires_at)
+                    .await?;
                 Ok(Outcome::Executed(result))
             }
             Err(e) => {
                 // Best effort: if the delete fails too, the in-progress expiry frees the
                 // key once this invocation's time is up.
-                if let Err(delete) = self.release(&id).await {
+                if let Err(delete) = self.store.release(&id).await {
                     tracing::warn!(key = %id, error = %delete, "could not release idempotency record");
                 }
                 Err(IdempotencyError::Work(e))
@@ -175,36 +263,63 @@ impl Idempotency {
             Outcome::Executed(handled) => handled,
         })
     }
+}
 
-    /// Takes the lock, or returns the record that holds it.
-    async fn acquire<E>(
-        &self,
-        id: &str,
-        validation: &str,
-        in_progress_for: Duration,
-    ) -> Result<Option<ExistingRecord>, IdempotencyError<E>> {
-        let now = Utc::now();
-        let now_s = now.timestamp();
-        let now_ms = now.timestamp_millis();
+fn into_duplicate<R: DeserializeOwned, E>(
+    record: IdempotencyRecord,
+    id: &str,
+    validation: &str,
+) -> Result<Outcome<R>, IdempotencyError<E>> {
+    if record.validation.as_deref().is_some_and(|v| v != validation) {
+        return Err(IdempotencyError::PayloadMismatch(id.to_string()));
+    }
+    if !record.completed {
+        return Err(IdempotencyError::AlreadyInProgress(id.to_string()));
+    }
+    let data = record.data.unwrap_or_else(|| "null".into());
+    serde_json::from_str(&data)
+        .map(Outcome::Duplicate)
+        .map_err(|e| IdempotencyError::CorruptRecord {
+            key: id.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Idempotency records in one DynamoDB table (partition key `id`, TTL on `expiration`).
+#[derive(Clone, Debug)]
+pub struct DynamoIdempotencyStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoIdempotencyStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoIdempotencyStore {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoIdempotencyStore {
+    async fn acquire(&self, id: &str, lock: &Lock) -> Result<Option<IdempotencyRecord>, DynamoError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("id", s(id))
             .item("status", s(STATUS_IN_PROGRESS))
-            .item("expiration", n(now_s + self.expiry.as_secs() as i64))
-            .item(
-                "in_progress_expiration",
-                n(now_ms + in_progress_for.as_millis() as i64),
-            )
-            .item("validation", s(validation))
+            .item("expiration", n(lock.expires_at))
+            .item("in_progress_expiration", n(lock.in_progress_until_ms))
+            .item("validation", s(&lock.validation))
             .condition_expression(
                 "attribute_not_exists(id) OR expiration < :now \
                  OR (#status = :in_progress AND in_progress_expiration < :now_ms)",
             )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now", n(now_s))
-            .expression_attribute_values(":now_ms", n(now_ms))
+            .expression_attribute_values(":now", n(lock.now_ms.div_euclid(1000)))
+            .expression_attribute_values(":now_ms", n(lock.now_ms))
             .expression_attribute_values(":in_progress", s(STATUS_IN_PROGRESS))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -216,47 +331,41 @@ impl Idempotency {
                     // The record comes with the failure (ALL_OLD), so reading it needs
                     // neither a second round trip nor a dynamodb:GetItem grant.
                     match failed.item() {
-                        Some(item) => Ok(Some(ExistingRecord::from_item(item))),
-                        None => Err(IdempotencyError::Store(
+                        Some(item) => Ok(Some(record_of(item))),
+                        None => Err(DynamoError::Unavailable(
                             "the failed condition check returned no record \
                              (ReturnValuesOnConditionCheckFailure=ALL_OLD)"
                                 .into(),
                         )),
                     }
                 }
-                _ => Err(IdempotencyError::Store(sdk_error_text(&err))),
+                _ => Err(DynamoError::from_sdk(&err)),
             },
         }
     }
 
-    async fn complete<R: Serialize, E>(
+    async fn complete(
         &self,
         id: &str,
         validation: &str,
-        result: &R,
-    ) -> Result<(), IdempotencyError<E>> {
-        let data = serde_json::to_string(result).map_err(|e| IdempotencyError::CorruptRecord {
-            key: id.to_string(),
-            message: e.to_string(),
-        })?;
+        data: &str,
+        expires_at: i64,
+    ) -> Result<(), DynamoError> {
         self.client
             .put_item()
             .table_name(&self.table)
             .item("id", s(id))
             .item("status", s(STATUS_COMPLETED))
-            .item(
-                "expiration",
-                n(Utc::now().timestamp() + self.expiry.as_secs() as i64),
-            )
+            .item("expiration", n(expires_at))
             .item("validation", s(validation))
-            .item("data", s(&data))
+            .item("data", s(data))
             .send()
             .await
-            .map_err(|e| IdempotencyError::Store(sdk_error_text(&e)))?;
+            .map_err(|e| DynamoError::from_sdk(&e))?;
         Ok(())
     }
 
-    async fn release(&self, id: &str) -> Result<(), String> {
+    async fn release(&self, id: &str) -> Result<(), DynamoError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -264,44 +373,16 @@ impl Idempotency {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| sdk_error_text(&e))
+            .map_err(|e| DynamoError::from_sdk(&e))
     }
 }
 
-struct ExistingRecord {
-    status: String,
-    validation: Option<String>,
-    data: Option<String>,
-}
-
-impl ExistingRecord {
-    fn from_item(item: &std::collections::HashMap<String, AttributeValue>) -> Self {
-        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-        ExistingRecord {
-            status: text("status").unwrap_or_default(),
-            validation: text("validation"),
-            data: text("data"),
-        }
-    }
-
-    fn into_duplicate<R: DeserializeOwned, E>(
-        self,
-        id: &str,
-        validation: &str,
-    ) -> Result<Outcome<R>, IdempotencyError<E>> {
-        if self.validation.as_deref().is_some_and(|v| v != validation) {
-            return Err(IdempotencyError::PayloadMismatch(id.to_string()));
-        }
-        if self.status != STATUS_COMPLETED {
-            return Err(IdempotencyError::AlreadyInProgress(id.to_string()));
-        }
-        let data = self.data.unwrap_or_else(|| "null".into());
-        serde_json::from_str(&data)
-            .map(Outcome::Duplicate)
-            .map_err(|e| IdempotencyError::CorruptRecord {
-                key: id.to_string(),
-                message: e.to_string(),
-            })
+fn record_of(item: &std::collections::HashMap<String, AttributeValue>) -> IdempotencyRecord {
+    use crate::dynamo::attr::get_s;
+    IdempotencyRecord {
+        completed: get_s(item, "status") == Some(STATUS_COMPLETED),
+        validation: get_s(item, "validation").map(str::to_string),
+        data: get_s(item, "data").map(str::to_string),
     }
 }
 
@@ -309,12 +390,4 @@ impl ExistingRecord {
 pub fn payload_hash<P: Serialize + ?Sized>(payload: &P) -> String {
     let bytes = serde_json::to_vec(payload).unwrap_or_default();
     hex::encode(Sha256::digest(bytes))
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }

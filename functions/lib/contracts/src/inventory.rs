@@ -1,4 +1,5 @@
-use eventkit::EventData;
+use eventcore::ids::check_data_id;
+use eventcore::{EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,16 @@ pub struct InventoryReserved {
 
 impl EventData for InventoryReserved {
     const DETAIL_TYPE: &'static str = "InventoryReserved";
+    const SOURCE: &'static str = crate::sources::INVENTORY;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        check_data_id("reservationId", &self.reservation_id)?;
+        for (i, line) in self.lines.iter().enumerate() {
+            check_data_id(&format!("lines[{i}].sku"), &line.sku)?;
+        }
+        Ok(())
+    }
 }
 
 /// A SKU the order wants more of than there is.
@@ -42,6 +53,15 @@ pub struct InventoryOutOfStock {
 
 impl EventData for InventoryOutOfStock {
     const DETAIL_TYPE: &'static str = "InventoryOutOfStock";
+    const SOURCE: &'static str = crate::sources::INVENTORY;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        for (i, line) in self.shortages.iter().enumerate() {
+            check_data_id(&format!("shortages[{i}].sku"), &line.sku)?;
+        }
+        Ok(())
+    }
 }
 
 /// Compensation: the saga asks for the order's reservation to be released.
@@ -54,6 +74,12 @@ pub struct ReleaseInventoryRequested {
 
 impl EventData for ReleaseInventoryRequested {
     const DETAIL_TYPE: &'static str = "ReleaseInventoryRequested";
+    const SOURCE: &'static str = crate::sources::SAGA;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        Ok(())
+    }
 }
 
 /// The reservation's stock is back on the shelf.
@@ -67,4 +93,14 @@ pub struct InventoryReleased {
 
 impl EventData for InventoryReleased {
     const DETAIL_TYPE: &'static str = "InventoryReleased";
+    const SOURCE: &'static str = crate::sources::INVENTORY;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_id("orderId", &self.order_id)?;
+        check_data_id("reservationId", &self.reservation_id)?;
+        for (i, line) in self.lines.iter().enumerate() {
+            check_data_id(&format!("lines[{i}].sku"), &line.sku)?;
+        }
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 #[test]
 fn json_schemas_match_the_contract_types() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events/schemas");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../events/schemas");
     let update = std::env::var("UPDATE_SCHEMAS").is_ok_and(|v| v == "1");
     let mut stale = Vec::new();
     for (detail_type, schema) in contracts::schemas() {

@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use eventkit::RawEvent;
+use contracts::{Event, EventSet, RawEvent};
 
 #[test]
 fn sample_events_decode_as_the_functions_decode_them() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events/samples");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../events/samples");
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -33,7 +33,10 @@ fn sample_events_decode_as_the_functions_decode_them() {
                 "detail": serde_json::from_str::<serde_json::Value>(detail).unwrap_or(serde_json::Value::String(detail.into())),
             });
             let result = RawEvent::from_sqs_body(&wire.to_string())
-                .and_then(|ev| contracts::validate_any(&ev));
+                .and_then(|ev| {
+                    eventcore::routes::admit(Event::ROUTES, &ev)?;
+                    Event::decode(&ev)
+                });
             if name.contains("malformed") {
                 assert!(result.is_err(), "{name} should be rejected");
             } else {

@@ -1,0 +1,50 @@
+//! # eventkit
+//!
+//! What every Orderflow Lambda function stands on, and what other Rust Lambda authors can
+//! depend on: the parts Powertools for AWS Lambda gives other languages.
+//!
+//! - [`envelope`], [`event_set`], [`routes`], [`ids`] (from `eventcore`, which needs nothing
+//!   from AWS): typed events with metadata, closed event sets decoded in one place, typed
+//!   routes that admit only a type's owning source, and limits on ids.
+//! - [`lambda`]: the runtime loop; a function declares its routes and gets typed events.
+//! - [`batch`]: SQS batches with partial failures, bounded concurrency, FIFO ordering and
+//!   immediate dead-lettering of poison messages ([`dead_letter`]).
+//! - [`idempotency`]: run work once per key, with Powertools semantics, over the
+//!   [`IdempotencyStore`] port (DynamoDB adapter; in-memory adapter under `testing`).
+//! - [`publisher`]: the [`Publish`] port; PutEvents with per-entry retries.
+//! - [`dynamo`]: first-writer-wins puts, transactions, typed DynamoDB errors, attributes.
+//! - [`retry`]: the backoff schedule every in-process retry uses.
+//! - [`store`]: an append-only event store with optimistic concurrency and time-ordered
+//!   replay.
+//! - [`observability`] and [`metrics`]: JSON logs and CloudWatch Embedded Metric Format.
+
+pub mod aws;
+pub mod batch;
+pub mod dead_letter;
+pub mod dynamo;
+pub mod error;
+pub mod idempotency;
+pub mod lambda;
+pub mod metrics;
+pub mod observability;
+pub mod publisher;
+pub mod retry;
+pub mod store;
+pub mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// The AWS-free core, re-exported: envelopes, event sets, routes, ids.
+pub use eventcore::{envelope, event_set, ids, routes};
+
+pub use batch::{BatchProcessor, BatchReport, Handled, MessageOutcome};
+pub use dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
+pub use dynamo::{DynamoError, FirstWrite};
+pub use eventcore::{Envelope, EventData, EventMetadata, EventSet, Payload, RawEvent, Route};
+pub use error::{DecodeError, FailureKind, HandlerError};
+pub use idempotency::{Idempotency, IdempotencyError, IdempotencyStore, Outcome};
+pub use lambda::{serve_events, serve_sqs, take_in, Invocation};
+pub use metrics::BatchMetrics;
+pub use publisher::{Publish, PublishError, Publisher};
+pub use retry::RetryPolicy;
+pub use store::{EventStore, StoreError, StoredEvent};
