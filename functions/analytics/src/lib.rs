@@ -10,6 +10,23 @@ pub mod counters;
 pub mod repository;
 pub mod service;
 
+use contracts::{Event, EventSet};
+use eventkit::Route;
+
 pub use counters::{plan, CounterKey, CounterUpdate};
 pub use repository::{Applied, CounterStore, DynamoCounterStore, Marker, RepositoryError};
 pub use service::AnalyticsService;
+
+/// What analytics takes in: every Orderflow event type, each from the source that owns it.
+/// Following the closed set means a type added to the contracts is counted with no change
+/// here (only the rule, which `routes_match_the_template` checks); anything else (a type
+/// no contract knows, a forged source) is dead-lettered, never counted.
+pub const ROUTES: &[Route] = Event::ROUTES;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn routes_match_the_template() {
+        eventkit::testing::assert_rule_matches_routes("AnalyticsRule", super::ROUTES);
+    }
+}

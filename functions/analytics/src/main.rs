@@ -1,4 +1,5 @@
-use analytics::AnalyticsService;
+use analytics::{AnalyticsService, ROUTES};
+use contracts::Event;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -6,5 +7,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = eventkit::aws::load_config().await;
     let service = AnalyticsService::from_env(&aws)?;
     let processor = eventkit::lambda::processor_from_env(&aws);
-    eventkit::serve_sqs("analytics", processor, |event, _| service.handle(event)).await
+    eventkit::serve_events::<Event, _, _>("analytics", ROUTES, processor, |event, invocation| {
+        service.handle(event, invocation)
+    })
+    .await
 }

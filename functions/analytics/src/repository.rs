@@ -14,11 +14,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
+use eventkit::dynamo::attr::{n, s};
 use eventkit::dynamo::{transact_write, Transaction};
-use eventkit::error::sdk_error_text;
-use eventkit::HandlerError;
+use eventkit::{DynamoError, HandlerError};
 
 use crate::counters::{CounterKey, CounterUpdate};
 
@@ -31,7 +32,7 @@ pub const MARKER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marker {
     pub event_id: String,
-    pub detail_type: String,
+    pub detail_type: &'static str,
     pub counted_at: DateTime<Utc>,
 }
 
@@ -65,22 +66,30 @@ pub enum Applied {
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
     /// Another transaction touched the same items at the same time (e.g. a counter of a
-    /// busy hour, or a concurrent copy of this event). Retrying resolves it.
-    #[error("analytics table: transaction conflict: {0}")]
-    Conflict(String),
+    /// busy hour, or a concurrent copy of this event). Retrying resolves it. Holds the
+    /// per-item cancellation reasons, marker first.
+    #[error("analytics table: transaction conflict: transaction cancelled: {0:?}")]
+    Conflict(Vec<Option<String>>),
+    /// The marker of `note_duplicate` is gone (expired, or never written).
+    #[error("analytics table: no marker for event {0}")]
+    NoMarker(String),
     #[error("analytics table: {0}")]
-    Dynamo(String),
+    Dynamo(#[from] DynamoError),
 }
 
 impl From<RepositoryError> for HandlerError {
     fn from(e: RepositoryError) -> Self {
         match e {
             RepositoryError::Conflict(_) => HandlerError::transient("transaction-conflict", e),
-            RepositoryError::Dynamo(_) => HandlerError::transient("analytics-table", e),
+            RepositoryError::Dynamo(dynamo) if dynamo.is_permanent() => dynamo.into(),
+            RepositoryError::Dynamo(_) | RepositoryError::NoMarker(_) => {
+                HandlerError::transient("analytics-table", e)
+            }
         }
     }
 }
 
+/// The analytics table, as the handler needs it.
 #[async_trait]
 pub trait CounterStore: Send + Sync {
     /// Applies `updates` and writes `marker`, atomically, unless the marker exists.
@@ -95,6 +104,7 @@ pub trait CounterStore: Send + Sync {
     async fn note_duplicate(&self, event_id: &str) -> Result<(), RepositoryError>;
 }
 
+/// The DynamoDB adapter.
 pub struct DynamoCounterStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -108,34 +118,31 @@ impl DynamoCounterStore {
         }
     }
 
-    fn marker_put(&self, marker: &Marker) -> Result<TransactWriteItem, RepositoryError> {
+    fn marker_put(&self, marker: &Marker) -> Result<TransactWriteItem, DynamoError> {
         let key = marker.key();
         let put = Put::builder()
             .table_name(&self.table)
-            .item("pk", s(&key.pk))
-            .item("sk", s(&key.sk))
-            .item(
-                "expiresAt",
-                AttributeValue::N(marker.expires_at().to_string()),
-            )
-            .item("detailType", s(&marker.detail_type))
+            .item("pk", s(key.pk))
+            .item("sk", s(key.sk))
+            .item("expiresAt", n(marker.expires_at()))
+            .item("detailType", s(marker.detail_type))
             .item(
                 "countedAt",
-                s(&eventkit::envelope::format_time(&marker.counted_at)),
+                s(eventkit::envelope::format_time(&marker.counted_at)),
             )
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+            .map_err(|e| DynamoError::Rejected(e.to_string()))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    fn counter_update(&self, update: &CounterUpdate) -> Result<TransactWriteItem, RepositoryError> {
+    fn counter_update(&self, update: &CounterUpdate) -> Result<TransactWriteItem, DynamoError> {
         let mut names = HashMap::new();
         let mut values = HashMap::new();
         let mut adds = Vec::with_capacity(update.add.len());
         for (i, (attribute, amount)) in update.add.iter().enumerate() {
             names.insert(format!("#a{i}"), attribute.to_string());
-            values.insert(format!(":a{i}"), AttributeValue::N(amount.to_string()));
+            values.insert(format!(":a{i}"), n(amount));
             adds.push(format!("#a{i} :a{i}"));
         }
         let built = Update::builder()
@@ -146,7 +153,7 @@ impl DynamoCounterStore {
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .build()
-            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+            .map_err(|e| DynamoError::Rejected(e.to_string()))?;
         Ok(TransactWriteItem::builder().update(built).build())
     }
 }
@@ -164,36 +171,44 @@ impl CounterStore for DynamoCounterStore {
         for update in updates {
             items.push(self.counter_update(update)?);
         }
-        let codes = match transact_write(&self.client, items).await {
-            Ok(Transaction::Committed) => return Ok(Applied::Counted),
-            Ok(Transaction::Cancelled(codes)) => codes,
-            Err(e) => return Err(RepositoryError::Dynamo(e)),
+        let codes = match transact_write(&self.client, items).await? {
+            Transaction::Committed => return Ok(Applied::Counted),
+            Transaction::Cancelled(codes) => codes,
         };
-        let err = format!("transaction cancelled: {codes:?}");
-        let codes: Vec<Option<&str>> = codes.iter().map(Option::as_deref).collect();
-        match classify(&codes) {
+        let reasons: Vec<Option<&str>> = codes.iter().map(Option::as_deref).collect();
+        match classify(&reasons) {
             Cancelled::MarkerExists => Ok(Applied::AlreadyCounted),
-            Cancelled::Conflict => Err(RepositoryError::Conflict(err)),
-            Cancelled::Other => Err(RepositoryError::Dynamo(err)),
+            Cancelled::Conflict => Err(RepositoryError::Conflict(codes)),
+            Cancelled::Other => {
+                Err(DynamoError::Unavailable(format!("transaction cancelled: {codes:?}")).into())
+            }
         }
     }
 
     async fn note_duplicate(&self, event_id: &str) -> Result<(), RepositoryError> {
         let key = marker_key(event_id);
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(&key.pk))
-            .key("sk", s(&key.sk))
+            .key("pk", s(key.pk))
+            .key("sk", s(key.sk))
             .update_expression("ADD duplicates :one")
             // Never recreate a marker TTL has removed: it would have no `expiresAt` and
             // stay forever.
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":one", n(1))
             .send()
-            .await
-            .map_err(|e| RepositoryError::Dynamo(sdk_error_text(&e)))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                    Err(RepositoryError::NoMarker(event_id.to_string()))
+                }
+                _ => Err(DynamoError::from_sdk(&e).into()),
+            },
+        }
     }
 }
 
@@ -219,8 +234,98 @@ fn classify(codes: &[Option<&str>]) -> Cancelled {
     }
 }
 
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
+/// The table in memory, with the DynamoDB adapter's conditions: the marker is written only
+/// if absent, and marker and counters change together or not at all.
+#[cfg(test)]
+pub(crate) mod memory {
+    use super::*;
+    use eventkit::testing::MemoryTable;
+    use eventkit::FirstWrite;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// A marker item as the DynamoDB adapter writes it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct StoredMarker {
+        pub detail_type: &'static str,
+        pub expires_at: i64,
+        pub duplicates: u64,
+    }
+
+    #[derive(Default)]
+    pub struct MemoryCounterStore {
+        /// Keyed by the marker's `pk`.
+        pub markers: MemoryTable<StoredMarker>,
+        /// Keyed by `<pk> <sk>`; attribute -> value.
+        pub counters: MemoryTable<BTreeMap<&'static str, u64>>,
+        conflicts_left: Mutex<u32>,
+    }
+
+    impl MemoryCounterStore {
+        /// The next `n` transactions are cancelled as `TransactionConflict`, writing nothing.
+        pub fn conflict_next(&self, n: u32) {
+            *self.conflicts_left.lock().unwrap() = n;
+        }
+
+        /// A counter's value (0 when the item or attribute is missing).
+        pub fn counter(&self, pk: &str, sk: &str, attribute: &str) -> u64 {
+            self.counters
+                .get(&format!("{pk} {sk}"))
+                .and_then(|item| item.get(attribute).copied())
+                .unwrap_or(0)
+        }
+    }
+
+    #[async_trait]
+    impl CounterStore for MemoryCounterStore {
+        async fn apply_once(
+            &self,
+            marker: &Marker,
+            updates: &[CounterUpdate],
+        ) -> Result<Applied, RepositoryError> {
+            {
+                let mut left = self.conflicts_left.lock().unwrap();
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(RepositoryError::Conflict(vec![
+                        Some("None".into()),
+                        Some("TransactionConflict".into()),
+                    ]));
+                }
+            }
+            let stored = StoredMarker {
+                detail_type: marker.detail_type,
+                expires_at: marker.expires_at(),
+                duplicates: 0,
+            };
+            // Counter additions cannot fail once the marker is in, so writing the marker
+            // first and then the counters is all or nothing, like the transaction.
+            if let FirstWrite::Existing(_) = self.markers.first_write(&marker.key().pk, stored) {
+                return Ok(Applied::AlreadyCounted);
+            }
+            for update in updates {
+                let key = format!("{} {}", update.key.pk, update.key.sk);
+                self.counters.first_write(&key, BTreeMap::new());
+                self.counters.update_if(&key, |item| {
+                    for (attribute, amount) in &update.add {
+                        *item.entry(attribute).or_default() += amount;
+                    }
+                    true
+                });
+            }
+            Ok(Applied::Counted)
+        }
+
+        async fn note_duplicate(&self, event_id: &str) -> Result<(), RepositoryError> {
+            self.markers
+                .update_if(&marker_key(event_id).pk, |m| {
+                    m.duplicates += 1;
+                    true
+                })
+                .map(drop)
+                .ok_or_else(|| RepositoryError::NoMarker(event_id.to_string()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -231,7 +336,7 @@ mod tests {
     fn the_marker_is_keyed_by_event_id_and_expires_after_a_week() {
         let marker = Marker {
             event_id: "e-1".into(),
-            detail_type: "OrderPlaced".into(),
+            detail_type: "OrderPlaced",
             counted_at: "2026-11-21T10:00:00Z".parse().unwrap(),
         };
         assert_eq!(

@@ -9,6 +9,25 @@ pub mod decision;
 pub mod repository;
 pub mod service;
 
+use contracts::{EventData, OrderCancelled, OrderPlaced, ReleaseInventoryRequested, Route};
+
 pub use decision::{merge_lines, reservation_id_for, shortages, ReservationStatus};
 pub use repository::{DynamoInventoryRepository, InventoryRepository, Reservation};
 pub use service::InventoryService;
+
+/// What the inventory function takes in, each type only from the source that owns it:
+/// orders to reserve for, and the saga's two ways of asking for the stock back. The
+/// template's `InventoryRule` routes exactly these pairs (checked below).
+pub const ROUTES: &[Route] = &[
+    OrderPlaced::ROUTE,
+    ReleaseInventoryRequested::ROUTE,
+    OrderCancelled::ROUTE,
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn routes_match_the_template() {
+        eventkit::testing::assert_rule_matches_routes("InventoryRule", super::ROUTES);
+    }
+}

@@ -11,18 +11,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
-};
+use aws_sdk_dynamodb::error::BuildError;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
 use contracts::{Shortage, StockLine};
-use eventkit::dynamo::{transact_write, Transaction};
-use eventkit::error::sdk_error_text;
-use eventkit::HandlerError;
+use eventkit::dynamo::attr::{get_n, get_s, n, s};
+use eventkit::dynamo::{put_once, transact_write, Transaction};
+use eventkit::{DynamoError, FirstWrite, HandlerError, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::ReservationStatus;
+
+#[cfg(test)]
+pub(crate) mod memory;
 
 /// An order's reservation record, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,14 +71,6 @@ pub enum Reserve {
     Conflict,
 }
 
-/// The result of writing a record unless the order has one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recorded {
-    Created,
-    /// The order already had a record: the stored one.
-    Existing(Box<Reservation>),
-}
-
 /// The result of trying to release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
@@ -93,16 +85,28 @@ pub enum Release {
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
     #[error("inventory tables: {0}")]
-    Dynamo(String),
-    #[error("reservation record of order {order_id} is unreadable: {message}")]
-    Corrupt { order_id: String, message: String },
+    Tables(#[from] DynamoError),
+    #[error("reservation record of order {order_id} is unreadable: {source}")]
+    Corrupt {
+        order_id: String,
+        source: serde_dynamo::Error,
+    },
 }
 
+/// The reasons are the ones this function has always reported, so dashboards and DLQ
+/// triage keep working; only a request DynamoDB rejects as malformed (new with the typed
+/// [`DynamoError`]) takes eventkit's own reason.
 impl From<RepositoryError> for HandlerError {
     fn from(e: RepositoryError) -> Self {
         match e {
-            RepositoryError::Dynamo(_) => HandlerError::transient("inventory-tables", e),
-            RepositoryError::Corrupt { .. } => HandlerError::permanent("corrupt-reservation", e),
+            RepositoryError::Tables(DynamoError::Unavailable(_)) => {
+                HandlerError::transient("inventory-tables", e)
+            }
+            RepositoryError::Tables(DynamoError::Rejected(_)) => {
+                HandlerError::permanent("dynamodb-rejected", e)
+            }
+            RepositoryError::Tables(DynamoError::Unreadable(_))
+            | RepositoryError::Corrupt { .. } => HandlerError::permanent("corrupt-reservation", e),
         }
     }
 }
@@ -116,8 +120,11 @@ pub trait InventoryRepository: Send + Sync {
     /// Current stock of `skus`, read consistently; a SKU with no item is absent.
     async fn stock_levels(&self, skus: &[&str]) -> Result<HashMap<String, u32>, RepositoryError>;
 
-    /// Stores `reservation` unless the order already has a record.
-    async fn record_once(&self, reservation: &Reservation) -> Result<Recorded, RepositoryError>;
+    /// Stores `reservation` unless the order already has a record; that one is returned.
+    async fn record_once(
+        &self,
+        reservation: &Reservation,
+    ) -> Result<FirstWrite<Reservation>, RepositoryError>;
 
     /// The order's record, read consistently.
     async fn reservation(&self, order_id: &str) -> Result<Option<Reservation>, RepositoryError>;
@@ -130,6 +137,17 @@ pub trait InventoryRepository: Send + Sync {
         request: &ReleaseRequest,
     ) -> Result<Release, RepositoryError>;
 }
+
+/// How often to ask again for the stock keys BatchGetItem left unprocessed. "If DynamoDB
+/// returns any unprocessed items, you should retry the batch operation on those items.
+/// However, we strongly recommend that you use an exponential backoff algorithm" (BatchGetItem,
+/// Amazon DynamoDB API Reference,
+/// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
+const UNPROCESSED_KEYS: RetryPolicy = RetryPolicy {
+    max_attempts: 5,
+    base_delay: Duration::from_millis(50),
+    max_delay: Duration::from_millis(800),
+};
 
 pub struct DynamoInventoryRepository {
     client: aws_sdk_dynamodb::Client,
@@ -165,7 +183,7 @@ impl DynamoInventoryRepository {
             .expression_attribute_names("#stock", "stock")
             .expression_attribute_values(":q", n(line.quantity))
             .build()
-            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+            .map_err(malformed)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -174,16 +192,15 @@ impl DynamoInventoryRepository {
         items: Vec<TransactWriteItem>,
         record_at: usize,
     ) -> Result<Option<Cancelled>, RepositoryError> {
-        let codes = match transact_write(&self.client, items).await {
-            Ok(Transaction::Committed) => return Ok(None),
-            Ok(Transaction::Cancelled(codes)) => codes,
-            Err(e) => return Err(RepositoryError::Dynamo(e)),
+        let codes = match transact_write(&self.client, items).await? {
+            Transaction::Committed => return Ok(None),
+            Transaction::Cancelled(codes) => codes,
         };
         let borrowed: Vec<Option<&str>> = codes.iter().map(Option::as_deref).collect();
         match classify_cancellation(&borrowed, record_at) {
-            Cancelled::Other => Err(RepositoryError::Dynamo(format!(
-                "transaction cancelled: {codes:?}"
-            ))),
+            Cancelled::Other => {
+                Err(DynamoError::Unavailable(format!("transaction cancelled: {codes:?}")).into())
+            }
             known => Ok(Some(known)),
         }
     }
@@ -198,16 +215,17 @@ impl InventoryRepository for DynamoInventoryRepository {
             .iter()
             .map(|line| self.stock_update(line, "SET #stock = #stock - :q", Some("#stock >= :q")))
             .collect::<Result<Vec<_>, _>>()?;
-        let record = serde_dynamo::to_item(reservation).map_err(|e| RepositoryError::Corrupt {
-            order_id: reservation.order_id.clone(),
-            message: e.to_string(),
-        })?;
+        let record =
+            serde_dynamo::to_item(reservation).map_err(|source| RepositoryError::Corrupt {
+                order_id: reservation.order_id.clone(),
+                source,
+            })?;
         let put = Put::builder()
             .table_name(&self.reservations_table)
             .set_item(Some(record))
             .condition_expression("attribute_not_exists(orderId)")
             .build()
-            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+            .map_err(malformed)?;
         let record_at = items.len();
         items.push(TransactWriteItem::builder().put(put).build());
         Ok(match self.transact(items, record_at).await? {
@@ -226,7 +244,7 @@ impl InventoryRepository for DynamoInventoryRepository {
         }
         let keys = skus
             .iter()
-            .map(|sku| HashMap::from([("sku".to_string(), s(sku))]))
+            .map(|sku| HashMap::from([("sku".to_string(), s(*sku))]))
             .collect();
         let mut pending = Some(
             KeysAndAttributes::builder()
@@ -235,15 +253,14 @@ impl InventoryRepository for DynamoInventoryRepository {
                 .projection_expression("sku, #stock")
                 .expression_attribute_names("#stock", "stock")
                 .build()
-                .map_err(|e| RepositoryError::Dynamo(e.to_string()))?,
+                .map_err(malformed)?,
         );
-        // BatchGetItem may leave keys unprocessed under throttling; ask again for those.
-        for attempt in 0..5u32 {
+        for attempt in 0..UNPROCESSED_KEYS.max_attempts {
             let Some(request) = pending.take() else {
                 break;
             };
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                tokio::time::sleep(UNPROCESSED_KEYS.delay(attempt)).await;
             }
             let out = self
                 .client
@@ -251,15 +268,15 @@ impl InventoryRepository for DynamoInventoryRepository {
                 .request_items(&self.stock_table, request)
                 .send()
                 .await
-                .map_err(|e| RepositoryError::Dynamo(sdk_error_text(&e)))?;
+                .map_err(|e| DynamoError::from_sdk(&e))?;
             for item in out
                 .responses()
                 .and_then(|r| r.get(&self.stock_table))
                 .into_iter()
                 .flatten()
             {
-                if let Some(AttributeValue::S(sku)) = item.get("sku") {
-                    levels.insert(sku.clone(), stock_of(item));
+                if let Some(sku) = get_s(item, "sku") {
+                    levels.insert(sku.to_string(), stock_level(get_n(item, "stock")));
                 }
             }
             pending = out
@@ -270,47 +287,25 @@ impl InventoryRepository for DynamoInventoryRepository {
         }
         match pending {
             None => Ok(levels),
-            Some(_) => Err(RepositoryError::Dynamo(
-                "BatchGetItem left stock keys unprocessed after 5 attempts".into(),
-            )),
+            Some(_) => Err(DynamoError::Unavailable(format!(
+                "BatchGetItem left stock keys unprocessed after {} attempts",
+                UNPROCESSED_KEYS.max_attempts
+            ))
+            .into()),
         }
     }
 
-    async fn record_once(&self, reservation: &Reservation) -> Result<Recorded, RepositoryError> {
-        let item = serde_dynamo::to_item(reservation).map_err(|e| RepositoryError::Corrupt {
-            order_id: reservation.order_id.clone(),
-            message: e.to_string(),
-        })?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.reservations_table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(orderId)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Recorded::Created),
-            Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let existing = match failed.item() {
-                        Some(item) => Some(decode(&reservation.order_id, item.clone())?),
-                        // Emulators may not return the item: read it.
-                        None => self.reservation(&reservation.order_id).await?,
-                    };
-                    existing
-                        .map(|r| Recorded::Existing(Box::new(r)))
-                        .ok_or_else(|| {
-                            RepositoryError::Dynamo(format!(
-                                "reservation of order {} exists but could not be read",
-                                reservation.order_id
-                            ))
-                        })
-                }
-                _ => Err(RepositoryError::Dynamo(sdk_error_text(&err))),
-            },
-        }
+    async fn record_once(
+        &self,
+        reservation: &Reservation,
+    ) -> Result<FirstWrite<Reservation>, RepositoryError> {
+        Ok(put_once(
+            &self.client,
+            &self.reservations_table,
+            "orderId",
+            reservation,
+        )
+        .await?)
     }
 
     async fn reservation(&self, order_id: &str) -> Result<Option<Reservation>, RepositoryError> {
@@ -322,9 +317,14 @@ impl InventoryRepository for DynamoInventoryRepository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| RepositoryError::Dynamo(sdk_error_text(&e)))?;
+            .map_err(|e| DynamoError::from_sdk(&e))?;
         out.item()
-            .map(|item| decode(order_id, item.clone()))
+            .map(|item| {
+                serde_dynamo::from_item(item.clone()).map_err(|source| RepositoryError::Corrupt {
+                    order_id: order_id.to_string(),
+                    source,
+                })
+            })
             .transpose()
     }
 
@@ -348,7 +348,7 @@ impl InventoryRepository for DynamoInventoryRepository {
             .expression_attribute_values(":by", s(&request.event_id))
             .expression_attribute_values(":why", s(&request.reason))
             .build()
-            .map_err(|e| RepositoryError::Dynamo(e.to_string()))?;
+            .map_err(malformed)?;
         let mut items = vec![TransactWriteItem::builder().update(record).build()];
         for line in &reservation.lines {
             items.push(self.stock_update(line, "ADD #stock :q", None)?);
@@ -362,6 +362,11 @@ impl InventoryRepository for DynamoInventoryRepository {
             }
         })
     }
+}
+
+/// A request the SDK will not build lacks a required field: no retry can add it.
+fn malformed(e: BuildError) -> RepositoryError {
+    DynamoError::Rejected(e.to_string()).into()
 }
 
 /// Why a transaction was cancelled, read from its per-item reasons (in request order).
@@ -390,38 +395,16 @@ fn classify_cancellation(codes: &[Option<&str>], record_at: usize) -> Cancelled 
     }
 }
 
-fn decode(
-    order_id: &str,
-    item: HashMap<String, AttributeValue>,
-) -> Result<Reservation, RepositoryError> {
-    serde_dynamo::from_item(item).map_err(|e| RepositoryError::Corrupt {
-        order_id: order_id.to_string(),
-        message: e.to_string(),
-    })
-}
-
-/// A stock item's level; anything unreadable or negative counts as none.
-fn stock_of(item: &HashMap<String, AttributeValue>) -> u32 {
-    match item.get("stock") {
-        Some(AttributeValue::N(v)) => v
-            .parse::<i64>()
-            .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32)
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
-}
-
-fn n(v: u32) -> AttributeValue {
-    AttributeValue::N(v.to_string())
+/// A stock level as read (`None` when missing or not a number); anything unreadable or
+/// negative counts as none.
+pub(crate) fn stock_level(stored: Option<i64>) -> u32 {
+    stored.map_or(0, |v| v.clamp(0, i64::from(u32::MAX)) as u32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
 
     #[test]
     fn a_failed_record_condition_wins_over_short_stock() {
@@ -448,12 +431,14 @@ mod tests {
 
     #[test]
     fn stock_levels_read_defensively() {
-        let item = |v: AttributeValue| HashMap::from([("stock".to_string(), v)]);
-        assert_eq!(stock_of(&item(AttributeValue::N("7".into()))), 7);
-        assert_eq!(stock_of(&item(AttributeValue::N("-3".into()))), 0);
-        assert_eq!(stock_of(&item(AttributeValue::N("1e99".into()))), 0);
-        assert_eq!(stock_of(&item(AttributeValue::S("7".into()))), 0);
-        assert_eq!(stock_of(&HashMap::new()), 0);
+        let level = |v: AttributeValue| {
+            stock_level(get_n(&HashMap::from([("stock".to_string(), v)]), "stock"))
+        };
+        assert_eq!(level(AttributeValue::N("7".into())), 7);
+        assert_eq!(level(AttributeValue::N("-3".into())), 0);
+        assert_eq!(level(AttributeValue::N("1e99".into())), 0);
+        assert_eq!(level(AttributeValue::S("7".into())), 0);
+        assert_eq!(stock_level(get_n(&HashMap::new(), "stock")), 0);
     }
 
     #[test]
@@ -481,6 +466,9 @@ mod tests {
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
         assert_eq!(item["status"], AttributeValue::S("OUT_OF_STOCK".into()));
         assert!(!item.contains_key("releasedAt"));
-        assert_eq!(decode("ord-1", item).unwrap(), record);
+        assert_eq!(
+            serde_dynamo::from_item::<_, Reservation>(item).unwrap(),
+            record
+        );
     }
 }

@@ -6,17 +6,17 @@
 //! after a failed publish). Every published event has an id derived from its cause, so
 //! publishing again after a crash between the write and the publish is the same event.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::{
-    sources, InventoryOutOfStock, InventoryReleased, InventoryReserved, OrderCancelled,
-    OrderPlaced, ReleaseInventoryRequested,
+    Event, InventoryOutOfStock, InventoryReleased, InventoryReserved, OrderPlaced, Shortage,
+    StockLine,
 };
 use eventkit::envelope::format_time;
-use eventkit::publisher::PutEventsTransport;
 use eventkit::{
-    DecodeError, Envelope, EventData, EventMetadata, Handled, HandlerError, Idempotency,
-    Invocation, Publisher, RawEvent,
+    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Idempotency,
+    Invocation, Payload, Publish, Publisher, RetryPolicy,
 };
 
 use crate::decision::{
@@ -24,17 +24,20 @@ use crate::decision::{
     ReleasePlan, Replay, ReservationStatus, MAX_SKUS_PER_RESERVATION,
 };
 use crate::repository::{
-    DynamoInventoryRepository, InventoryRepository, Recorded, Release, ReleaseRequest, Reservation,
-    Reserve,
+    DynamoInventoryRepository, InventoryRepository, Release, ReleaseRequest, Reservation, Reserve,
 };
 
 /// Tries at one write before handing the message back to SQS: a conflict with another
 /// order's transaction usually clears within milliseconds, SQS retries take a minute.
-const ATTEMPTS: u32 = 3;
+const CONTENTION: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    base_delay: Duration::from_millis(40),
+    max_delay: Duration::from_millis(320),
+};
 
-pub struct InventoryService<R = DynamoInventoryRepository, T = aws_sdk_eventbridge::Client> {
-    repository: R,
-    publisher: Publisher<T>,
+pub struct InventoryService {
+    repository: Arc<dyn InventoryRepository>,
+    publisher: Arc<dyn Publish<Event>>,
     idempotency: Idempotency,
 }
 
@@ -45,22 +48,24 @@ impl InventoryService {
         use eventkit::aws::required_env;
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
         Ok(InventoryService::new(
-            DynamoInventoryRepository::new(
+            Arc::new(DynamoInventoryRepository::new(
                 dynamo.clone(),
                 required_env("INVENTORY_TABLE")?,
                 required_env("RESERVATIONS_TABLE")?,
-            ),
-            Publisher::new(
+            )),
+            Arc::new(Publisher::new(
                 aws_sdk_eventbridge::Client::new(aws),
                 required_env("EVENT_BUS_NAME")?,
-            ),
+            )),
             Idempotency::new(dynamo, required_env("IDEMPOTENCY_TABLE")?, "inventory"),
         ))
     }
-}
 
-impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
-    pub fn new(repository: R, publisher: Publisher<T>, idempotency: Idempotency) -> Self {
+    pub fn new(
+        repository: Arc<dyn InventoryRepository>,
+        publisher: Arc<dyn Publish<Event>>,
+        idempotency: Idempotency,
+    ) -> Self {
         InventoryService {
             repository,
             publisher,
@@ -72,84 +77,78 @@ impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
     /// `OrderCancelled` release. Anything else is misrouted and fails permanently.
     pub async fn handle(
         &self,
-        event: RawEvent,
+        event: Envelope<Event>,
         invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
-        match event.detail_type.as_str() {
-            OrderPlaced::DETAIL_TYPE => {
-                let order = event.decode::<OrderPlaced>()?;
+        let Envelope { metadata, data, .. } = event;
+        match data {
+            Event::OrderPlaced(order) => {
                 self.idempotency
-                    .handle_once(&order.metadata, &order.data, &invocation, || {
-                        self.reserve(&order)
+                    .handle_once(&metadata, &order, &invocation, || {
+                        self.reserve(&metadata, &order)
                     })
                     .await
             }
-            ReleaseInventoryRequested::DETAIL_TYPE => {
-                let request = event.decode::<ReleaseInventoryRequested>()?;
+            Event::ReleaseInventoryRequested(request) => {
                 self.idempotency
-                    .handle_once(&request.metadata, &request.data, &invocation, || {
-                        self.release(
-                            &request.metadata,
-                            &request.data.order_id,
-                            &request.data.reason,
-                        )
+                    .handle_once(&metadata, &request, &invocation, || {
+                        self.release(&metadata, &request.order_id, &request.reason)
                     })
                     .await
             }
-            OrderCancelled::DETAIL_TYPE => {
-                let cancelled = event.decode::<OrderCancelled>()?;
+            Event::OrderCancelled(cancelled) => {
                 self.idempotency
-                    .handle_once(&cancelled.metadata, &cancelled.data, &invocation, || {
-                        self.release(
-                            &cancelled.metadata,
-                            &cancelled.data.order_id,
-                            &cancelled.data.reason,
-                        )
+                    .handle_once(&metadata, &cancelled, &invocation, || {
+                        self.release(&metadata, &cancelled.order_id, &cancelled.reason)
                     })
                     .await
             }
-            other => Err(DecodeError::UnknownType(other.to_string()).into()),
+            other => Err(DecodeError::NotRouted {
+                detail_type: other.detail_type().to_string(),
+            }
+            .into()),
         }
     }
+
     /// Reserves every line of `order` or none, and answers `InventoryReserved` or
     /// `InventoryOutOfStock`; an order that already has a record is not reserved again.
-    async fn reserve(&self, order: &Envelope<OrderPlaced>) -> Result<Handled, HandlerError> {
-        order
-            .data
-            .validate()
-            .map_err(|e| HandlerError::permanent("invalid-order", e))?;
-        let lines = merge_lines(&order.data.lines);
+    async fn reserve(
+        &self,
+        cause: &EventMetadata,
+        order: &OrderPlaced,
+    ) -> Result<Handled, HandlerError> {
+        let lines = merge_lines(&order.lines);
         if lines.len() > MAX_SKUS_PER_RESERVATION {
             // Splitting would lose all-or-nothing; no retry can make it fit.
             return Err(HandlerError::permanent(
                 "too-many-skus",
                 format!(
                     "order {} has {} distinct SKUs; one reservation holds at most {}",
-                    order.data.order_id,
+                    order.order_id,
                     lines.len(),
                     MAX_SKUS_PER_RESERVATION
                 ),
             ));
         }
-        let reserved = new_record(order, lines);
-        for attempt in 1..=ATTEMPTS {
+        let reserved = new_record(cause, &order.order_id, lines);
+        for attempt in 1..=CONTENTION.max_attempts {
             match self.repository.reserve(&reserved).await? {
                 Reserve::Reserved => {
                     self.publisher
-                        .publish(&[reserved_event(&order.metadata, &reserved)])
+                        .publish(&[reserved_event(cause, &reserved)])
                         .await?;
                     tracing::info!(order_id = %reserved.order_id,
                         reservation_id = %reserved.reservation_id,
                         skus = reserved.lines.len(), "stock reserved");
                     return Ok(Handled::Processed);
                 }
-                Reserve::AlreadyRecorded => return self.answer_again(order).await,
+                Reserve::AlreadyRecorded => return self.answer_again(cause, order).await,
                 Reserve::Short => {
                     let skus: Vec<&str> = reserved.lines.iter().map(|l| l.sku.as_str()).collect();
                     let levels = self.repository.stock_levels(&skus).await?;
                     let short = shortages(&reserved.lines, &levels);
                     if !short.is_empty() {
-                        return self.record_out_of_stock(order, &reserved, short).await;
+                        return self.record_out_of_stock(cause, &reserved, short).await;
                     }
                     tracing::info!(attempt, order_id = %reserved.order_id,
                         "stock arrived between the reservation and the read; trying again");
@@ -164,17 +163,17 @@ impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
         Err(HandlerError::transient(
             "stock-contention",
             format!(
-                "order {}: stock kept changing over {ATTEMPTS} attempts",
-                order.data.order_id
+                "order {}: stock kept changing over {} attempts",
+                order.order_id, CONTENTION.max_attempts
             ),
         ))
     }
 
     async fn record_out_of_stock(
         &self,
-        order: &Envelope<OrderPlaced>,
+        cause: &EventMetadata,
         attempted: &Reservation,
-        short: Vec<contracts::Shortage>,
+        short: Vec<Shortage>,
     ) -> Result<Handled, HandlerError> {
         // Recorded so that a redelivery answers the same even if stock arrives meanwhile,
         // and so that a later release finds nothing to give back.
@@ -184,27 +183,31 @@ impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
             ..attempted.clone()
         };
         match self.repository.record_once(&record).await? {
-            Recorded::Created => {
+            FirstWrite::Written => {
                 self.publisher
-                    .publish(&[out_of_stock_event(&order.metadata, &record)])
+                    .publish(&[out_of_stock_event(cause, &record)])
                     .await?;
                 tracing::info!(order_id = %record.order_id, shortages = ?record.shortages,
                     "out of stock; nothing reserved");
                 Ok(Handled::Processed)
             }
-            Recorded::Existing(existing) => self.answer_existing(order, *existing).await,
+            FirstWrite::Existing(existing) => self.answer_existing(cause, existing).await,
         }
     }
 
-    async fn answer_again(&self, order: &Envelope<OrderPlaced>) -> Result<Handled, HandlerError> {
-        match self.repository.reservation(&order.data.order_id).await? {
-            Some(existing) => self.answer_existing(order, existing).await,
+    async fn answer_again(
+        &self,
+        cause: &EventMetadata,
+        order: &OrderPlaced,
+    ) -> Result<Handled, HandlerError> {
+        match self.repository.reservation(&order.order_id).await? {
+            Some(existing) => self.answer_existing(cause, existing).await,
             // Records are never deleted: a failed condition with no record is a store fault.
             None => Err(HandlerError::transient(
                 "reservation-missing",
                 format!(
                     "order {} has a reservation record but it cannot be read yet",
-                    order.data.order_id
+                    order.order_id
                 ),
             )),
         }
@@ -212,16 +215,12 @@ impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
 
     async fn answer_existing(
         &self,
-        order: &Envelope<OrderPlaced>,
+        cause: &EventMetadata,
         existing: Reservation,
     ) -> Result<Handled, HandlerError> {
-        let event = match replay(
-            existing.status,
-            &existing.event_id,
-            &order.metadata.event_id,
-        ) {
-            Replay::Reserved => reserved_event(&order.metadata, &existing),
-            Replay::OutOfStock => out_of_stock_event(&order.metadata, &existing),
+        let event = match replay(existing.status, &existing.event_id, &cause.event_id) {
+            Replay::Reserved => reserved_event(cause, &existing),
+            Replay::OutOfStock => out_of_stock_event(cause, &existing),
             Replay::Nothing if existing.status == ReservationStatus::Cancelled => {
                 tracing::info!(order_id = %existing.order_id, cancelled_by = %existing.event_id,
                     "order was released before it was reserved; reserving nothing");
@@ -248,18 +247,12 @@ impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
         order_id: &str,
         reason: &str,
     ) -> Result<Handled, HandlerError> {
-        if order_id.trim().is_empty() {
-            return Err(HandlerError::permanent(
-                "invalid-request",
-                "orderId must not be empty",
-            ));
-        }
         let request = ReleaseRequest {
             event_id: cause.event_id.clone(),
             reason: reason.to_string(),
             at: format_time(&chrono::Utc::now()),
         };
-        for attempt in 1..=ATTEMPTS {
+        for attempt in 1..=CONTENTION.max_attempts {
             let Some(reservation) = self.repository.reservation(order_id).await? else {
                 // The saga may compensate before this function has seen the order (both
                 // react to the same events): leave a record so that a late OrderPlaced
@@ -269,7 +262,7 @@ impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
                     .record_once(&cancelled_record(cause, order_id, &request))
                     .await?
                 {
-                    Recorded::Created => {
+                    FirstWrite::Written => {
                         tracing::info!(
                             order_id,
                             reason,
@@ -278,7 +271,7 @@ impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
                         return Ok(Handled::Ignored);
                     }
                     // OrderPlaced got there in between: decide again on what it wrote.
-                    Recorded::Existing(_) => continue,
+                    FirstWrite::Existing(_) => continue,
                 }
             };
             match plan_release(
@@ -331,27 +324,30 @@ impl<R: InventoryRepository, T: PutEventsTransport> InventoryService<R, T> {
         }
         Err(HandlerError::transient(
             "reservation-contention",
-            format!("order {order_id}: the reservation kept changing over {ATTEMPTS} attempts"),
+            format!(
+                "order {order_id}: the reservation kept changing over {} attempts",
+                CONTENTION.max_attempts
+            ),
         ))
     }
 }
 
-/// A short, jittered wait before another attempt, so that racing writers spread out.
+/// A jittered wait before another attempt, so that racing writers spread out.
 async fn pause(attempt: u32) {
-    if attempt < ATTEMPTS {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(10..=(40 << attempt)))).await;
+    if CONTENTION.allows_another(attempt) {
+        tokio::time::sleep(CONTENTION.delay(attempt)).await;
     }
 }
 
-fn new_record(order: &Envelope<OrderPlaced>, lines: Vec<contracts::StockLine>) -> Reservation {
+fn new_record(cause: &EventMetadata, order_id: &str, lines: Vec<StockLine>) -> Reservation {
     Reservation {
-        order_id: order.data.order_id.clone(),
-        reservation_id: reservation_id_for(&order.data.order_id),
+        order_id: order_id.to_string(),
+        reservation_id: reservation_id_for(order_id),
         status: ReservationStatus::Reserved,
         lines,
         shortages: Vec::new(),
-        event_id: order.metadata.event_id.clone(),
-        correlation_id: order.metadata.correlation_id.clone(),
+        event_id: cause.event_id.clone(),
+        correlation_id: cause.correlation_id.clone(),
         recorded_at: format_time(&chrono::Utc::now()),
         released_at: None,
         release_event_id: None,
@@ -380,229 +376,129 @@ fn cancelled_record(
     }
 }
 
-fn reserved_event(cause: &EventMetadata, r: &Reservation) -> RawEvent {
+fn reserved_event(cause: &EventMetadata, r: &Reservation) -> Envelope<Event> {
     Envelope::caused_by(
         cause,
-        sources::INVENTORY,
         &r.reservation_id,
-        InventoryReserved {
+        Event::InventoryReserved(InventoryReserved {
             order_id: r.order_id.clone(),
             reservation_id: r.reservation_id.clone(),
             lines: r.lines.clone(),
-        },
+        }),
     )
-    .to_raw()
 }
 
-fn out_of_stock_event(cause: &EventMetadata, r: &Reservation) -> RawEvent {
+fn out_of_stock_event(cause: &EventMetadata, r: &Reservation) -> Envelope<Event> {
     Envelope::caused_by(
         cause,
-        sources::INVENTORY,
         &r.reservation_id,
-        InventoryOutOfStock {
+        Event::InventoryOutOfStock(InventoryOutOfStock {
             order_id: r.order_id.clone(),
             shortages: r.shortages.clone(),
-        },
+        }),
     )
-    .to_raw()
 }
 
-fn released_event(cause: &EventMetadata, r: &Reservation) -> RawEvent {
+fn released_event(cause: &EventMetadata, r: &Reservation) -> Envelope<Event> {
     Envelope::caused_by(
         cause,
-        sources::INVENTORY,
         &r.reservation_id,
-        InventoryReleased {
+        Event::InventoryReleased(InventoryReleased {
             order_id: r.order_id.clone(),
             reservation_id: r.reservation_id.clone(),
             lines: r.lines.clone(),
-        },
+        }),
     )
-    .to_raw()
 }
 
 #[cfg(test)]
 mod tests {
-    //! The service against an in-memory repository with DynamoDB's conditional semantics and
-    //! a bus that can fail on demand, to check exactly-once across crashes and redeliveries.
-    //! (The idempotency layer needs DynamoDB; the e2e tests cover it.)
-    use super::*;
-    use async_trait::async_trait;
-    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-    use contracts::{Currency, OrderLine, Shortage, StockLine};
-    use eventkit::publisher::{EntryResult, RetryPolicy};
+    //! `handle` against the in-memory tables (with the DynamoDB adapter's conditions), the
+    //! in-memory idempotency store and a bus that fails on demand: exactly once across
+    //! redeliveries, crashes between the write and the publish, and expired records.
+
     use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
 
-    use crate::repository::RepositoryError;
+    use contracts::{Currency, OrderCancelled, OrderLine, ReleaseInventoryRequested};
+    use eventkit::envelope::derived_event_id;
+    use eventkit::idempotency::IdempotencyStore;
+    use eventkit::testing::{invocation, MemoryBus, MemoryIdempotencyStore};
 
-    #[derive(Default)]
-    struct Tables {
-        stock: HashMap<String, i64>,
-        reservations: HashMap<String, Reservation>,
-        /// Transactions still to fail with a conflict.
-        conflicts: u32,
+    use super::*;
+    use crate::repository::memory::MemoryInventory;
+
+    /// One inventory function with its tables, its idempotency records and the bus.
+    struct Inventory {
+        tables: Arc<MemoryInventory>,
+        bus: Arc<MemoryBus<Event>>,
+        handled: Arc<MemoryIdempotencyStore>,
+        service: InventoryService,
     }
 
-    #[derive(Clone, Default)]
-    struct MemoryRepository(Arc<Mutex<Tables>>);
-
-    impl MemoryRepository {
-        fn stock(&self, sku: &str) -> i64 {
-            self.0.lock().unwrap().stock.get(sku).copied().unwrap_or(0)
-        }
-        fn set_stock(&self, sku: &str, level: i64) {
-            self.0.lock().unwrap().stock.insert(sku.into(), level);
-        }
-        fn record(&self, order_id: &str) -> Option<Reservation> {
-            self.0.lock().unwrap().reservations.get(order_id).cloned()
-        }
-    }
-
-    #[async_trait]
-    impl InventoryRepository for MemoryRepository {
-        async fn reserve(&self, r: &Reservation) -> Result<Reserve, RepositoryError> {
-            let mut t = self.0.lock().unwrap();
-            if t.conflicts > 0 {
-                t.conflicts -= 1;
-                return Ok(Reserve::Conflict);
-            }
-            if t.reservations.contains_key(&r.order_id) {
-                return Ok(Reserve::AlreadyRecorded);
-            }
-            let short = r.lines.iter().any(|l| {
-                t.stock
-                    .get(&l.sku)
-                    .is_none_or(|s| *s < i64::from(l.quantity))
-            });
-            if short {
-                return Ok(Reserve::Short);
-            }
-            for l in &r.lines {
-                *t.stock.entry(l.sku.clone()).or_default() -= i64::from(l.quantity);
-            }
-            t.reservations.insert(r.order_id.clone(), r.clone());
-            Ok(Reserve::Reserved)
-        }
-
-        async fn stock_levels(
-            &self,
-            skus: &[&str],
-        ) -> Result<HashMap<String, u32>, RepositoryError> {
-            let t = self.0.lock().unwrap();
-            Ok(skus
-                .iter()
-                .filter_map(|s| t.stock.get(*s).map(|v| (s.to_string(), *v as u32)))
-                .collect())
-        }
-
-        async fn record_once(&self, r: &Reservation) -> Result<Recorded, RepositoryError> {
-            let mut t = self.0.lock().unwrap();
-            match t.reservations.get(&r.order_id) {
-                Some(existing) => Ok(Recorded::Existing(Box::new(existing.clone()))),
-                None => {
-                    t.reservations.insert(r.order_id.clone(), r.clone());
-                    Ok(Recorded::Created)
-                }
-            }
-        }
-
-        async fn reservation(
-            &self,
-            order_id: &str,
-        ) -> Result<Option<Reservation>, RepositoryError> {
-            Ok(self.record(order_id))
-        }
-
-        async fn release(
-            &self,
-            r: &Reservation,
-            request: &ReleaseRequest,
-        ) -> Result<Release, RepositoryError> {
-            let mut t = self.0.lock().unwrap();
-            if t.conflicts > 0 {
-                t.conflicts -= 1;
-                return Ok(Release::Conflict);
-            }
-            let Some(stored) = t.reservations.get_mut(&r.order_id) else {
-                return Ok(Release::NotReserved);
-            };
-            if stored.status != ReservationStatus::Reserved {
-                return Ok(Release::NotReserved);
-            }
-            stored.status = ReservationStatus::Released;
-            stored.release_event_id = Some(request.event_id.clone());
-            stored.release_reason = Some(request.reason.clone());
-            stored.released_at = Some(request.at.clone());
-            for l in &r.lines {
-                *t.stock.entry(l.sku.clone()).or_default() += i64::from(l.quantity);
-            }
-            Ok(Release::Released)
+    fn given_stock(levels: &[(&str, i64)]) -> Inventory {
+        let tables = Arc::new(MemoryInventory::with_stock(levels));
+        let bus = MemoryBus::new();
+        // The store itself (rather than `Idempotency::in_memory`) so a test can forget a
+        // record, as expiry or a failed run does.
+        let handled = MemoryIdempotencyStore::new();
+        let service = InventoryService::new(
+            tables.clone(),
+            bus.clone(),
+            Idempotency::with_store(handled.clone(), "inventory"),
+        );
+        Inventory {
+            tables,
+            bus,
+            handled,
+            service,
         }
     }
 
-    /// Records what reaches the bus; fails every entry while `down` is set.
-    #[derive(Clone, Default)]
-    struct Bus {
-        published: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
-        down: Arc<Mutex<bool>>,
-    }
+    impl Inventory {
+        async fn when(&self, event: &Envelope<Event>) -> Result<Handled, HandlerError> {
+            self.service.handle(event.clone(), invocation()).await
+        }
 
-    impl Bus {
-        fn of_type(&self, detail_type: &str) -> Vec<serde_json::Value> {
-            self.published
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(t, _)| t == detail_type)
-                .map(|(_, d)| d.clone())
+        /// What a redelivery meets once the event's idempotency record has expired: only
+        /// the conditional writes stand between it and a second effect.
+        async fn forget_handling(&self, event: &Envelope<Event>) {
+            let key = self
+                .service
+                .idempotency
+                .record_key(&event.metadata.event_id);
+            self.handled.release(&key).await.unwrap();
+        }
+
+        fn stock(&self) -> HashMap<String, i64> {
+            self.tables.stock()
+        }
+
+        fn record(&self, order_id: &str) -> Reservation {
+            self.tables.record(order_id).expect("a reservation record")
+        }
+
+        /// (event id, causation id) of everything published, in order.
+        fn published_ids(&self) -> Vec<(String, Option<String>)> {
+            self.bus
+                .published()
+                .into_iter()
+                .map(|e| (e.metadata.event_id, e.metadata.causation_id))
                 .collect()
         }
-        fn count(&self) -> usize {
-            self.published.lock().unwrap().len()
-        }
     }
 
-    #[async_trait]
-    impl PutEventsTransport for Bus {
-        async fn put_events(
-            &self,
-            entries: Vec<PutEventsRequestEntry>,
-        ) -> Result<Vec<EntryResult>, String> {
-            if *self.down.lock().unwrap() {
-                return Err("bus unavailable".into());
-            }
-            let mut published = self.published.lock().unwrap();
-            for e in &entries {
-                published.push((
-                    e.detail_type().unwrap_or_default().to_string(),
-                    serde_json::from_str(e.detail().unwrap_or_default()).unwrap(),
-                ));
-            }
-            Ok(entries.iter().map(|_| EntryResult::default()).collect())
-        }
+    fn stock(levels: &[(&str, i64)]) -> HashMap<String, i64> {
+        levels.iter().map(|(s, l)| (s.to_string(), *l)).collect()
     }
 
-    fn service(repo: &MemoryRepository, bus: &Bus) -> InventoryService<MemoryRepository, Bus> {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .build();
-        InventoryService::new(
-            repo.clone(),
-            Publisher::new(bus.clone(), "bus").with_retry(RetryPolicy {
-                max_attempts: 1,
-                base_delay: Duration::from_millis(1),
-                max_delay: Duration::from_millis(1),
-            }),
-            Idempotency::new(
-                aws_sdk_dynamodb::Client::from_conf(config),
-                "unused",
-                "inventory",
-            ),
-        )
+    fn event(event_id: &str, data: impl Into<Event>) -> Envelope<Event> {
+        let mut envelope = Envelope::new(data.into());
+        envelope.metadata.event_id = event_id.into();
+        envelope.metadata.correlation_id = "checkout-1".into();
+        envelope
     }
 
-    fn order(event_id: &str, order_id: &str, lines: &[(&str, u32)]) -> Envelope<OrderPlaced> {
+    fn order_placed(event_id: &str, order_id: &str, lines: &[(&str, u32)]) -> Envelope<Event> {
         let lines: Vec<OrderLine> = lines
             .iter()
             .map(|(sku, quantity)| OrderLine {
@@ -611,280 +507,528 @@ mod tests {
                 unit_price: 100,
             })
             .collect();
-        let total = lines.iter().map(|l| 100 * u64::from(l.quantity)).sum();
-        let mut envelope = Envelope::new(
-            sources::ORDERS,
+        event(
+            event_id,
             OrderPlaced {
                 order_id: order_id.into(),
                 customer_id: "cus-1".into(),
                 customer_email: "ada@example.com".into(),
                 currency: Currency::try_from("EUR".to_string()).unwrap(),
+                total: lines.iter().map(|l| 100 * u64::from(l.quantity)).sum(),
                 lines,
-                total,
                 payment_token: "tok_visa".into(),
             },
-        );
-        envelope.metadata.event_id = event_id.into();
-        envelope
+        )
     }
 
-    fn cause(event_id: &str) -> EventMetadata {
-        let mut m = order(event_id, "x", &[("A", 1)]).metadata;
-        m.correlation_id = "corr".into();
-        m
+    fn release_requested(event_id: &str, order_id: &str, reason: &str) -> Envelope<Event> {
+        event(
+            event_id,
+            ReleaseInventoryRequested {
+                order_id: order_id.into(),
+                reason: reason.into(),
+            },
+        )
     }
 
-    fn stock_line(sku: &str, quantity: u32) -> StockLine {
+    fn order_cancelled(event_id: &str, order_id: &str, reason: &str) -> Envelope<Event> {
+        event(
+            event_id,
+            OrderCancelled {
+                order_id: order_id.into(),
+                customer_id: "cus-1".into(),
+                customer_email: "ada@example.com".into(),
+                reason: reason.into(),
+            },
+        )
+    }
+
+    type ReleaseEvent = fn(&str, &str, &str) -> Envelope<Event>;
+
+    /// The two ways the saga asks for stock back; each release scenario runs with both.
+    const RELEASES: [(&str, ReleaseEvent); 2] = [
+        ("ReleaseInventoryRequested", release_requested),
+        ("OrderCancelled", order_cancelled),
+    ];
+
+    fn line(sku: &str, quantity: u32) -> StockLine {
         StockLine {
             sku: sku.into(),
             quantity,
         }
     }
 
-    #[tokio::test]
-    async fn reserves_all_lines_merged_by_sku_and_publishes_once() {
-        let (repo, bus) = (MemoryRepository::default(), Bus::default());
-        repo.set_stock("MUG", 5);
-        repo.set_stock("TEA", 2);
-        let svc = service(&repo, &bus);
-        let o = order("e1", "ord-1", &[("MUG", 2), ("TEA", 1), ("MUG", 1)]);
-        assert_eq!(svc.reserve(&o).await.unwrap(), Handled::Processed);
-        assert_eq!((repo.stock("MUG"), repo.stock("TEA")), (2, 1));
-        let reserved = bus.of_type("InventoryReserved");
-        assert_eq!(reserved.len(), 1);
-        let data: InventoryReserved = serde_json::from_value(reserved[0]["data"].clone()).unwrap();
-        assert_eq!(data.lines, vec![stock_line("MUG", 3), stock_line("TEA", 1)]);
-        assert_eq!(data.reservation_id, reservation_id_for("ord-1"));
-        assert_eq!(reserved[0]["metadata"]["causationId"], "e1");
-        assert_eq!(
-            repo.record("ord-1").unwrap().status,
-            ReservationStatus::Reserved
-        );
+    fn reserved(order_id: &str, lines: Vec<StockLine>) -> Event {
+        Event::InventoryReserved(InventoryReserved {
+            order_id: order_id.into(),
+            reservation_id: reservation_id_for(order_id),
+            lines,
+        })
+    }
+
+    fn released(order_id: &str, lines: Vec<StockLine>) -> Event {
+        Event::InventoryReleased(InventoryReleased {
+            order_id: order_id.into(),
+            reservation_id: reservation_id_for(order_id),
+            lines,
+        })
+    }
+
+    fn shortage(sku: &str, requested: u32, available: u32) -> Shortage {
+        Shortage {
+            sku: sku.into(),
+            requested,
+            available,
+        }
+    }
+
+    /// The id every answer to `cause` about `order_id` carries, however often it is sent.
+    fn answer_id(cause: &str, detail_type: &str, order_id: &str) -> (String, Option<String>) {
+        (
+            derived_event_id(cause, detail_type, &reservation_id_for(order_id)),
+            Some(cause.to_string()),
+        )
     }
 
     #[tokio::test]
-    async fn a_short_line_reserves_nothing_and_the_answer_sticks() {
-        let (repo, bus) = (MemoryRepository::default(), Bus::default());
-        repo.set_stock("MUG", 5);
-        repo.set_stock("TEA", 1);
-        let svc = service(&repo, &bus);
-        let o = order("e1", "ord-1", &[("MUG", 2), ("TEA", 3), ("LAMP", 1)]);
-        assert_eq!(svc.reserve(&o).await.unwrap(), Handled::Processed);
-        assert_eq!((repo.stock("MUG"), repo.stock("TEA")), (5, 1));
-        let answer = bus.of_type("InventoryOutOfStock");
-        let data: InventoryOutOfStock = serde_json::from_value(answer[0]["data"].clone()).unwrap();
-        assert_eq!(
-            data.shortages,
-            vec![
-                Shortage {
-                    sku: "TEA".into(),
-                    requested: 3,
-                    available: 1
-                },
-                Shortage {
-                    sku: "LAMP".into(),
-                    requested: 1,
-                    available: 0
-                },
-            ]
-        );
+    async fn an_order_placed_reserves_every_line_merged_by_sku() {
+        let inventory = given_stock(&[("MUG", 5), ("TEA", 2)]);
 
-        // Restocked, then the same event again (idempotency record expired): same answer,
-        // same event id, still nothing taken.
-        repo.set_stock("TEA", 10);
-        repo.set_stock("LAMP", 10);
-        assert_eq!(svc.reserve(&o).await.unwrap(), Handled::Processed);
-        let answers = bus.of_type("InventoryOutOfStock");
-        assert_eq!(answers.len(), 2);
-        assert_eq!(answers[0], {
-            let mut again = answers[1].clone();
-            again["metadata"]["occurredAt"] = answers[0]["metadata"]["occurredAt"].clone();
-            again
-        });
-        assert_eq!(repo.stock("TEA"), 10);
-        assert!(bus.of_type("InventoryReserved").is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_crash_between_write_and_publish_publishes_the_same_event_on_retry() {
-        let (repo, bus) = (MemoryRepository::default(), Bus::default());
-        repo.set_stock("MUG", 5);
-        let svc = service(&repo, &bus);
-        let o = order("e1", "ord-1", &[("MUG", 2)]);
-        *bus.down.lock().unwrap() = true;
-        let err = svc.reserve(&o).await.unwrap_err();
-        assert!(!err.is_permanent(), "{err}");
-        assert_eq!(repo.stock("MUG"), 3, "the write happened");
-        *bus.down.lock().unwrap() = false;
-
-        assert_eq!(svc.reserve(&o).await.unwrap(), Handled::Processed);
-        assert_eq!(repo.stock("MUG"), 3, "not taken twice");
-        let reserved = bus.of_type("InventoryReserved");
-        assert_eq!(reserved.len(), 1);
-        assert_eq!(
-            reserved[0]["metadata"]["eventId"],
-            eventkit::envelope::derived_event_id(
+        let handled = inventory
+            .when(&order_placed(
                 "e1",
-                "InventoryReserved",
-                &reservation_id_for("ord-1")
-            )
+                "ord-1",
+                &[("MUG", 2), ("TEA", 1), ("MUG", 1)],
+            ))
+            .await;
+
+        assert_eq!(handled.unwrap(), Handled::Processed);
+        assert_eq!(
+            inventory.bus.events(),
+            vec![reserved("ord-1", vec![line("MUG", 3), line("TEA", 1)])]
         );
+        let published = &inventory.bus.published()[0];
+        assert_eq!(published.source, contracts::sources::INVENTORY);
+        assert_eq!(published.metadata.correlation_id, "checkout-1");
+        assert_eq!(
+            inventory.published_ids(),
+            vec![answer_id("e1", "InventoryReserved", "ord-1")]
+        );
+        assert_eq!(inventory.stock(), stock(&[("MUG", 2), ("TEA", 1)]));
+        let record = inventory.record("ord-1");
+        assert_eq!(
+            (record.status, record.event_id.as_str()),
+            (ReservationStatus::Reserved, "e1")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_order_short_on_any_line_reserves_nothing_and_names_every_shortage() {
+        let inventory = given_stock(&[("MUG", 5), ("TEA", 1)]);
+
+        let handled = inventory
+            .when(&order_placed(
+                "e1",
+                "ord-1",
+                &[("MUG", 2), ("TEA", 3), ("LAMP", 1)],
+            ))
+            .await;
+
+        assert_eq!(handled.unwrap(), Handled::Processed);
+        assert_eq!(
+            inventory.bus.events(),
+            vec![Event::InventoryOutOfStock(InventoryOutOfStock {
+                order_id: "ord-1".into(),
+                // An unknown SKU has no stock at all.
+                shortages: vec![shortage("TEA", 3, 1), shortage("LAMP", 1, 0)],
+            })]
+        );
+        assert_eq!(inventory.stock(), stock(&[("MUG", 5), ("TEA", 1)]));
+        assert_eq!(
+            inventory.record("ord-1").status,
+            ReservationStatus::OutOfStock
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_out_of_stock_order_answers_the_same_after_a_restock() {
+        let inventory = given_stock(&[("MUG", 1)]);
+        let order = order_placed("e1", "ord-1", &[("MUG", 2)]);
+        inventory.when(&order).await.unwrap();
+        inventory.tables.set_stock("MUG", 10);
+        inventory.forget_handling(&order).await;
+
+        let handled = inventory.when(&order).await;
+
+        assert_eq!(handled.unwrap(), Handled::Processed);
+        let answer = Event::InventoryOutOfStock(InventoryOutOfStock {
+            order_id: "ord-1".into(),
+            shortages: vec![shortage("MUG", 2, 1)],
+        });
+        assert_eq!(inventory.bus.events(), vec![answer.clone(), answer]);
+        let id = answer_id("e1", "InventoryOutOfStock", "ord-1");
+        assert_eq!(inventory.published_ids(), vec![id.clone(), id]);
+        assert_eq!(
+            inventory.stock(),
+            stock(&[("MUG", 10)]),
+            "still nothing taken"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_order_placed_delivered_twice_reserves_once() {
+        let inventory = given_stock(&[("MUG", 5)]);
+        let order = order_placed("e1", "ord-1", &[("MUG", 2)]);
+        inventory.when(&order).await.unwrap();
+
+        let again = inventory.when(&order).await;
+
+        assert_eq!(again.unwrap(), Handled::Duplicate);
+        assert_eq!(
+            inventory.bus.events(),
+            vec![reserved("ord-1", vec![line("MUG", 2)])]
+        );
+        assert_eq!(inventory.stock(), stock(&[("MUG", 3)]));
     }
 
     #[tokio::test]
     async fn another_order_placed_for_a_recorded_order_does_nothing() {
-        let (repo, bus) = (MemoryRepository::default(), Bus::default());
-        repo.set_stock("MUG", 5);
-        let svc = service(&repo, &bus);
-        svc.reserve(&order("e1", "ord-1", &[("MUG", 2)]))
+        let inventory = given_stock(&[("MUG", 5)]);
+        inventory
+            .when(&order_placed("e1", "ord-1", &[("MUG", 2)]))
             .await
             .unwrap();
-        let second = svc
-            .reserve(&order("e2", "ord-1", &[("MUG", 2)]))
-            .await
-            .unwrap();
-        assert_eq!(second, Handled::Duplicate);
-        assert_eq!(repo.stock("MUG"), 3);
-        assert_eq!(bus.count(), 1);
+
+        let second = inventory
+            .when(&order_placed("e2", "ord-1", &[("MUG", 2)]))
+            .await;
+
+        assert_eq!(second.unwrap(), Handled::Duplicate);
+        assert_eq!(
+            inventory.bus.events(),
+            vec![reserved("ord-1", vec![line("MUG", 2)])]
+        );
+        assert_eq!(inventory.stock(), stock(&[("MUG", 3)]));
+        assert_eq!(inventory.record("ord-1").event_id, "e1");
     }
 
     #[tokio::test]
-    async fn invalid_orders_fail_permanently_and_touch_nothing() {
-        let (repo, bus) = (MemoryRepository::default(), Bus::default());
-        repo.set_stock("MUG", 5);
-        let svc = service(&repo, &bus);
-        let mut o = order("e1", "ord-1", &[("MUG", 2)]);
-        o.data.total = 1;
-        let err = svc.reserve(&o).await.unwrap_err();
-        assert!(err.is_permanent());
-        assert_eq!(err.reason, "invalid-order");
-        assert_eq!(repo.stock("MUG"), 5);
-        assert_eq!(bus.count(), 0);
+    async fn a_bus_failure_after_reserving_publishes_the_same_event_on_redelivery() {
+        let inventory = given_stock(&[("MUG", 5)]);
+        let order = order_placed("e1", "ord-1", &[("MUG", 2)]);
+        inventory.bus.fail_next(1);
+
+        let failed = inventory.when(&order).await.unwrap_err();
+        assert!(!failed.is_permanent(), "{failed}");
+        assert_eq!(
+            inventory.stock(),
+            stock(&[("MUG", 3)]),
+            "the write happened"
+        );
+        assert!(inventory.bus.events().is_empty());
+
+        let redelivered = inventory.when(&order).await;
+
+        assert_eq!(redelivered.unwrap(), Handled::Processed);
+        assert_eq!(
+            inventory.bus.events(),
+            vec![reserved("ord-1", vec![line("MUG", 2)])]
+        );
+        assert_eq!(
+            inventory.published_ids(),
+            vec![answer_id("e1", "InventoryReserved", "ord-1")]
+        );
+        assert_eq!(inventory.stock(), stock(&[("MUG", 3)]), "not taken twice");
     }
 
     #[tokio::test]
-    async fn conflicts_are_retried_a_few_times_then_handed_back_to_sqs() {
-        let (repo, bus) = (MemoryRepository::default(), Bus::default());
-        repo.set_stock("MUG", 5);
-        let svc = service(&repo, &bus);
-        repo.0.lock().unwrap().conflicts = 2;
-        let o = order("e1", "ord-1", &[("MUG", 1)]);
-        assert_eq!(svc.reserve(&o).await.unwrap(), Handled::Processed);
+    async fn past_the_idempotency_record_a_redelivered_order_republishes_and_takes_nothing() {
+        let inventory = given_stock(&[("MUG", 5)]);
+        let order = order_placed("e1", "ord-1", &[("MUG", 2)]);
+        inventory.when(&order).await.unwrap();
+        inventory.forget_handling(&order).await;
 
-        repo.0.lock().unwrap().conflicts = ATTEMPTS;
-        let err = svc
-            .reserve(&order("e2", "ord-2", &[("MUG", 1)]))
+        let handled = inventory.when(&order).await;
+
+        assert_eq!(handled.unwrap(), Handled::Processed);
+        let answer = reserved("ord-1", vec![line("MUG", 2)]);
+        assert_eq!(inventory.bus.events(), vec![answer.clone(), answer]);
+        let id = answer_id("e1", "InventoryReserved", "ord-1");
+        assert_eq!(inventory.published_ids(), vec![id.clone(), id]);
+        assert_eq!(inventory.stock(), stock(&[("MUG", 3)]));
+    }
+
+    #[tokio::test]
+    async fn transaction_conflicts_are_retried_a_few_times_then_handed_back_to_sqs() {
+        let inventory = given_stock(&[("MUG", 5)]);
+        inventory.tables.conflict_next(CONTENTION.max_attempts - 1);
+        let handled = inventory
+            .when(&order_placed("e1", "ord-1", &[("MUG", 1)]))
+            .await;
+        assert_eq!(handled.unwrap(), Handled::Processed);
+
+        inventory.tables.conflict_next(CONTENTION.max_attempts);
+        let err = inventory
+            .when(&order_placed("e2", "ord-2", &[("MUG", 1)]))
             .await
             .unwrap_err();
+
         assert!(!err.is_permanent());
         assert_eq!(err.reason, "stock-contention");
-        assert_eq!(repo.stock("MUG"), 4);
+        assert_eq!(
+            inventory.bus.events(),
+            vec![reserved("ord-1", vec![line("MUG", 1)])]
+        );
+        assert_eq!(inventory.stock(), stock(&[("MUG", 4)]));
+        assert!(inventory.tables.record("ord-2").is_none());
     }
 
     #[tokio::test]
-    async fn a_release_gives_stock_back_exactly_once() {
-        let (repo, bus) = (MemoryRepository::default(), Bus::default());
-        repo.set_stock("MUG", 5);
-        let svc = service(&repo, &bus);
-        svc.reserve(&order("e1", "ord-1", &[("MUG", 2)]))
-            .await
-            .unwrap();
-        assert_eq!(repo.stock("MUG"), 3);
+    async fn an_order_with_more_skus_than_one_transaction_holds_fails_permanently() {
+        let skus: Vec<String> = (0..=MAX_SKUS_PER_RESERVATION)
+            .map(|i| format!("SKU-{i}"))
+            .collect();
+        let levels: Vec<(&str, i64)> = skus.iter().map(|s| (s.as_str(), 1)).collect();
+        let lines: Vec<(&str, u32)> = skus.iter().map(|s| (s.as_str(), 1)).collect();
+        let inventory = given_stock(&levels);
 
-        // The bus fails after the write: the retry publishes the same event, adds nothing.
-        *bus.down.lock().unwrap() = true;
-        assert!(svc
-            .release(&cause("r1"), "ord-1", "payment-failed")
+        let err = inventory
+            .when(&order_placed("e1", "ord-1", &lines))
             .await
-            .is_err());
-        assert_eq!(repo.stock("MUG"), 5);
-        *bus.down.lock().unwrap() = false;
-        assert_eq!(
-            svc.release(&cause("r1"), "ord-1", "payment-failed")
-                .await
-                .unwrap(),
-            Handled::Processed
-        );
-        assert_eq!(repo.stock("MUG"), 5);
+            .unwrap_err();
 
-        // Another request for the same order (OrderCancelled after the saga's release).
-        assert_eq!(
-            svc.release(&cause("r2"), "ord-1", "payment-failed")
-                .await
-                .unwrap(),
-            Handled::Duplicate
-        );
-        assert_eq!(repo.stock("MUG"), 5);
-        let released = bus.of_type("InventoryReleased");
-        assert_eq!(released.len(), 1);
-        let record = repo.record("ord-1").unwrap();
-        assert_eq!(record.status, ReservationStatus::Released);
-        assert_eq!(record.release_event_id.as_deref(), Some("r1"));
-        assert_eq!(
-            released[0]["metadata"]["eventId"],
-            eventkit::envelope::derived_event_id(
-                "r1",
-                "InventoryReleased",
-                &reservation_id_for("ord-1")
-            )
-        );
-    }
-
-    #[tokio::test]
-    async fn nothing_is_released_for_orders_that_hold_no_stock() {
-        let (repo, bus) = (MemoryRepository::default(), Bus::default());
-        repo.set_stock("MUG", 1);
-        let svc = service(&repo, &bus);
-        assert_eq!(
-            svc.release(&cause("r1"), "ord-unknown", "fraud")
-                .await
-                .unwrap(),
-            Handled::Ignored
-        );
-        svc.reserve(&order("e1", "ord-1", &[("MUG", 2)]))
-            .await
-            .unwrap();
-        assert_eq!(
-            svc.release(&cause("r2"), "ord-1", "out-of-stock")
-                .await
-                .unwrap(),
-            Handled::Ignored
-        );
-        assert_eq!(repo.stock("MUG"), 1);
-        assert!(bus.of_type("InventoryReleased").is_empty());
-        let err = svc.release(&cause("r3"), " ", "x").await.unwrap_err();
         assert!(err.is_permanent());
+        assert_eq!(err.reason, "too-many-skus");
+        assert_eq!(inventory.stock(), stock(&levels));
+        assert!(inventory.bus.events().is_empty());
     }
 
     #[tokio::test]
-    async fn an_order_released_before_it_reserved_never_takes_stock() {
-        let (repo, bus) = (MemoryRepository::default(), Bus::default());
-        repo.set_stock("MUG", 5);
-        let svc = service(&repo, &bus);
-        assert_eq!(
-            svc.release(&cause("r1"), "ord-1", "payment-failed")
+    async fn a_release_gives_the_stock_back_once() {
+        for (kind, release) in RELEASES {
+            let inventory = given_stock(&[("MUG", 5), ("TEA", 3)]);
+            inventory
+                .when(&order_placed("e1", "ord-1", &[("MUG", 2), ("TEA", 3)]))
                 .await
-                .unwrap(),
-            Handled::Ignored
-        );
-        let record = repo.record("ord-1").unwrap();
-        assert_eq!(record.status, ReservationStatus::Cancelled);
-        assert!(record.lines.is_empty());
+                .unwrap();
+            let request = release("r1", "ord-1", "payment-failed");
 
-        // The OrderPlaced arrives late, then the request is redelivered.
-        assert_eq!(
-            svc.reserve(&order("e1", "ord-1", &[("MUG", 2)]))
+            let handled = inventory.when(&request).await;
+
+            assert_eq!(handled.unwrap(), Handled::Processed, "{kind}");
+            let lines = vec![line("MUG", 2), line("TEA", 3)];
+            assert_eq!(
+                inventory.bus.events(),
+                vec![reserved("ord-1", lines.clone()), released("ord-1", lines)],
+                "{kind}"
+            );
+            assert_eq!(
+                inventory.published_ids()[1],
+                answer_id("r1", "InventoryReleased", "ord-1"),
+                "{kind}"
+            );
+            assert_eq!(
+                inventory.stock(),
+                stock(&[("MUG", 5), ("TEA", 3)]),
+                "{kind}"
+            );
+            let record = inventory.record("ord-1");
+            assert_eq!(record.status, ReservationStatus::Released, "{kind}");
+            assert_eq!(record.release_event_id.as_deref(), Some("r1"), "{kind}");
+            assert_eq!(
+                record.release_reason.as_deref(),
+                Some("payment-failed"),
+                "{kind}"
+            );
+
+            // The same request again, then the saga's other request for the same order.
+            assert_eq!(
+                inventory.when(&request).await.unwrap(),
+                Handled::Duplicate,
+                "{kind}"
+            );
+            let other = order_cancelled("r2", "ord-1", "payment-failed");
+            assert_eq!(
+                inventory.when(&other).await.unwrap(),
+                Handled::Duplicate,
+                "{kind}"
+            );
+            assert_eq!(inventory.bus.events().len(), 2, "{kind}: nothing more");
+            assert_eq!(
+                inventory.stock(),
+                stock(&[("MUG", 5), ("TEA", 3)]),
+                "{kind}"
+            );
+            assert_eq!(
+                inventory.record("ord-1").release_event_id.as_deref(),
+                Some("r1")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bus_failure_after_releasing_publishes_the_same_release_on_redelivery() {
+        for (kind, release) in RELEASES {
+            let inventory = given_stock(&[("MUG", 5)]);
+            inventory
+                .when(&order_placed("e1", "ord-1", &[("MUG", 2)]))
                 .await
-                .unwrap(),
-            Handled::Ignored
-        );
-        assert_eq!(
-            svc.release(&cause("r1"), "ord-1", "payment-failed")
+                .unwrap();
+            let request = release("r1", "ord-1", "fraud-suspected");
+            inventory.bus.fail_next(1);
+
+            let failed = inventory.when(&request).await.unwrap_err();
+            assert!(!failed.is_permanent(), "{kind}: {failed}");
+            assert_eq!(
+                inventory.stock(),
+                stock(&[("MUG", 5)]),
+                "{kind}: given back"
+            );
+
+            let redelivered = inventory.when(&request).await;
+
+            assert_eq!(redelivered.unwrap(), Handled::Processed, "{kind}");
+            assert_eq!(
+                inventory.bus.events(),
+                vec![
+                    reserved("ord-1", vec![line("MUG", 2)]),
+                    released("ord-1", vec![line("MUG", 2)])
+                ],
+                "{kind}"
+            );
+            assert_eq!(
+                inventory.published_ids()[1],
+                answer_id("r1", "InventoryReleased", "ord-1"),
+                "{kind}"
+            );
+            assert_eq!(
+                inventory.stock(),
+                stock(&[("MUG", 5)]),
+                "{kind}: not given back twice"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_order_placed_redelivered_after_its_release_answers_nothing() {
+        let inventory = given_stock(&[("MUG", 5)]);
+        let order = order_placed("e1", "ord-1", &[("MUG", 2)]);
+        inventory.when(&order).await.unwrap();
+        inventory
+            .when(&release_requested("r1", "ord-1", "payment-failed"))
+            .await
+            .unwrap();
+        inventory.forget_handling(&order).await;
+
+        let handled = inventory.when(&order).await;
+
+        assert_eq!(handled.unwrap(), Handled::Duplicate);
+        assert_eq!(inventory.bus.events().len(), 2, "reserved, released");
+        assert_eq!(inventory.stock(), stock(&[("MUG", 5)]));
+    }
+
+    #[tokio::test]
+    async fn a_release_for_an_order_that_got_no_stock_gives_nothing_back() {
+        for (kind, release) in RELEASES {
+            let inventory = given_stock(&[("MUG", 1)]);
+            inventory
+                .when(&order_placed("e1", "ord-1", &[("MUG", 2)]))
                 .await
-                .unwrap(),
-            Handled::Ignored
+                .unwrap();
+
+            let handled = inventory
+                .when(&release("r1", "ord-1", "out-of-stock"))
+                .await;
+
+            assert_eq!(handled.unwrap(), Handled::Ignored, "{kind}");
+            assert_eq!(
+                inventory.bus.events(),
+                vec![Event::InventoryOutOfStock(InventoryOutOfStock {
+                    order_id: "ord-1".into(),
+                    shortages: vec![shortage("MUG", 2, 1)],
+                })],
+                "{kind}: no InventoryReleased"
+            );
+            assert_eq!(inventory.stock(), stock(&[("MUG", 1)]), "{kind}");
+            assert_eq!(
+                inventory.record("ord-1").status,
+                ReservationStatus::OutOfStock,
+                "{kind}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_order_released_before_it_was_placed_never_takes_stock() {
+        for (kind, release) in RELEASES {
+            let inventory = given_stock(&[("MUG", 5)]);
+            let request = release("r1", "ord-1", "payment-failed");
+
+            let handled = inventory.when(&request).await;
+
+            assert_eq!(handled.unwrap(), Handled::Ignored, "{kind}");
+            let record = inventory.record("ord-1");
+            assert_eq!(record.status, ReservationStatus::Cancelled, "{kind}");
+            assert_eq!(record.event_id, "r1", "{kind}");
+            assert!(record.lines.is_empty(), "{kind}");
+
+            // The OrderPlaced arrives late, then the request is redelivered past its record.
+            let late = inventory
+                .when(&order_placed("e1", "ord-1", &[("MUG", 2)]))
+                .await;
+            assert_eq!(late.unwrap(), Handled::Ignored, "{kind}");
+            inventory.forget_handling(&request).await;
+            let again = inventory.when(&request).await;
+            assert_eq!(again.unwrap(), Handled::Ignored, "{kind}");
+
+            assert_eq!(inventory.stock(), stock(&[("MUG", 5)]), "{kind}");
+            assert!(
+                inventory.bus.events().is_empty(),
+                "{kind}: nothing to announce"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn events_not_routed_here_are_refused_and_change_nothing() {
+        let inventory = given_stock(&[("MUG", 5)]);
+        let foreign = event(
+            "x1",
+            InventoryReserved {
+                order_id: "ord-1".into(),
+                reservation_id: reservation_id_for("ord-1"),
+                lines: vec![line("MUG", 2)],
+            },
         );
-        assert_eq!(repo.stock("MUG"), 5);
-        assert_eq!(bus.count(), 0, "nothing to announce");
+
+        let err = inventory.when(&foreign).await.unwrap_err();
+
+        assert!(err.is_permanent());
+        assert_eq!(err.reason, "not-routed");
+        assert_eq!(inventory.stock(), stock(&[("MUG", 5)]));
+        assert!(inventory.bus.events().is_empty());
+    }
+
+    #[test]
+    fn intake_refuses_invalid_orders_and_orders_from_other_sources() {
+        let order = order_placed("e1", "ord-1", &[("MUG", 2)]);
+        let admitted = eventkit::take_in::<Event>(crate::ROUTES, &order.to_raw()).unwrap();
+        assert_eq!(admitted.data, order.data);
+
+        // Validation runs once, at intake: a total that does not add up never reaches
+        // `handle` (it used to be refused there as `invalid-order`).
+        let mut bad_total = order.to_raw();
+        bad_total.data["total"] = 1.into();
+        let err = eventkit::take_in::<Event>(crate::ROUTES, &bad_total).unwrap_err();
+        assert_eq!(err.reason(), "invalid-data");
+
+        let mut forged = order.to_raw();
+        forged.source = contracts::sources::SAGA.into();
+        let err = eventkit::take_in::<Event>(crate::ROUTES, &forged).unwrap_err();
+        assert_eq!(err.reason(), "untrusted-source");
+
+        let release = release_requested("r1", " ", "payment-failed").to_raw();
+        let err = eventkit::take_in::<Event>(crate::ROUTES, &release).unwrap_err();
+        assert_eq!(err.reason(), "invalid-data");
     }
 }

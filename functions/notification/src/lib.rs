@@ -14,6 +14,16 @@ pub mod service;
 pub mod templates;
 
 pub use mailer::{Mailer, SendError, SesMailer};
-pub use repository::{DynamoEmailRepository, EmailRecord, EmailRepository, EmailStatus};
-pub use service::NotificationService;
+pub use repository::{
+    DynamoEmailRepository, EmailRecord, EmailRepository, EmailStatus, RepositoryError,
+};
+pub use service::{NotificationService, ROUTES};
 pub use templates::{Email, Template};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn routes_match_the_template() {
+        eventkit::testing::assert_rule_matches_routes("NotificationRule", super::ROUTES);
+    }
+}

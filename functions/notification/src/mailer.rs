@@ -102,3 +102,42 @@ fn classify<R: std::fmt::Debug>(err: SdkError<SendEmailError, R>) -> SendError {
         _ => SendError::Unknown(text),
     }
 }
+
+/// A mailer in memory: answers the failures it is given, in order, then sends, numbering
+/// the provider message ids `ses-1`, `ses-2`, ...
+#[cfg(test)]
+pub(crate) mod memory {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    pub struct MemoryMailer {
+        failures: Mutex<VecDeque<SendError>>,
+        sent: Mutex<Vec<Email>>,
+    }
+
+    impl MemoryMailer {
+        /// The next sends fail with these errors, one each, in order.
+        pub fn fail_with(&self, errors: impl IntoIterator<Item = SendError>) {
+            self.failures.lock().unwrap().extend(errors);
+        }
+
+        /// Every email sent so far, in order.
+        pub fn sent(&self) -> Vec<Email> {
+            self.sent.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl Mailer for MemoryMailer {
+        async fn send(&self, email: &Email) -> Result<String, SendError> {
+            if let Some(e) = self.failures.lock().unwrap().pop_front() {
+                return Err(e);
+            }
+            let mut sent = self.sent.lock().unwrap();
+            sent.push(email.clone());
+            Ok(format!("ses-{}", sent.len()))
+        }
+    }
+}

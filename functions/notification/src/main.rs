@@ -1,4 +1,5 @@
-use notification::NotificationService;
+use contracts::Event;
+use notification::{NotificationService, ROUTES};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -6,7 +7,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = eventkit::aws::load_config().await;
     let service = NotificationService::from_env(&aws)?;
     let processor = eventkit::lambda::processor_from_env(&aws);
-    eventkit::serve_sqs("notification", processor, |event, invocation| {
+    eventkit::serve_events::<Event, _, _>("notification", ROUTES, processor, |event, invocation| {
         service.handle(event, invocation)
     })
     .await

@@ -2,10 +2,11 @@
 //! recording whether its email is being sent, was sent, or failed to send.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use eventkit::dynamo::{put_if, PutIf};
-use eventkit::error::sdk_error_text;
-use eventkit::HandlerError;
+use eventkit::dynamo::attr::s;
+use eventkit::dynamo::put_if;
+use eventkit::{DynamoError, FirstWrite, HandlerError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +17,22 @@ pub enum EmailStatus {
     Sent,
     /// Known not to have been sent: a later attempt may send it.
     Failed,
+}
+
+impl EmailStatus {
+    /// The stored value, as serde writes it (a test keeps the two in step), for the
+    /// expressions that name a status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailStatus::Sending => "SENDING",
+            EmailStatus::Sent => "SENT",
+            EmailStatus::Failed => "FAILED",
+        }
+    }
+
+    fn attribute(self) -> AttributeValue {
+        s(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,35 +57,41 @@ pub struct EmailRecord {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claimed {
-    /// The record is ours: go ahead and send.
-    Claimed,
-    /// An earlier attempt recorded this event (SENDING or SENT): the stored record.
-    Existing(Box<EmailRecord>),
-}
-
 #[derive(Debug, thiserror::Error)]
-#[error("emails table: {0}")]
-pub struct RepositoryError(String);
+pub enum RepositoryError {
+    /// The record is no longer SENDING: a newer attempt moved it on, and a late, slow one
+    /// must not overwrite what it recorded.
+    #[error("emails table: record {0} is not SENDING")]
+    NotSending(String),
+    #[error("emails table: {0}")]
+    Dynamo(#[from] DynamoError),
+}
 
 impl From<RepositoryError> for HandlerError {
     fn from(e: RepositoryError) -> Self {
-        HandlerError::transient("emails-table", e)
+        match e {
+            RepositoryError::Dynamo(dynamo) if dynamo.is_permanent() => dynamo.into(),
+            RepositoryError::Dynamo(_) | RepositoryError::NotSending(_) => {
+                HandlerError::transient("emails-table", e)
+            }
+        }
     }
 }
 
+/// The emails table, as the handler needs it.
 #[async_trait]
 pub trait EmailRepository: Send + Sync {
     /// Stores `record` (status SENDING) unless the event already has a record that is not
-    /// FAILED.
-    async fn claim(&self, record: &EmailRecord) -> Result<Claimed, RepositoryError>;
+    /// FAILED; that record is returned instead.
+    async fn claim(&self, record: &EmailRecord)
+        -> Result<FirstWrite<EmailRecord>, RepositoryError>;
     /// SENDING -> SENT with the provider's message id.
     async fn mark_sent(&self, id: &str, message_id: &str) -> Result<(), RepositoryError>;
     /// SENDING -> FAILED, freeing the event for a later attempt.
     async fn mark_failed(&self, id: &str, error: &str) -> Result<(), RepositoryError>;
 }
 
+/// The DynamoDB adapter.
 pub struct DynamoEmailRepository {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -98,42 +121,36 @@ impl DynamoEmailRepository {
             .update_expression(update)
             .condition_expression("#status = :sending")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", status(EmailStatus::Sending));
+            .expression_attribute_values(":sending", EmailStatus::Sending.attribute());
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
-        request
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| RepositoryError(sdk_error_text(&e)))
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                    Err(RepositoryError::NotSending(id.to_string()))
+                }
+                _ => Err(DynamoError::from_sdk(&e).into()),
+            },
+        }
     }
 }
 
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_string())
-}
-
-fn status(v: EmailStatus) -> AttributeValue {
-    // The serde names, written by hand: three constants do not need a serializer.
-    s(match v {
-        EmailStatus::Sending => "SENDING",
-        EmailStatus::Sent => "SENT",
-        EmailStatus::Failed => "FAILED",
-    })
-}
-
-fn now() -> AttributeValue {
-    s(&eventkit::envelope::format_time(&chrono::Utc::now()))
+fn now() -> String {
+    eventkit::envelope::format_time(&chrono::Utc::now())
 }
 
 #[async_trait]
 impl EmailRepository for DynamoEmailRepository {
-    async fn claim(&self, record: &EmailRecord) -> Result<Claimed, RepositoryError> {
+    async fn claim(
+        &self,
+        record: &EmailRecord,
+    ) -> Result<FirstWrite<EmailRecord>, RepositoryError> {
         let condition = "attribute_not_exists(id) OR #status = :failed";
         let names = [("#status", "status")];
-        let values = [(":failed", status(EmailStatus::Failed))];
-        match put_if(
+        let values = [(":failed", EmailStatus::Failed.attribute())];
+        Ok(put_if(
             &self.client,
             &self.table,
             "id",
@@ -142,12 +159,7 @@ impl EmailRepository for DynamoEmailRepository {
             &names,
             &values,
         )
-        .await
-        {
-            Ok(PutIf::Written) => Ok(Claimed::Claimed),
-            Ok(PutIf::Existing(stored)) => Ok(Claimed::Existing(Box::new(stored))),
-            Err(e) => Err(RepositoryError(e)),
-        }
+        .await?)
     }
 
     async fn mark_sent(&self, id: &str, message_id: &str) -> Result<(), RepositoryError> {
@@ -155,9 +167,9 @@ impl EmailRepository for DynamoEmailRepository {
             id,
             "SET #status = :sent, messageId = :message_id, sentAt = :now REMOVE lastError",
             vec![
-                (":sent", status(EmailStatus::Sent)),
+                (":sent", EmailStatus::Sent.attribute()),
                 (":message_id", s(message_id)),
-                (":now", now()),
+                (":now", s(now())),
             ],
         )
         .await
@@ -168,10 +180,94 @@ impl EmailRepository for DynamoEmailRepository {
             id,
             "SET #status = :failed, lastError = :error",
             vec![
-                (":failed", status(EmailStatus::Failed)),
+                (":failed", EmailStatus::Failed.attribute()),
                 (":error", s(error)),
             ],
         )
         .await
+    }
+}
+
+/// The emails table in memory, with the DynamoDB adapter's conditions.
+#[cfg(test)]
+pub(crate) mod memory {
+    use super::*;
+    use eventkit::testing::MemoryTable;
+
+    #[derive(Default)]
+    pub struct MemoryEmails {
+        pub table: MemoryTable<EmailRecord>,
+    }
+
+    impl MemoryEmails {
+        fn finish(
+            &self,
+            id: &str,
+            change: impl FnOnce(&mut EmailRecord),
+        ) -> Result<(), RepositoryError> {
+            self.table
+                .update_if(id, |record| {
+                    let sending = record.status == EmailStatus::Sending;
+                    if sending {
+                        change(record);
+                    }
+                    sending
+                })
+                .map(drop)
+                .ok_or_else(|| RepositoryError::NotSending(id.to_string()))
+        }
+    }
+
+    #[async_trait]
+    impl EmailRepository for MemoryEmails {
+        async fn claim(
+            &self,
+            record: &EmailRecord,
+        ) -> Result<FirstWrite<EmailRecord>, RepositoryError> {
+            // `attribute_not_exists(id) OR status = FAILED`, each half checked atomically.
+            let FirstWrite::Existing(stored) = self.table.first_write(&record.id, record.clone())
+            else {
+                return Ok(FirstWrite::Written);
+            };
+            let retaken = self.table.update_if(&record.id, |stored| {
+                let failed = stored.status == EmailStatus::Failed;
+                if failed {
+                    *stored = record.clone();
+                }
+                failed
+            });
+            Ok(match retaken {
+                Some(_) => FirstWrite::Written,
+                None => FirstWrite::Existing(self.table.get(&record.id).unwrap_or(stored)),
+            })
+        }
+
+        async fn mark_sent(&self, id: &str, message_id: &str) -> Result<(), RepositoryError> {
+            self.finish(id, |record| {
+                record.status = EmailStatus::Sent;
+                record.message_id = Some(message_id.to_string());
+                record.sent_at = Some(now());
+                record.last_error = None;
+            })
+        }
+
+        async fn mark_failed(&self, id: &str, error: &str) -> Result<(), RepositoryError> {
+            self.finish(id, |record| {
+                record.status = EmailStatus::Failed;
+                record.last_error = Some(error.to_string());
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_in_expressions_are_the_stored_ones() {
+        for status in [EmailStatus::Sending, EmailStatus::Sent, EmailStatus::Failed] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
     }
 }

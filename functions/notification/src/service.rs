@@ -25,29 +25,33 @@
 //! record marked FAILED, which lets a retry claim it again. That is also why the SES client
 //! makes a single attempt per send (see [`crate::mailer::SesMailer`]).
 
+use std::sync::Arc;
+
 use contracts::{
-    sources, CustomerRegistered, EmailSent, OrderCancelled, OrderConfirmed, OrderShipped,
+    CustomerRegistered, EmailSent, Event, OrderCancelled, OrderConfirmed, OrderShipped, Payload,
 };
-use eventkit::publisher::PutEventsTransport;
 use eventkit::{
-    DecodeError, Envelope, EventData, EventMetadata, Handled, HandlerError, Idempotency,
-    Invocation, Publisher, RawEvent,
+    DecodeError, Envelope, EventData, EventMetadata, FirstWrite, Handled, HandlerError,
+    Idempotency, Invocation, Publish, Publisher, Route,
 };
 
 use crate::mailer::{Mailer, SendError, SesMailer};
-use crate::repository::{
-    Claimed, DynamoEmailRepository, EmailRecord, EmailRepository, EmailStatus,
-};
+use crate::repository::{DynamoEmailRepository, EmailRecord, EmailRepository, EmailStatus};
 use crate::templates::{self, Email};
 
-pub struct NotificationService<
-    R = DynamoEmailRepository,
-    M = SesMailer,
-    T = aws_sdk_eventbridge::Client,
-> {
-    repository: R,
-    mailer: M,
-    publisher: Publisher<T>,
+/// What the notification function takes in: the events a customer is emailed about, each
+/// from the source that owns it.
+pub const ROUTES: &[Route] = &[
+    OrderConfirmed::ROUTE,
+    OrderCancelled::ROUTE,
+    OrderShipped::ROUTE,
+    CustomerRegistered::ROUTE,
+];
+
+pub struct NotificationService {
+    repository: Arc<dyn EmailRepository>,
+    mailer: Arc<dyn Mailer>,
+    bus: Arc<dyn Publish<Event>>,
     idempotency: Idempotency,
 }
 
@@ -57,77 +61,51 @@ impl NotificationService {
         use eventkit::aws::required_env;
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
         Ok(NotificationService::new(
-            DynamoEmailRepository::new(dynamo.clone(), required_env("EMAILS_TABLE")?),
-            SesMailer::new(aws, required_env("EMAIL_SENDER")?),
-            Publisher::new(
+            Arc::new(DynamoEmailRepository::new(
+                dynamo.clone(),
+                required_env("EMAILS_TABLE")?,
+            )),
+            Arc::new(SesMailer::new(aws, required_env("EMAIL_SENDER")?)),
+            Arc::new(Publisher::new(
                 aws_sdk_eventbridge::Client::new(aws),
                 required_env("EVENT_BUS_NAME")?,
-            ),
+            )),
             Idempotency::new(dynamo, required_env("IDEMPOTENCY_TABLE")?, "notification"),
         ))
     }
-}
 
-/// The email an event asks for. Fails permanently for events that are malformed, of a
-/// type we do not mail about, or addressed to something that is not an address.
-pub fn render(event: &RawEvent) -> Result<Email, HandlerError> {
-    let email = match event.detail_type.as_str() {
-        OrderConfirmed::DETAIL_TYPE => {
-            templates::order_confirmed(&event.decode::<OrderConfirmed>()?.data)
-        }
-        OrderCancelled::DETAIL_TYPE => {
-            templates::order_cancelled(&event.decode::<OrderCancelled>()?.data)
-        }
-        OrderShipped::DETAIL_TYPE => {
-            templates::order_shipped(&event.decode::<OrderShipped>()?.data)
-        }
-        CustomerRegistered::DETAIL_TYPE => {
-            templates::welcome(&event.decode::<CustomerRegistered>()?.data)
-        }
-        other => return Err(DecodeError::UnknownType(other.to_string()).into()),
-    };
-    email
-        .check()
-        .map_err(|e| HandlerError::permanent("invalid-recipient", e))?;
-    Ok(email)
-}
-
-impl<R: EmailRepository, M: Mailer, T: PutEventsTransport> NotificationService<R, M, T> {
     pub fn new(
-        repository: R,
-        mailer: M,
-        publisher: Publisher<T>,
+        repository: Arc<dyn EmailRepository>,
+        mailer: Arc<dyn Mailer>,
+        bus: Arc<dyn Publish<Event>>,
         idempotency: Idempotency,
     ) -> Self {
         NotificationService {
             repository,
             mailer,
-            publisher,
+            bus,
             idempotency,
         }
     }
 
     pub async fn handle(
         &self,
-        event: RawEvent,
+        event: Envelope<Event>,
         invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
-        let email = render(&event)?;
+        let payload = event.data.to_data();
+        let email = render(event.data)?;
         // The idempotency record makes ordinary duplicates cheap (no emails-table write);
         // the emails record below is what actually keeps the email from going out twice.
         self.idempotency
-            .handle_once(&event.metadata, &event.data, &invocation, || {
+            .handle_once(&event.metadata, &payload, &invocation, || {
                 self.deliver(&event.metadata, &email)
             })
             .await
     }
 
     /// Claims, sends, records and announces the email of event `cause`.
-    pub(crate) async fn deliver(
-        &self,
-        cause: &EventMetadata,
-        email: &Email,
-    ) -> Result<Handled, HandlerError> {
+    async fn deliver(&self, cause: &EventMetadata, email: &Email) -> Result<Handled, HandlerError> {
         let record = EmailRecord {
             id: cause.event_id.clone(),
             status: EmailStatus::Sending,
@@ -141,14 +119,14 @@ impl<R: EmailRepository, M: Mailer, T: PutEventsTransport> NotificationService<R
             sent_at: None,
             last_error: None,
         };
-        if let Claimed::Existing(stored) = self.repository.claim(&record).await? {
-            return self.already_recorded(cause, *stored).await;
+        if let FirstWrite::Existing(stored) = self.repository.claim(&record).await? {
+            return self.already_recorded(cause, stored).await;
         }
         let message_id = match self.mailer.send(email).await {
             Ok(id) => id,
             Err(e @ SendError::Unknown(_)) => {
                 // Left SENDING: see the module comment. The DLQ keeps the event for a person.
-                tracing::error!(event_id = %cause.event_id, to = %email.to, error = %e,
+                tracing::error!(event_id = %cause.event_id, to = %masked(&email.to), error = %e,
                     "email may have been sent; it will not be sent again");
                 return Err(HandlerError::permanent("email-outcome-unknown", e));
             }
@@ -173,8 +151,8 @@ impl<R: EmailRepository, M: Mailer, T: PutEventsTransport> NotificationService<R
             message_id: Some(message_id),
             ..record
         };
-        self.publisher.publish(&[email_sent(cause, &sent)?]).await?;
-        tracing::info!(template = %sent.template, to = %sent.to,
+        self.bus.publish(&[email_sent(cause, &sent)?]).await?;
+        tracing::info!(template = %sent.template, to = %masked(&sent.to),
             message_id = sent.message_id.as_deref().unwrap_or_default(), "email sent");
         Ok(Handled::Processed)
     }
@@ -186,15 +164,13 @@ impl<R: EmailRepository, M: Mailer, T: PutEventsTransport> NotificationService<R
     ) -> Result<Handled, HandlerError> {
         match stored.status {
             EmailStatus::Sent => {
-                self.publisher
-                    .publish(&[email_sent(cause, &stored)?])
-                    .await?;
+                self.bus.publish(&[email_sent(cause, &stored)?]).await?;
                 tracing::info!(event_id = %cause.event_id,
                     "email was sent before; EmailSent published again, nothing sent");
             }
             EmailStatus::Sending | EmailStatus::Failed => {
                 tracing::warn!(event_id = %cause.event_id, template = %stored.template,
-                    to = %stored.to, created_at = %stored.created_at,
+                    to = %masked(&stored.to), created_at = %stored.created_at,
                     "an earlier attempt claimed this email and its outcome is unknown; \
                      not sending again (at most one email per event)");
             }
@@ -203,9 +179,30 @@ impl<R: EmailRepository, M: Mailer, T: PutEventsTransport> NotificationService<R
     }
 }
 
+/// The email an event asks for. Fails permanently for a type we do not mail about (the
+/// routes keep those out) and for a recipient that is not an address.
+pub fn render(event: Event) -> Result<Email, HandlerError> {
+    let email = match event {
+        Event::OrderConfirmed(order) => templates::order_confirmed(&order),
+        Event::OrderCancelled(order) => templates::order_cancelled(&order),
+        Event::OrderShipped(shipment) => templates::order_shipped(&shipment),
+        Event::CustomerRegistered(customer) => templates::welcome(&customer),
+        other => {
+            return Err(DecodeError::NotRouted {
+                detail_type: other.detail_type().to_string(),
+            }
+            .into())
+        }
+    };
+    email
+        .check()
+        .map_err(|e| HandlerError::permanent("invalid-recipient", e))?;
+    Ok(email)
+}
+
 /// `EmailSent` for a SENT record. Its id derives from the cause and the template, so
 /// publishing it again from the record gives the same event.
-fn email_sent(cause: &EventMetadata, sent: &EmailRecord) -> Result<RawEvent, HandlerError> {
+fn email_sent(cause: &EventMetadata, sent: &EmailRecord) -> Result<Envelope<Event>, HandlerError> {
     let message_id = sent.message_id.clone().ok_or_else(|| {
         HandlerError::transient(
             "emails-table",
@@ -214,7 +211,6 @@ fn email_sent(cause: &EventMetadata, sent: &EmailRecord) -> Result<RawEvent, Han
     })?;
     Ok(Envelope::caused_by(
         cause,
-        sources::NOTIFICATION,
         &sent.template,
         EmailSent {
             cause_event_id: cause.event_id.clone(),
@@ -225,113 +221,54 @@ fn email_sent(cause: &EventMetadata, sent: &EmailRecord) -> Result<RawEvent, Han
             order_id: sent.order_id.clone(),
         },
     )
-    .to_raw())
+    .widen())
+}
+
+/// A recipient as logs show it: the first character and the domain (`a***@example.com`),
+/// enough to tell mails apart and spot a failing provider, without writing customers'
+/// addresses into log storage that outlives them.
+pub fn masked(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first = local.chars().next().map(String::from).unwrap_or_default();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repository::RepositoryError;
-    use async_trait::async_trait;
-    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-    use eventkit::publisher::EntryResult;
-    use std::collections::{HashMap, VecDeque};
-    use std::sync::{Arc, Mutex};
+    use crate::mailer::memory::MemoryMailer;
+    use crate::repository::memory::MemoryEmails;
+    use contracts::{sources, Currency, PaymentProcessed, StockLine};
+    use eventkit::envelope::derived_event_id;
+    use eventkit::testing::{invocation, MemoryBus};
+    use eventkit::{take_in, RawEvent};
+    use serde_json::{json, Value};
+    use std::sync::Mutex;
 
-    /// The emails table with the same conditions as the DynamoDB adapter.
-    #[derive(Default, Clone)]
-    struct MemoryEmails(Arc<Mutex<HashMap<String, EmailRecord>>>);
+    const ADA: &str = "ada@example.com";
 
-    #[async_trait]
-    impl EmailRepository for MemoryEmails {
-        async fn claim(&self, record: &EmailRecord) -> Result<Claimed, RepositoryError> {
-            let mut table = self.0.lock().unwrap();
-            match table.get(&record.id) {
-                Some(stored) if stored.status != EmailStatus::Failed => {
-                    Ok(Claimed::Existing(Box::new(stored.clone())))
-                }
-                _ => {
-                    table.insert(record.id.clone(), record.clone());
-                    Ok(Claimed::Claimed)
-                }
-            }
-        }
-        async fn mark_sent(&self, id: &str, message_id: &str) -> Result<(), RepositoryError> {
-            let mut table = self.0.lock().unwrap();
-            let r = table.get_mut(id).unwrap();
-            assert_eq!(r.status, EmailStatus::Sending);
-            r.status = EmailStatus::Sent;
-            r.message_id = Some(message_id.into());
-            Ok(())
-        }
-        async fn mark_failed(&self, id: &str, error: &str) -> Result<(), RepositoryError> {
-            let mut table = self.0.lock().unwrap();
-            let r = table.get_mut(id).unwrap();
-            assert_eq!(r.status, EmailStatus::Sending);
-            r.status = EmailStatus::Failed;
-            r.last_error = Some(error.into());
-            Ok(())
-        }
+    struct World {
+        emails: Arc<MemoryEmails>,
+        mailer: Arc<MemoryMailer>,
+        bus: Arc<MemoryBus<Event>>,
+        service: NotificationService,
     }
 
-    /// Answers from a script (then succeeds), counting what it was asked to send.
-    #[derive(Default, Clone)]
-    struct ScriptedMailer {
-        script: Arc<Mutex<VecDeque<SendError>>>,
-        sent: Arc<Mutex<Vec<Email>>>,
-    }
-
-    #[async_trait]
-    impl Mailer for ScriptedMailer {
-        async fn send(&self, email: &Email) -> Result<String, SendError> {
-            if let Some(e) = self.script.lock().unwrap().pop_front() {
-                return Err(e);
-            }
-            let mut sent = self.sent.lock().unwrap();
-            sent.push(email.clone());
-            Ok(format!("ses-{}", sent.len()))
-        }
-    }
-
-    #[derive(Default, Clone)]
-    struct RecordingBus(Arc<Mutex<Vec<PutEventsRequestEntry>>>);
-
-    #[async_trait]
-    impl PutEventsTransport for RecordingBus {
-        async fn put_events(
-            &self,
-            entries: Vec<PutEventsRequestEntry>,
-        ) -> Result<Vec<EntryResult>, String> {
-            let results = entries.iter().map(|_| EntryResult::default()).collect();
-            self.0.lock().unwrap().extend(entries);
-            Ok(results)
-        }
-    }
-
-    struct Fixture {
-        emails: MemoryEmails,
-        mailer: ScriptedMailer,
-        bus: RecordingBus,
-        service: NotificationService<MemoryEmails, ScriptedMailer, RecordingBus>,
-    }
-
-    fn fixture(script: Vec<SendError>) -> Fixture {
-        let (emails, bus) = (MemoryEmails::default(), RecordingBus::default());
-        let mailer = ScriptedMailer::default();
-        mailer.script.lock().unwrap().extend(script);
-        // Never called: `deliver` is tested below the idempotency layer.
-        let dynamo = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::Config::builder()
-                .behavior_version_latest()
-                .build(),
-        );
+    fn world() -> World {
+        let emails = Arc::new(MemoryEmails::default());
+        let mailer = Arc::new(MemoryMailer::default());
+        let bus = MemoryBus::new();
         let service = NotificationService::new(
             emails.clone(),
             mailer.clone(),
-            Publisher::new(bus.clone(), "bus"),
-            Idempotency::new(dynamo, "idempotency", "notification"),
+            bus.clone(),
+            Idempotency::in_memory("notification"),
         );
-        Fixture {
+        World {
             emails,
             mailer,
             bus,
@@ -339,214 +276,416 @@ mod tests {
         }
     }
 
-    impl Fixture {
-        fn sent(&self) -> usize {
-            self.mailer.sent.lock().unwrap().len()
+    impl World {
+        async fn handle(&self, event: &Envelope<Event>) -> Result<Handled, HandlerError> {
+            self.service.handle(event.clone(), invocation()).await
         }
-        fn published(&self) -> Vec<serde_json::Value> {
-            self.bus
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|e| serde_json::from_str(e.detail().unwrap()).unwrap())
-                .collect()
+
+        fn subjects_sent(&self) -> Vec<String> {
+            self.mailer.sent().into_iter().map(|e| e.subject).collect()
         }
-        fn status(&self, id: &str) -> EmailStatus {
-            self.emails.0.lock().unwrap()[id].status
+
+        fn record(&self, cause: &Envelope<Event>) -> Option<EmailRecord> {
+            self.emails.table.get(&cause.metadata.event_id)
         }
-    }
 
-    fn shipped() -> (EventMetadata, Email) {
-        let event = Envelope::new(
-            sources::SHIPPING,
-            OrderShipped {
-                order_id: "ord-1".into(),
-                shipment_id: "shp_1".into(),
-                carrier: "UPS".into(),
-                tracking_number: "1Z000000000042".into(),
-                customer_email: "ada@example.com".into(),
-            },
-        )
-        .to_raw();
-        (event.metadata.clone(), render(&event).unwrap())
-    }
+        fn status(&self, cause: &Envelope<Event>) -> Option<EmailStatus> {
+            self.record(cause).map(|r| r.status)
+        }
 
-    #[tokio::test]
-    async fn an_email_is_claimed_sent_recorded_and_announced() {
-        let f = fixture(vec![]);
-        let (cause, email) = shipped();
-        assert_eq!(
-            f.service.deliver(&cause, &email).await.unwrap(),
-            Handled::Processed
-        );
-        assert_eq!(f.sent(), 1);
-        assert_eq!(f.status(&cause.event_id), EmailStatus::Sent);
-        let published = f.published();
-        assert_eq!(published.len(), 1);
-        let data = &published[0]["data"];
-        assert_eq!(data["template"], "order-shipped");
-        assert_eq!(data["messageId"], "ses-1");
-        assert_eq!(data["causeEventId"], cause.event_id.as_str());
-        assert_eq!(data["orderId"], "ord-1");
-        assert_eq!(data["to"], "ada@example.com");
-    }
+        /// Every published envelope is `cause`'s `EmailSent` for `template`: its id derived
+        /// from the cause, in the cause's conversation, from the notification source.
+        fn assert_announced_as_caused_by(&self, cause: &Envelope<Event>, template: &str) {
+            for sent in self.bus.published() {
+                assert_eq!(sent.metadata.event_id, email_sent_id(cause, template));
+                assert_eq!(
+                    sent.metadata.causation_id.as_deref(),
+                    Some(cause.metadata.event_id.as_str())
+                );
+                assert_eq!(sent.metadata.correlation_id, cause.metadata.correlation_id);
+                assert_eq!(sent.source, sources::NOTIFICATION);
+            }
+        }
 
-    #[tokio::test]
-    async fn a_sent_email_is_announced_again_with_the_same_id_but_not_sent_again() {
-        let f = fixture(vec![]);
-        let (cause, email) = shipped();
-        f.service.deliver(&cause, &email).await.unwrap();
-        assert_eq!(
-            f.service.deliver(&cause, &email).await.unwrap(),
-            Handled::Duplicate
-        );
-        assert_eq!(f.sent(), 1);
-        let published = f.published();
-        assert_eq!(published.len(), 2);
-        assert_eq!(published[0], {
-            let mut again = published[1].clone();
-            again["metadata"]["occurredAt"] = published[0]["metadata"]["occurredAt"].clone();
-            again
-        });
-    }
-
-    #[tokio::test]
-    async fn a_claim_left_by_an_attempt_that_died_is_not_sent_again() {
-        let f = fixture(vec![]);
-        let (cause, email) = shipped();
-        let stale = EmailRecord {
-            id: cause.event_id.clone(),
-            status: EmailStatus::Sending,
-            template: "order-shipped".into(),
-            to: email.to.clone(),
-            subject: email.subject.clone(),
-            order_id: None,
-            correlation_id: cause.correlation_id.clone(),
-            created_at: "2026-11-21T10:00:00.000Z".into(),
-            message_id: None,
-            sent_at: None,
-            last_error: None,
-        };
-        f.emails
-            .0
-            .lock()
-            .unwrap()
-            .insert(cause.event_id.clone(), stale);
-        assert_eq!(
-            f.service.deliver(&cause, &email).await.unwrap(),
-            Handled::Duplicate
-        );
-        assert_eq!(f.sent(), 0);
-        assert!(f.published().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_send_known_to_have_failed_is_retried_and_sent_once() {
-        let f = fixture(vec![SendError::NotSent("Throttling: slow down".into())]);
-        let (cause, email) = shipped();
-        let err = f.service.deliver(&cause, &email).await.unwrap_err();
-        assert!(!err.is_permanent());
-        assert_eq!(err.reason, "email-not-sent");
-        assert_eq!(f.status(&cause.event_id), EmailStatus::Failed);
-        assert_eq!(
-            f.service.deliver(&cause, &email).await.unwrap(),
-            Handled::Processed
-        );
-        assert_eq!(f.sent(), 1);
-        assert_eq!(f.published().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_rejected_email_fails_for_good() {
-        let f = fixture(vec![SendError::Rejected(
-            "MessageRejected: not verified".into(),
-        )]);
-        let (cause, email) = shipped();
-        let err = f.service.deliver(&cause, &email).await.unwrap_err();
-        assert!(err.is_permanent());
-        assert_eq!(err.reason, "email-rejected");
-        assert_eq!(f.status(&cause.event_id), EmailStatus::Failed);
-        assert!(f.published().is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_unknown_outcome_is_never_sent_again() {
-        let f = fixture(vec![SendError::Unknown("timeout".into())]);
-        let (cause, email) = shipped();
-        let err = f.service.deliver(&cause, &email).await.unwrap_err();
-        assert!(err.is_permanent());
-        assert_eq!(err.reason, "email-outcome-unknown");
-        assert_eq!(f.status(&cause.event_id), EmailStatus::Sending);
-        // A redrive of the dead letter: still nothing sent.
-        assert_eq!(
-            f.service.deliver(&cause, &email).await.unwrap(),
-            Handled::Duplicate
-        );
-        assert_eq!(f.sent(), 0);
-    }
-
-    fn raw(detail_type: &str, data: serde_json::Value) -> RawEvent {
-        RawEvent::from_sqs_body(
-            &serde_json::json!({
-                "id": "e1", "source": "test", "detail-type": detail_type,
-                "time": "2026-11-21T10:00:00Z", "detail": {"data": data}
-            })
-            .to_string(),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn each_event_type_renders_its_template() {
-        let cases = [
-            (
-                "OrderConfirmed",
-                serde_json::json!({"orderId": "o", "customerId": "c", "customerEmail": "a@b.co",
-                    "total": 100, "currency": "EUR", "paymentId": "p", "reservationId": "r",
-                    "lines": []}),
-                "order-confirmed",
-            ),
-            (
-                "OrderCancelled",
-                serde_json::json!({"orderId": "o", "customerId": "c", "customerEmail": "a@b.co",
-                    "reason": "out-of-stock"}),
-                "order-cancelled",
-            ),
-            (
-                "CustomerRegistered",
-                serde_json::json!({"customerId": "c", "email": "a@b.co", "name": "Ada"}),
-                "welcome",
-            ),
-        ];
-        for (detail_type, data, template) in cases {
-            assert_eq!(
-                render(&raw(detail_type, data)).unwrap().template.name(),
-                template
+        /// Puts an emails record as an earlier attempt would have left it.
+        fn earlier_attempt(&self, cause: &Envelope<Event>, status: EmailStatus) {
+            let id = &cause.metadata.event_id;
+            self.emails.table.put(
+                id,
+                EmailRecord {
+                    id: id.clone(),
+                    status,
+                    template: "welcome".into(),
+                    to: ADA.into(),
+                    subject: "Welcome to Orderflow, Earlier".into(),
+                    order_id: None,
+                    correlation_id: cause.metadata.correlation_id.clone(),
+                    created_at: "2026-11-21T10:00:00.000Z".into(),
+                    message_id: (status == EmailStatus::Sent)
+                        .then(|| "ses-from-the-earlier-attempt".into()),
+                    sent_at: None,
+                    last_error: None,
+                },
             );
         }
     }
 
-    #[test]
-    fn poison_events_fail_permanently_with_a_reason() {
-        let err = render(&raw(
-            "OrderShipped",
-            serde_json::json!({"orderId": "o", "shipmentId": "s", "carrier": "DHL",
-                "customerEmail": "a@b.co"}),
-        ))
-        .unwrap_err();
+    fn email_sent_id(cause: &Envelope<Event>, template: &str) -> String {
+        derived_event_id(&cause.metadata.event_id, EmailSent::DETAIL_TYPE, template)
+    }
+
+    fn event(data: impl Into<Event>) -> Envelope<Event> {
+        Envelope::new(data.into())
+    }
+
+    fn confirmed() -> Envelope<Event> {
+        event(OrderConfirmed {
+            order_id: "ord-1".into(),
+            customer_id: "cus-1".into(),
+            customer_email: ADA.into(),
+            total: 3300,
+            currency: Currency::try_from("EUR".to_string()).unwrap(),
+            payment_id: "pay_1".into(),
+            reservation_id: "res_1".into(),
+            lines: vec![StockLine {
+                sku: "MUG-RED".into(),
+                quantity: 2,
+            }],
+        })
+    }
+
+    fn cancelled() -> Envelope<Event> {
+        event(OrderCancelled {
+            order_id: "ord-2".into(),
+            customer_id: "cus-1".into(),
+            customer_email: ADA.into(),
+            reason: "out-of-stock".into(),
+        })
+    }
+
+    fn shipped() -> Envelope<Event> {
+        event(OrderShipped {
+            order_id: "ord-3".into(),
+            shipment_id: "shp_1".into(),
+            carrier: "UPS".into(),
+            tracking_number: "1Z000000000042".into(),
+            customer_email: ADA.into(),
+        })
+    }
+
+    fn registered() -> Envelope<Event> {
+        event(CustomerRegistered {
+            customer_id: "cus-1".into(),
+            email: ADA.into(),
+            name: "Ada".into(),
+        })
+    }
+
+    /// The `EmailSent` of the first email `cause` sent.
+    fn announced(cause: &Envelope<Event>, template: &str, subject: &str) -> Event {
+        Event::EmailSent(EmailSent {
+            cause_event_id: cause.metadata.event_id.clone(),
+            template: template.into(),
+            to: ADA.into(),
+            subject: subject.into(),
+            message_id: "ses-1".into(),
+            order_id: cause.data.order_id().map(str::to_string),
+        })
+    }
+
+    /// Given `cause`, when it is delivered twice, then one email with `subject` goes out
+    /// and one `EmailSent` announces it.
+    async fn one_email_for(cause: Envelope<Event>, template: &str, subject: &str) {
+        let w = world();
+
+        let first = w.handle(&cause).await.unwrap();
+        let again = w.handle(&cause).await.unwrap();
+
+        assert_eq!((first, again), (Handled::Processed, Handled::Duplicate));
+        assert_eq!(w.subjects_sent(), vec![subject.to_string()]);
+        assert_eq!(w.bus.events(), vec![announced(&cause, template, subject)]);
+        w.assert_announced_as_caused_by(&cause, template);
+        let record = w.record(&cause).unwrap();
+        assert_eq!(
+            (record.status, record.message_id.as_deref()),
+            (EmailStatus::Sent, Some("ses-1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn order_confirmed_sends_one_confirmation() {
+        one_email_for(
+            confirmed(),
+            "order-confirmed",
+            "Your order ord-1 is confirmed (33.00 EUR)",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn order_cancelled_sends_one_cancellation() {
+        one_email_for(
+            cancelled(),
+            "order-cancelled",
+            "Your order ord-2 was cancelled",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn order_shipped_sends_one_shipping_notice() {
+        one_email_for(shipped(), "order-shipped", "Your order ord-3 has shipped").await;
+    }
+
+    #[tokio::test]
+    async fn customer_registered_sends_one_welcome() {
+        one_email_for(registered(), "welcome", "Welcome to Orderflow, Ada").await;
+    }
+
+    #[tokio::test]
+    async fn after_a_bus_failure_the_redelivery_announces_the_same_event_without_resending() {
+        let w = world();
+        let cause = shipped();
+        w.bus.fail_next(1);
+
+        let err = w.handle(&cause).await.unwrap_err();
+        assert!(!err.is_permanent());
+        assert_eq!(err.reason, "publish-failed");
+        assert!(err
+            .message
+            .contains(&email_sent_id(&cause, "order-shipped")));
+        assert!(w.bus.published().is_empty());
+        assert_eq!(w.status(&cause), Some(EmailStatus::Sent));
+
+        let redelivered = w.handle(&cause).await.unwrap();
+
+        assert_eq!(redelivered, Handled::Duplicate);
+        assert_eq!(w.subjects_sent().len(), 1, "one email");
+        assert_eq!(
+            w.bus.events(),
+            vec![announced(
+                &cause,
+                "order-shipped",
+                "Your order ord-3 has shipped"
+            )]
+        );
+        w.assert_announced_as_caused_by(&cause, "order-shipped");
+    }
+
+    #[tokio::test]
+    async fn an_email_sent_before_is_announced_again_but_not_sent_again() {
+        let w = world();
+        let cause = registered();
+        w.earlier_attempt(&cause, EmailStatus::Sent);
+
+        let handled = w.handle(&cause).await.unwrap();
+
+        assert_eq!(handled, Handled::Duplicate);
+        assert!(w.mailer.sent().is_empty());
+        assert_eq!(
+            w.bus.events(),
+            vec![Event::EmailSent(EmailSent {
+                cause_event_id: cause.metadata.event_id.clone(),
+                template: "welcome".into(),
+                to: ADA.into(),
+                subject: "Welcome to Orderflow, Earlier".into(),
+                message_id: "ses-from-the-earlier-attempt".into(),
+                order_id: None,
+            })]
+        );
+        w.assert_announced_as_caused_by(&cause, "welcome");
+    }
+
+    #[tokio::test]
+    async fn a_claim_left_by_an_attempt_that_died_is_not_sent_again() {
+        let w = world();
+        let cause = registered();
+        w.earlier_attempt(&cause, EmailStatus::Sending);
+
+        let handled = w.handle(&cause).await.unwrap();
+
+        assert_eq!(handled, Handled::Duplicate);
+        assert!(w.mailer.sent().is_empty());
+        assert!(w.bus.events().is_empty());
+        assert_eq!(w.status(&cause), Some(EmailStatus::Sending));
+    }
+
+    #[tokio::test]
+    async fn a_send_known_to_have_failed_is_retried_and_sent_once() {
+        let w = world();
+        let cause = shipped();
+        w.mailer
+            .fail_with([SendError::NotSent("Throttling: slow down".into())]);
+
+        let err = w.handle(&cause).await.unwrap_err();
+        assert!(!err.is_permanent());
+        assert_eq!(err.reason, "email-not-sent");
+        let failed = w.record(&cause).unwrap();
+        assert_eq!(failed.status, EmailStatus::Failed);
+        assert_eq!(
+            failed.last_error.as_deref(),
+            Some("email not sent: Throttling: slow down")
+        );
+
+        let retried = w.handle(&cause).await.unwrap();
+
+        assert_eq!(retried, Handled::Processed);
+        assert_eq!(w.subjects_sent(), vec!["Your order ord-3 has shipped"]);
+        assert_eq!(
+            w.bus.events(),
+            vec![announced(
+                &cause,
+                "order-shipped",
+                "Your order ord-3 has shipped"
+            )]
+        );
+        assert_eq!(w.record(&cause).unwrap().last_error, None);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_email_fails_for_good() {
+        let w = world();
+        let cause = confirmed();
+        w.mailer
+            .fail_with([SendError::Rejected("MessageRejected: not verified".into())]);
+
+        let err = w.handle(&cause).await.unwrap_err();
+
         assert!(err.is_permanent());
-        assert_eq!(err.reason, "invalid-data");
-        assert!(err.message.contains("trackingNumber"), "{}", err.message);
+        assert_eq!(err.reason, "email-rejected");
+        assert_eq!(w.status(&cause), Some(EmailStatus::Failed));
+        assert!(w.bus.events().is_empty());
+    }
 
-        let err = render(&raw(
-            "CustomerRegistered",
-            serde_json::json!({"customerId": "c", "email": "not-an-address", "name": "X"}),
-        ))
-        .unwrap_err();
+    #[tokio::test]
+    async fn an_unknown_outcome_is_never_sent_again() {
+        let w = world();
+        let cause = cancelled();
+        w.mailer.fail_with([SendError::Unknown("timeout".into())]);
+
+        let err = w.handle(&cause).await.unwrap_err();
+        assert!(err.is_permanent());
+        assert_eq!(err.reason, "email-outcome-unknown");
+        assert_eq!(w.status(&cause), Some(EmailStatus::Sending));
+
+        // A redrive of the dead letter: still nothing sent.
+        let redriven = w.handle(&cause).await.unwrap();
+
+        assert_eq!(redriven, Handled::Duplicate);
+        assert!(w.mailer.sent().is_empty());
+        assert!(w.bus.events().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_recipient_that_is_not_an_address_fails_for_good_and_records_nothing() {
+        let w = world();
+        let cause = event(CustomerRegistered {
+            customer_id: "cus-1".into(),
+            email: "not-an-address".into(),
+            name: "X".into(),
+        });
+
+        let err = w.handle(&cause).await.unwrap_err();
+
+        assert!(err.is_permanent());
         assert_eq!(err.reason, "invalid-recipient");
+        assert!(w.emails.table.items().is_empty());
+        assert!(w.mailer.sent().is_empty());
+    }
 
-        let err = render(&raw("PaymentProcessed", serde_json::json!({}))).unwrap_err();
-        assert_eq!(err.reason, "unknown-type");
+    #[tokio::test]
+    async fn an_event_not_routed_here_is_refused() {
+        let w = world();
+        let payment = event(PaymentProcessed {
+            order_id: "ord-1".into(),
+            payment_id: "pay_1".into(),
+            amount: 1,
+            currency: Currency::try_from("EUR".to_string()).unwrap(),
+        });
+
+        let err = w.handle(&payment).await.unwrap_err();
+
+        assert!(err.is_permanent());
+        assert_eq!(err.reason, "not-routed");
+        assert!(w.emails.table.items().is_empty());
+    }
+
+    fn raw(source: &str, detail_type: &str, data: Value) -> RawEvent {
+        RawEvent::from_eventbridge_json(json!({
+            "id": "e1", "source": source, "detail-type": detail_type,
+            "time": "2026-11-21T10:00:00Z", "detail": {"data": data}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn poison_and_foreign_events_are_refused_at_intake_with_a_reason() {
+        let shipped = json!({"orderId": "o", "shipmentId": "s", "carrier": "DHL",
+            "customerEmail": "a@b.co"});
+        let err = take_in::<Event>(ROUTES, &raw("orderflow.shipping", "OrderShipped", shipped))
+            .unwrap_err();
+        assert_eq!(err.reason(), "invalid-data");
+        assert!(err.to_string().contains("trackingNumber"), "{err}");
+
+        let forged = json!({"orderId": "o", "shipmentId": "s", "carrier": "DHL",
+            "trackingNumber": "t", "customerEmail": "a@b.co"});
+        let err =
+            take_in::<Event>(ROUTES, &raw("orderflow.saga", "OrderShipped", forged)).unwrap_err();
+        assert_eq!(err.reason(), "untrusted-source");
+
+        let err = take_in::<Event>(
+            ROUTES,
+            &raw("orderflow.payment", "PaymentProcessed", json!({})),
+        )
+        .unwrap_err();
+        assert_eq!(err.reason(), "not-routed");
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn logs_never_show_a_customer_address_in_clear() {
+        let logs = Logs::default();
+        let sink = logs.clone();
+        let _guard = tracing::subscriber::set_default(eventkit::observability::json_subscriber(
+            "info",
+            move || sink.clone(),
+        ));
+        let w = world();
+        // Every line that names a recipient: sent, outcome unknown, claimed before.
+        w.handle(&shipped()).await.unwrap();
+        w.mailer.fail_with([SendError::Unknown("timeout".into())]);
+        w.handle(&cancelled()).await.unwrap_err();
+        let claimed = registered();
+        w.earlier_attempt(&claimed, EmailStatus::Sending);
+        w.handle(&claimed).await.unwrap();
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let recipients: Vec<&str> = lines.iter().filter_map(|l| l["to"].as_str()).collect();
+        assert_eq!(recipients, vec!["a***@example.com"; 3], "{text}");
+        assert!(!text.contains(ADA), "{text}");
+    }
+
+    #[test]
+    fn masking_keeps_the_first_character_and_the_domain() {
+        assert_eq!(masked("ada@example.com"), "a***@example.com");
+        assert_eq!(masked("@example.com"), "***@example.com");
+        assert_eq!(masked("nobody"), "***");
     }
 }

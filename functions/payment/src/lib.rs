@@ -6,10 +6,25 @@
 //! - [`repository`]: the payments table (port and DynamoDB adapter).
 //! - [`service`]: the per-event handler that ties them together, idempotently.
 
+use contracts::{EventData, OrderPlaced, RefundPaymentRequested, Route};
+
 pub mod decision;
 pub mod repository;
 pub mod service;
 
-pub use decision::{decide, PaymentDecision, PaymentPolicy};
+pub use decision::{decide, PaymentDecision, PaymentPolicy, PaymentStatus};
 pub use repository::{DynamoPaymentRepository, PaymentRecord, PaymentRepository};
 pub use service::PaymentService;
+
+/// What the payment function takes in: orders to charge from the storefront, refund
+/// requests from the saga. Anything else, or these from another source, is dead-lettered
+/// before the handler sees it; the rule `OrderPlacedToPaymentRule` routes exactly these.
+pub const ROUTES: &[Route] = &[OrderPlaced::ROUTE, RefundPaymentRequested::ROUTE];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn routes_match_the_template() {
+        eventkit::testing::assert_rule_matches_routes("OrderPlacedToPaymentRule", super::ROUTES);
+    }
+}

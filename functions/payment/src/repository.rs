@@ -3,11 +3,14 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use eventkit::dynamo::{put_if, PutIf};
-use eventkit::error::sdk_error_text;
-use eventkit::HandlerError;
+use aws_sdk_dynamodb::types::ReturnValue;
+use contracts::Currency;
+use eventkit::dynamo::attr::s;
+use eventkit::dynamo::put_once;
+use eventkit::{DynamoError, FirstWrite};
 use serde::{Deserialize, Serialize};
+
+use crate::decision::PaymentStatus;
 
 /// A charge or a decline, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,10 +18,9 @@ use serde::{Deserialize, Serialize};
 pub struct PaymentRecord {
     pub order_id: String,
     pub payment_id: String,
-    /// `CHARGED`, `DECLINED` or `REFUNDED` (see [`crate::decision`]).
-    pub status: String,
+    pub status: PaymentStatus,
     pub amount: u64,
-    pub currency: String,
+    pub currency: Currency,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decline_reason: Option<String>,
     /// The event that caused this record: a redelivery of the same event may publish the
@@ -53,37 +55,23 @@ pub enum Refund {
     NotCharged,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recorded {
-    Created,
-    /// The order already had a payment: the stored one.
-    Existing(Box<PaymentRecord>),
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("payments table: {0}")]
-pub struct RepositoryError(String);
-
-impl From<RepositoryError> for HandlerError {
-    fn from(e: RepositoryError) -> Self {
-        HandlerError::transient("payments-table", e)
-    }
-}
-
 #[async_trait]
 pub trait PaymentRepository: Send + Sync {
-    /// Stores `record` unless its order already has a payment.
-    async fn record_once(&self, record: &PaymentRecord) -> Result<Recorded, RepositoryError>;
+    /// Stores `record` unless its order already has a payment; that one is returned instead.
+    async fn record_once(
+        &self,
+        record: &PaymentRecord,
+    ) -> Result<FirstWrite<PaymentRecord>, DynamoError>;
 
     /// The order's payment, read consistently.
-    async fn payment(&self, order_id: &str) -> Result<Option<PaymentRecord>, RepositoryError>;
+    async fn payment(&self, order_id: &str) -> Result<Option<PaymentRecord>, DynamoError>;
 
     /// Marks the order's payment refunded by `request`, only if it is `CHARGED`.
     async fn refund_once(
         &self,
         order_id: &str,
         request: &RefundRequest,
-    ) -> Result<Refund, RepositoryError>;
+    ) -> Result<Refund, DynamoError>;
 }
 
 pub struct DynamoPaymentRepository {
@@ -100,42 +88,31 @@ impl DynamoPaymentRepository {
     }
 }
 
+fn unreadable(e: serde_dynamo::Error) -> DynamoError {
+    DynamoError::Unreadable(format!("stored payment: {e}"))
+}
+
 #[async_trait]
 impl PaymentRepository for DynamoPaymentRepository {
-    async fn record_once(&self, record: &PaymentRecord) -> Result<Recorded, RepositoryError> {
-        let condition = "attribute_not_exists(orderId)";
-        match put_if(
-            &self.client,
-            &self.table,
-            "orderId",
-            record,
-            condition,
-            &[],
-            &[],
-        )
-        .await
-        {
-            Ok(PutIf::Written) => Ok(Recorded::Created),
-            Ok(PutIf::Existing(stored)) => Ok(Recorded::Existing(Box::new(stored))),
-            Err(e) => Err(RepositoryError(e)),
-        }
+    async fn record_once(
+        &self,
+        record: &PaymentRecord,
+    ) -> Result<FirstWrite<PaymentRecord>, DynamoError> {
+        put_once(&self.client, &self.table, "orderId", record).await
     }
 
-    async fn payment(&self, order_id: &str) -> Result<Option<PaymentRecord>, RepositoryError> {
+    async fn payment(&self, order_id: &str) -> Result<Option<PaymentRecord>, DynamoError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("orderId", AttributeValue::S(order_id.to_string()))
+            .key("orderId", s(order_id))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| RepositoryError(sdk_error_text(&e)))?;
+            .map_err(|e| DynamoError::from_sdk(&e))?;
         out.item()
-            .map(|item| {
-                serde_dynamo::from_item(item.clone())
-                    .map_err(|e| RepositoryError(format!("stored payment unreadable: {e}")))
-            })
+            .map(|item| serde_dynamo::from_item(item.clone()).map_err(unreadable))
             .transpose()
     }
 
@@ -143,8 +120,7 @@ impl PaymentRepository for DynamoPaymentRepository {
         &self,
         order_id: &str,
         request: &RefundRequest,
-    ) -> Result<Refund, RepositoryError> {
-        let s = |v: &str| AttributeValue::S(v.to_string());
+    ) -> Result<Refund, DynamoError> {
         let result = self
             .client
             .update_item()
@@ -157,8 +133,8 @@ impl PaymentRepository for DynamoPaymentRepository {
             // Also false when there is no payment: the update never creates one.
             .condition_expression("#status = :charged")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":refunded", s(crate::decision::REFUNDED))
-            .expression_attribute_values(":charged", s(crate::decision::CHARGED))
+            .expression_attribute_values(":refunded", s(PaymentStatus::Refunded.as_str()))
+            .expression_attribute_values(":charged", s(PaymentStatus::Charged.as_str()))
             .expression_attribute_values(":at", s(&request.at))
             .expression_attribute_values(":by", s(&request.event_id))
             .expression_attribute_values(":why", s(&request.reason))
@@ -169,18 +145,107 @@ impl PaymentRepository for DynamoPaymentRepository {
             Ok(out) => match out.attributes() {
                 Some(item) => serde_dynamo::from_item(item.clone())
                     .map(|record| Refund::Refunded(Box::new(record)))
-                    .map_err(|e| RepositoryError(format!("stored payment unreadable: {e}"))),
+                    .map_err(unreadable),
                 // Emulators may not return the item: read it.
                 None => self
                     .payment(order_id)
                     .await?
                     .map(|record| Refund::Refunded(Box::new(record)))
-                    .ok_or_else(|| RepositoryError("refunded payment vanished".into())),
+                    .ok_or_else(|| DynamoError::Unavailable("refunded payment vanished".into())),
             },
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(Refund::NotCharged),
-                _ => Err(RepositoryError(sdk_error_text(&err))),
+                _ => Err(DynamoError::from_sdk(&err)),
             },
         }
+    }
+}
+
+/// The payments table in memory, with the DynamoDB adapter's conditions: first writer wins
+/// per order, and only a `CHARGED` payment is refunded.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MemoryPaymentRepository {
+    pub table: eventkit::testing::MemoryTable<PaymentRecord>,
+}
+
+#[cfg(test)]
+#[async_trait]
+impl PaymentRepository for MemoryPaymentRepository {
+    async fn record_once(
+        &self,
+        record: &PaymentRecord,
+    ) -> Result<FirstWrite<PaymentRecord>, DynamoError> {
+        Ok(self.table.first_write(&record.order_id, record.clone()))
+    }
+
+    async fn payment(&self, order_id: &str) -> Result<Option<PaymentRecord>, DynamoError> {
+        Ok(self.table.get(order_id))
+    }
+
+    async fn refund_once(
+        &self,
+        order_id: &str,
+        request: &RefundRequest,
+    ) -> Result<Refund, DynamoError> {
+        let refunded = self.table.update_if(order_id, |payment| {
+            if payment.status != PaymentStatus::Charged {
+                return false;
+            }
+            payment.status = PaymentStatus::Refunded;
+            payment.refunded_at = Some(request.at.clone());
+            payment.refund_event_id = Some(request.event_id.clone());
+            payment.refund_reason = Some(request.reason.clone());
+            true
+        });
+        Ok(match refunded {
+            Some(record) => Refund::Refunded(Box::new(record)),
+            None => Refund::NotCharged,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_payment_is_stored_with_the_attributes_and_strings_of_today() {
+        let record = PaymentRecord {
+            order_id: "ord-1".into(),
+            payment_id: "pay_1".into(),
+            status: PaymentStatus::Declined,
+            amount: 2500,
+            currency: Currency::try_from("EUR".to_string()).unwrap(),
+            decline_reason: Some("card-declined".into()),
+            event_id: "e1".into(),
+            correlation_id: "c1".into(),
+            processed_at: "2026-11-21T10:00:00.000Z".into(),
+            refunded_at: None,
+            refund_event_id: None,
+            refund_reason: None,
+        };
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
+        let s = |v: &str| AttributeValue::S(v.into());
+        assert_eq!(
+            item,
+            HashMap::from([
+                ("orderId".into(), s("ord-1")),
+                ("paymentId".into(), s("pay_1")),
+                ("status".into(), s("DECLINED")),
+                ("amount".into(), AttributeValue::N("2500".into())),
+                ("currency".into(), s("EUR")),
+                ("declineReason".into(), s("card-declined")),
+                ("eventId".into(), s("e1")),
+                ("correlationId".into(), s("c1")),
+                ("processedAt".into(), s("2026-11-21T10:00:00.000Z")),
+            ])
+        );
+        assert_eq!(
+            serde_dynamo::from_item::<_, PaymentRecord>(item).unwrap(),
+            record
+        );
     }
 }

@@ -1,26 +1,34 @@
 //! Handles one event for the payment function.
+//!
+//! Why a charge or a refund happens once under at-least-once delivery: the idempotency
+//! record turns a redelivered event into [`Handled::Duplicate`] while it lives; the payments
+//! table is what holds after it expires and across different events for one order (first
+//! writer wins per order, and only `CHARGED -> REFUNDED` by a conditional update); and the
+//! outcome's id is derived from its cause, so publishing it again after a failed publish is
+//! the same event downstream.
+
+use std::sync::Arc;
 
 use contracts::{
-    sources, Currency, OrderPlaced, PaymentFailed, PaymentProcessed, PaymentRefunded,
+    Event, OrderPlaced, Payload, PaymentFailed, PaymentProcessed, PaymentRefunded,
     RefundPaymentRequested,
 };
 use eventkit::envelope::format_time;
-use eventkit::publisher::PutEventsTransport;
 use eventkit::{
-    DecodeError, Envelope, EventData, EventMetadata, Handled, HandlerError, Idempotency,
-    Invocation, Publisher, RawEvent,
+    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Idempotency,
+    Invocation, Publish, Publisher,
 };
 
 use crate::decision::{
-    decide, plan_refund, NoRefund, PaymentDecision, PaymentPolicy, RefundPlan, CHARGED, DECLINED,
+    decide, plan_refund, NoRefund, PaymentDecision, PaymentPolicy, PaymentStatus, RefundPlan,
 };
 use crate::repository::{
-    DynamoPaymentRepository, PaymentRecord, PaymentRepository, Recorded, Refund, RefundRequest,
+    DynamoPaymentRepository, PaymentRecord, PaymentRepository, Refund, RefundRequest,
 };
 
-pub struct PaymentService<R = DynamoPaymentRepository, T = aws_sdk_eventbridge::Client> {
-    repository: R,
-    publisher: Publisher<T>,
+pub struct PaymentService {
+    payments: Arc<dyn PaymentRepository>,
+    bus: Arc<dyn Publish<Event>>,
     idempotency: Idempotency,
     policy: PaymentPolicy,
 }
@@ -40,27 +48,28 @@ impl PaymentService {
             Err(_) => PaymentPolicy::default(),
         };
         Ok(PaymentService::new(
-            DynamoPaymentRepository::new(dynamo.clone(), required_env("PAYMENTS_TABLE")?),
-            Publisher::new(
+            Arc::new(DynamoPaymentRepository::new(
+                dynamo.clone(),
+                required_env("PAYMENTS_TABLE")?,
+            )),
+            Arc::new(Publisher::new(
                 aws_sdk_eventbridge::Client::new(aws),
                 required_env("EVENT_BUS_NAME")?,
-            ),
+            )),
             Idempotency::new(dynamo, required_env("IDEMPOTENCY_TABLE")?, "payment"),
             policy,
         ))
     }
-}
 
-impl<R: PaymentRepository, T: PutEventsTransport> PaymentService<R, T> {
     pub fn new(
-        repository: R,
-        publisher: Publisher<T>,
+        payments: Arc<dyn PaymentRepository>,
+        bus: Arc<dyn Publish<Event>>,
         idempotency: Idempotency,
         policy: PaymentPolicy,
     ) -> Self {
         PaymentService {
-            repository,
-            publisher,
+            payments,
+            bus,
             idempotency,
             policy,
         }
@@ -70,48 +79,53 @@ impl<R: PaymentRepository, T: PutEventsTransport> PaymentService<R, T> {
     /// else is misrouted and fails permanently.
     pub async fn handle(
         &self,
-        event: RawEvent,
+        event: Envelope<Event>,
         invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
-        match event.detail_type.as_str() {
-            OrderPlaced::DETAIL_TYPE => {
-                let order = event.decode::<OrderPlaced>()?;
+        let Envelope { metadata, data, .. } = event;
+        match data {
+            Event::OrderPlaced(order) => {
                 self.idempotency
-                    .handle_once(&order.metadata, &order.data, &invocation, || {
-                        self.charge(&order)
+                    .handle_once(&metadata, &order, &invocation, || {
+                        self.charge(&metadata, &order)
                     })
                     .await
             }
-            RefundPaymentRequested::DETAIL_TYPE => {
-                let request = event.decode::<RefundPaymentRequested>()?;
+            Event::RefundPaymentRequested(request) => {
                 self.idempotency
-                    .handle_once(&request.metadata, &request.data, &invocation, || {
-                        self.refund(&request)
+                    .handle_once(&metadata, &request, &invocation, || {
+                        self.refund(&metadata, &request)
                     })
                     .await
             }
-            other => Err(DecodeError::UnknownType(other.to_string()).into()),
+            other => Err(DecodeError::NotRouted {
+                detail_type: other.detail_type().to_string(),
+            }
+            .into()),
         }
     }
 
-    async fn charge(&self, order: &Envelope<OrderPlaced>) -> Result<Handled, HandlerError> {
-        let decision = decide(&order.data, &self.policy)
-            .map_err(|e| HandlerError::permanent("invalid-order", e))?;
-        let record = record_of(order, &decision);
-        match self.repository.record_once(&record).await? {
-            Recorded::Created => {}
+    async fn charge(
+        &self,
+        cause: &EventMetadata,
+        order: &OrderPlaced,
+    ) -> Result<Handled, HandlerError> {
+        let decision = decide(order, &self.policy);
+        let record = record_of(cause, order, &decision);
+        match self.payments.record_once(&record).await? {
+            FirstWrite::Written => {}
             // The same event again after a failed publish: publish the stored outcome.
-            Recorded::Existing(existing) if existing.event_id == order.metadata.event_id => {}
-            Recorded::Existing(existing) => {
+            FirstWrite::Existing(existing) if existing.event_id == cause.event_id => {}
+            FirstWrite::Existing(existing) => {
                 tracing::warn!(order_id = %existing.order_id, payment_id = %existing.payment_id,
                     "order already has a payment from another event; not charging again");
                 return Ok(Handled::Duplicate);
             }
         }
-        self.publisher
-            .publish(&[outcome_event(order, &decision)])
+        self.bus
+            .publish(&[outcome_event(cause, order, &decision)])
             .await?;
-        tracing::info!(order_id = %order.data.order_id, payment_id = decision.payment_id(),
+        tracing::info!(order_id = %order.order_id, payment_id = decision.payment_id(),
             status = %record.status, amount = record.amount, "payment recorded");
         Ok(Handled::Processed)
     }
@@ -122,31 +136,26 @@ impl<R: PaymentRepository, T: PutEventsTransport> PaymentService<R, T> {
     /// the idempotency record's expiry and across different requests for the same order.
     async fn refund(
         &self,
-        request: &Envelope<RefundPaymentRequested>,
+        cause: &EventMetadata,
+        request: &RefundPaymentRequested,
     ) -> Result<Handled, HandlerError> {
-        let order_id = request.data.order_id.as_str();
-        if order_id.trim().is_empty() {
-            return Err(HandlerError::permanent(
-                "invalid-request",
-                "orderId must not be empty",
-            ));
-        }
+        let order_id = request.order_id.as_str();
         let refund = RefundRequest {
-            event_id: request.metadata.event_id.clone(),
-            reason: request.data.reason.clone(),
+            event_id: cause.event_id.clone(),
+            reason: request.reason.clone(),
             at: format_time(&chrono::Utc::now()),
         };
         // Write first: a charged payment, the usual case, needs no read.
-        let refunded = match self.repository.refund_once(order_id, &refund).await? {
+        let refunded = match self.payments.refund_once(order_id, &refund).await? {
             Refund::Refunded(record) => *record,
             Refund::NotCharged => {
-                let Some(current) = self.repository.payment(order_id).await? else {
+                let Some(current) = self.payments.payment(order_id).await? else {
                     return Ok(nothing_to_refund(order_id, NoRefund::NoPayment));
                 };
                 match plan_refund(
-                    &current.status,
+                    current.status,
                     current.refund_event_id.as_deref(),
-                    &request.metadata.event_id,
+                    &cause.event_id,
                 ) {
                     RefundPlan::Republish => current,
                     RefundPlan::Nothing(why) => return Ok(nothing_to_refund(order_id, why)),
@@ -160,11 +169,11 @@ impl<R: PaymentRepository, T: PutEventsTransport> PaymentService<R, T> {
                 }
             }
         };
-        self.publisher
-            .publish(&[refunded_event(&request.metadata, &refunded)?])
+        self.bus
+            .publish(&[refunded_event(cause, &refunded)])
             .await?;
         tracing::info!(order_id, payment_id = %refunded.payment_id, amount = refunded.amount,
-            reason = %request.data.reason, "payment refunded");
+            reason = %request.reason, "payment refunded");
         Ok(Handled::Processed)
     }
 }
@@ -173,47 +182,45 @@ fn nothing_to_refund(order_id: &str, why: NoRefund) -> Handled {
     tracing::info!(order_id, ?why, "nothing to refund");
     match why {
         NoRefund::RefundedByAnother => Handled::Duplicate,
-        NoRefund::NoPayment | NoRefund::Declined | NoRefund::UnknownStatus => Handled::Ignored,
+        NoRefund::NoPayment | NoRefund::Declined => Handled::Ignored,
     }
 }
 
 /// `PaymentRefunded` for a refunded record; its id is derived from the request, so
 /// publishing it again after a crash is the same event.
-fn refunded_event(cause: &EventMetadata, record: &PaymentRecord) -> Result<RawEvent, HandlerError> {
-    let currency = Currency::try_from(record.currency.clone()).map_err(|e| {
-        HandlerError::permanent(
-            "corrupt-payment",
-            format!("payment of order {}: currency: {e}", record.order_id),
-        )
-    })?;
-    Ok(Envelope::caused_by(
+fn refunded_event(cause: &EventMetadata, record: &PaymentRecord) -> Envelope<Event> {
+    Envelope::caused_by(
         cause,
-        sources::PAYMENT,
         &record.payment_id,
-        PaymentRefunded {
+        Event::PaymentRefunded(PaymentRefunded {
             order_id: record.order_id.clone(),
             payment_id: record.payment_id.clone(),
             amount: record.amount,
-            currency,
-        },
+            currency: record.currency.clone(),
+        }),
     )
-    .to_raw())
 }
 
-fn record_of(order: &Envelope<OrderPlaced>, decision: &PaymentDecision) -> PaymentRecord {
+fn record_of(
+    cause: &EventMetadata,
+    order: &OrderPlaced,
+    decision: &PaymentDecision,
+) -> PaymentRecord {
     let (status, reason) = match decision {
-        PaymentDecision::Approved { .. } => (CHARGED, None),
-        PaymentDecision::Declined { reason, .. } => (DECLINED, Some(reason.code().to_string())),
+        PaymentDecision::Approved { .. } => (PaymentStatus::Charged, None),
+        PaymentDecision::Declined { reason, .. } => {
+            (PaymentStatus::Declined, Some(reason.code().to_string()))
+        }
     };
     PaymentRecord {
-        order_id: order.data.order_id.clone(),
+        order_id: order.order_id.clone(),
         payment_id: decision.payment_id().to_string(),
-        status: status.into(),
-        amount: order.data.total,
-        currency: order.data.currency.to_string(),
+        status,
+        amount: order.total,
+        currency: order.currency.clone(),
         decline_reason: reason,
-        event_id: order.metadata.event_id.clone(),
-        correlation_id: order.metadata.correlation_id.clone(),
+        event_id: cause.event_id.clone(),
+        correlation_id: cause.correlation_id.clone(),
         processed_at: format_time(&chrono::Utc::now()),
         refunded_at: None,
         refund_event_id: None,
@@ -221,238 +228,409 @@ fn record_of(order: &Envelope<OrderPlaced>, decision: &PaymentDecision) -> Payme
     }
 }
 
-fn outcome_event(order: &Envelope<OrderPlaced>, decision: &PaymentDecision) -> RawEvent {
-    let cause = &order.metadata;
-    match decision.clone() {
+/// `PaymentProcessed` or `PaymentFailed`, with the payment id as discriminator: the same
+/// order charged again yields the same event id.
+fn outcome_event(
+    cause: &EventMetadata,
+    order: &OrderPlaced,
+    decision: &PaymentDecision,
+) -> Envelope<Event> {
+    let order_id = order.order_id.clone();
+    let event = match decision.clone() {
         PaymentDecision::Approved {
             payment_id,
             amount,
             currency,
-        } => Envelope::caused_by(
-            cause,
-            sources::PAYMENT,
-            &payment_id,
-            PaymentProcessed {
-                order_id: order.data.order_id.clone(),
-                payment_id: payment_id.clone(),
-                amount,
-                currency,
-            },
-        )
-        .to_raw(),
+        } => Event::PaymentProcessed(PaymentProcessed {
+            order_id,
+            payment_id,
+            amount,
+            currency,
+        }),
         PaymentDecision::Declined {
             payment_id,
             amount,
             currency,
             reason,
-        } => Envelope::caused_by(
-            cause,
-            sources::PAYMENT,
-            &payment_id,
-            PaymentFailed {
-                order_id: order.data.order_id.clone(),
-                payment_id: payment_id.clone(),
-                amount,
-                currency,
-                reason: reason.code().into(),
-            },
-        )
-        .to_raw(),
-    }
+        } => Event::PaymentFailed(PaymentFailed {
+            order_id,
+            payment_id,
+            amount,
+            currency,
+            reason: reason.code().into(),
+        }),
+    };
+    Envelope::caused_by(cause, decision.payment_id(), event)
 }
 
 #[cfg(test)]
 mod tests {
-    //! Refunds against an in-memory payments table with DynamoDB's conditional semantics and
-    //! a bus that can fail on demand. (The idempotency layer needs DynamoDB; the e2e tests
-    //! cover it.)
+    //! The handler through in-memory adapters of its ports: the payments table with the
+    //! DynamoDB adapter's conditions, a bus that fails on demand, and idempotency records in
+    //! memory.
     use super::*;
-    use crate::decision::REFUNDED;
-    use crate::repository::RepositoryError;
-    use async_trait::async_trait;
-    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-    use eventkit::publisher::{EntryResult, RetryPolicy};
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
+    use crate::decision::payment_id_for;
+    use crate::repository::MemoryPaymentRepository;
+    use contracts::{sources, Currency, FraudSuspected, OrderLine};
+    use eventkit::envelope::derived_event_id;
+    use eventkit::testing::{invocation, MemoryBus};
 
-    #[derive(Clone, Default)]
-    struct MemoryPayments(Arc<Mutex<HashMap<String, PaymentRecord>>>);
-
-    #[async_trait]
-    impl PaymentRepository for MemoryPayments {
-        async fn record_once(&self, record: &PaymentRecord) -> Result<Recorded, RepositoryError> {
-            let mut t = self.0.lock().unwrap();
-            match t.get(&record.order_id) {
-                Some(existing) => Ok(Recorded::Existing(Box::new(existing.clone()))),
-                None => {
-                    t.insert(record.order_id.clone(), record.clone());
-                    Ok(Recorded::Created)
-                }
-            }
-        }
-
-        async fn payment(&self, order_id: &str) -> Result<Option<PaymentRecord>, RepositoryError> {
-            Ok(self.0.lock().unwrap().get(order_id).cloned())
-        }
-
-        async fn refund_once(
-            &self,
-            order_id: &str,
-            request: &RefundRequest,
-        ) -> Result<Refund, RepositoryError> {
-            let mut t = self.0.lock().unwrap();
-            match t.get_mut(order_id) {
-                Some(p) if p.status == CHARGED => {
-                    p.status = REFUNDED.into();
-                    p.refund_event_id = Some(request.event_id.clone());
-                    p.refund_reason = Some(request.reason.clone());
-                    p.refunded_at = Some(request.at.clone());
-                    Ok(Refund::Refunded(Box::new(p.clone())))
-                }
-                _ => Ok(Refund::NotCharged),
-            }
-        }
+    struct World {
+        payments: Arc<MemoryPaymentRepository>,
+        bus: Arc<MemoryBus<Event>>,
+        service: PaymentService,
     }
 
-    #[derive(Clone, Default)]
-    struct Bus {
-        published: Arc<Mutex<Vec<serde_json::Value>>>,
-        down: Arc<Mutex<bool>>,
-    }
-
-    #[async_trait]
-    impl PutEventsTransport for Bus {
-        async fn put_events(
-            &self,
-            entries: Vec<PutEventsRequestEntry>,
-        ) -> Result<Vec<EntryResult>, String> {
-            if *self.down.lock().unwrap() {
-                return Err("bus unavailable".into());
-            }
-            for e in &entries {
-                self.published
-                    .lock()
-                    .unwrap()
-                    .push(serde_json::from_str(e.detail().unwrap_or_default()).unwrap());
-            }
-            Ok(entries.iter().map(|_| EntryResult::default()).collect())
-        }
-    }
-
-    fn service(payments: &MemoryPayments, bus: &Bus) -> PaymentService<MemoryPayments, Bus> {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .build();
-        PaymentService::new(
+    fn world() -> World {
+        let payments = Arc::new(MemoryPaymentRepository::default());
+        let bus = MemoryBus::new();
+        let service = PaymentService::new(
             payments.clone(),
-            Publisher::new(bus.clone(), "bus").with_retry(RetryPolicy {
-                max_attempts: 1,
-                base_delay: Duration::from_millis(1),
-                max_delay: Duration::from_millis(1),
-            }),
-            Idempotency::new(
-                aws_sdk_dynamodb::Client::from_conf(config),
-                "unused",
-                "payment",
-            ),
+            bus.clone(),
+            Idempotency::in_memory("payment"),
             PaymentPolicy::default(),
-        )
+        );
+        World {
+            payments,
+            bus,
+            service,
+        }
     }
 
-    fn payment(order_id: &str, status: &str) -> PaymentRecord {
-        PaymentRecord {
+    impl World {
+        async fn deliver(&self, event: &Envelope<Event>) -> Result<Handled, HandlerError> {
+            self.service.handle(event.clone(), invocation()).await
+        }
+
+        fn payment(&self, order_id: &str) -> PaymentRecord {
+            self.payments.table.get(order_id).expect("a payment")
+        }
+    }
+
+    fn eur() -> Currency {
+        Currency::try_from("EUR".to_string()).unwrap()
+    }
+
+    fn order_placed(order_id: &str, token: &str) -> Envelope<Event> {
+        Envelope::new(Event::OrderPlaced(OrderPlaced {
             order_id: order_id.into(),
-            payment_id: "pay_1".into(),
-            status: status.into(),
+            customer_id: "cus-1".into(),
+            customer_email: "ada@example.com".into(),
+            currency: eur(),
+            lines: vec![OrderLine {
+                sku: "MUG".into(),
+                quantity: 2,
+                unit_price: 1250,
+            }],
+            total: 2500,
+            payment_token: token.into(),
+        }))
+    }
+
+    fn refund_requested(order_id: &str) -> Envelope<Event> {
+        Envelope::new(Event::RefundPaymentRequested(RefundPaymentRequested {
+            order_id: order_id.into(),
+            reason: "out-of-stock".into(),
+        }))
+    }
+
+    /// The id of the event `cause` leads to.
+    fn effect_id(cause: &Envelope<Event>, detail_type: &str, discriminator: &str) -> String {
+        derived_event_id(&cause.metadata.event_id, detail_type, discriminator)
+    }
+
+    /// The record a charge of `order_placed(order_id, _)` stores.
+    fn stored(order: &Envelope<Event>, status: PaymentStatus) -> PaymentRecord {
+        PaymentRecord {
+            order_id: "ord-1".into(),
+            payment_id: payment_id_for("ord-1"),
+            status,
             amount: 2500,
-            currency: "EUR".into(),
+            currency: eur(),
             decline_reason: None,
-            event_id: "charge-1".into(),
-            correlation_id: "corr".into(),
-            processed_at: "2026-11-21T10:00:00.000Z".into(),
+            event_id: order.metadata.event_id.clone(),
+            correlation_id: order.metadata.correlation_id.clone(),
+            processed_at: String::new(),
             refunded_at: None,
             refund_event_id: None,
             refund_reason: None,
         }
     }
 
-    fn request(event_id: &str, order_id: &str) -> Envelope<RefundPaymentRequested> {
-        let mut e = Envelope::new(
-            sources::SAGA,
-            RefundPaymentRequested {
-                order_id: order_id.into(),
-                reason: "out-of-stock".into(),
-            },
+    #[tokio::test]
+    async fn an_approved_charge_is_recorded_and_payment_processed_is_published() {
+        let w = world();
+        let order = order_placed("ord-1", "tok_visa");
+
+        let handled = w.deliver(&order).await.unwrap();
+
+        assert_eq!(handled, Handled::Processed);
+        let payment_id = payment_id_for("ord-1");
+        assert_eq!(
+            w.bus.events(),
+            vec![Event::PaymentProcessed(PaymentProcessed {
+                order_id: "ord-1".into(),
+                payment_id: payment_id.clone(),
+                amount: 2500,
+                currency: eur(),
+            })]
         );
-        e.metadata.event_id = event_id.into();
-        e
+        let published = &w.bus.published()[0];
+        assert_eq!(published.source, sources::PAYMENT);
+        assert_eq!(
+            published.metadata.event_id,
+            effect_id(&order, "PaymentProcessed", &payment_id)
+        );
+        assert_eq!(
+            published.metadata.causation_id.as_deref(),
+            Some(order.metadata.event_id.as_str())
+        );
+        assert_eq!(
+            published.metadata.correlation_id,
+            order.metadata.correlation_id
+        );
+        let payment = w.payment("ord-1");
+        assert_eq!(
+            payment,
+            PaymentRecord {
+                processed_at: payment.processed_at.clone(),
+                ..stored(&order, PaymentStatus::Charged)
+            }
+        );
     }
 
     #[tokio::test]
-    async fn a_charge_is_refunded_once_whoever_asks_again() {
-        let (payments, bus) = (MemoryPayments::default(), Bus::default());
-        payments
-            .0
-            .lock()
-            .unwrap()
-            .insert("ord-1".into(), payment("ord-1", CHARGED));
-        let svc = service(&payments, &bus);
+    async fn a_declined_card_is_recorded_and_payment_failed_is_published() {
+        let w = world();
+        let order = order_placed("ord-1", "tok_decline");
 
-        // The bus fails after the write: the retry publishes the same event.
-        *bus.down.lock().unwrap() = true;
-        assert!(!svc
-            .refund(&request("r1", "ord-1"))
-            .await
-            .unwrap_err()
-            .is_permanent());
-        *bus.down.lock().unwrap() = false;
-        assert_eq!(
-            svc.refund(&request("r1", "ord-1")).await.unwrap(),
-            Handled::Processed
-        );
-        // A second request for the same order finds nothing left to refund.
-        assert_eq!(
-            svc.refund(&request("r2", "ord-1")).await.unwrap(),
-            Handled::Duplicate
-        );
+        let handled = w.deliver(&order).await.unwrap();
 
-        let published = bus.published.lock().unwrap().clone();
+        assert_eq!(handled, Handled::Processed);
+        let payment_id = payment_id_for("ord-1");
+        assert_eq!(
+            w.bus.events(),
+            vec![Event::PaymentFailed(PaymentFailed {
+                order_id: "ord-1".into(),
+                payment_id: payment_id.clone(),
+                amount: 2500,
+                currency: eur(),
+                reason: "card-declined".into(),
+            })]
+        );
+        assert_eq!(
+            w.bus.published()[0].metadata.event_id,
+            effect_id(&order, "PaymentFailed", &payment_id)
+        );
+        let payment = w.payment("ord-1");
+        assert_eq!(
+            payment,
+            PaymentRecord {
+                decline_reason: Some("card-declined".into()),
+                processed_at: payment.processed_at.clone(),
+                ..stored(&order, PaymentStatus::Declined)
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_order_placed_delivered_twice_charges_once_and_publishes_once() {
+        let w = world();
+        let order = order_placed("ord-1", "tok_visa");
+        w.deliver(&order).await.unwrap();
+        let first = w.payment("ord-1");
+
+        let again = w.deliver(&order).await.unwrap();
+
+        assert_eq!(again, Handled::Duplicate);
+        assert_eq!(w.bus.published().len(), 1);
+        assert_eq!(w.payment("ord-1"), first);
+    }
+
+    #[tokio::test]
+    async fn a_second_order_placed_for_the_same_order_does_not_charge_again() {
+        let w = world();
+        let first = order_placed("ord-1", "tok_visa");
+        w.deliver(&first).await.unwrap();
+
+        let second = w.deliver(&order_placed("ord-1", "tok_visa")).await.unwrap();
+
+        assert_eq!(second, Handled::Duplicate);
+        assert_eq!(w.bus.published().len(), 1);
+        assert_eq!(w.payment("ord-1").event_id, first.metadata.event_id);
+    }
+
+    #[tokio::test]
+    async fn a_charge_whose_publish_failed_is_published_on_redelivery_with_the_same_id() {
+        let w = world();
+        let order = order_placed("ord-1", "tok_visa");
+        w.bus.fail_next(1);
+
+        let err = w.deliver(&order).await.unwrap_err();
+        assert!(!err.is_permanent(), "{err}");
+        assert_eq!(err.reason, "publish-failed");
+        assert!(w.bus.events().is_empty());
+        assert_eq!(w.payment("ord-1").status, PaymentStatus::Charged);
+
+        let redelivered = w.deliver(&order).await.unwrap();
+
+        assert_eq!(redelivered, Handled::Processed);
+        let published = w.bus.published();
         assert_eq!(published.len(), 1);
-        assert_eq!(published[0]["data"]["amount"], 2500);
-        assert_eq!(published[0]["data"]["paymentId"], "pay_1");
         assert_eq!(
-            published[0]["metadata"]["eventId"],
-            eventkit::envelope::derived_event_id("r1", "PaymentRefunded", "pay_1")
+            published[0].metadata.event_id,
+            effect_id(&order, "PaymentProcessed", &payment_id_for("ord-1"))
         );
-        let stored = payments.0.lock().unwrap()["ord-1"].clone();
-        assert_eq!(stored.status, REFUNDED);
-        assert_eq!(stored.refund_event_id.as_deref(), Some("r1"));
     }
 
     #[tokio::test]
-    async fn declined_or_missing_payments_refund_nothing() {
-        let (payments, bus) = (MemoryPayments::default(), Bus::default());
-        payments
-            .0
-            .lock()
-            .unwrap()
-            .insert("ord-1".into(), payment("ord-1", DECLINED));
-        let svc = service(&payments, &bus);
+    async fn a_charged_payment_is_refunded_and_payment_refunded_is_published() {
+        let w = world();
+        w.deliver(&order_placed("ord-1", "tok_visa")).await.unwrap();
+        w.bus.clear();
+        let request = refund_requested("ord-1");
+
+        let handled = w.deliver(&request).await.unwrap();
+
+        assert_eq!(handled, Handled::Processed);
+        let payment_id = payment_id_for("ord-1");
         assert_eq!(
-            svc.refund(&request("r1", "ord-1")).await.unwrap(),
-            Handled::Ignored
+            w.bus.events(),
+            vec![Event::PaymentRefunded(PaymentRefunded {
+                order_id: "ord-1".into(),
+                payment_id: payment_id.clone(),
+                amount: 2500,
+                currency: eur(),
+            })]
+        );
+        let published = &w.bus.published()[0];
+        assert_eq!(
+            published.metadata.event_id,
+            effect_id(&request, "PaymentRefunded", &payment_id)
         );
         assert_eq!(
-            svc.refund(&request("r2", "ord-none")).await.unwrap(),
-            Handled::Ignored
+            published.metadata.causation_id.as_deref(),
+            Some(request.metadata.event_id.as_str())
         );
-        assert!(bus.published.lock().unwrap().is_empty());
-        assert_eq!(payments.0.lock().unwrap()["ord-1"].status, DECLINED);
-        assert!(svc
-            .refund(&request("r3", " "))
+        let payment = w.payment("ord-1");
+        assert_eq!(payment.status, PaymentStatus::Refunded);
+        assert_eq!(
+            payment.refund_event_id.as_deref(),
+            Some(request.metadata.event_id.as_str())
+        );
+        assert_eq!(payment.refund_reason.as_deref(), Some("out-of-stock"));
+        assert!(payment.refunded_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_refund_request_delivered_twice_refunds_once() {
+        let w = world();
+        w.deliver(&order_placed("ord-1", "tok_visa")).await.unwrap();
+        w.bus.clear();
+        let request = refund_requested("ord-1");
+        w.deliver(&request).await.unwrap();
+
+        let again = w.deliver(&request).await.unwrap();
+
+        assert_eq!(again, Handled::Duplicate);
+        assert_eq!(w.bus.published().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refund_redelivered_after_a_bus_failure_publishes_the_same_event_once() {
+        let w = world();
+        w.deliver(&order_placed("ord-1", "tok_visa")).await.unwrap();
+        w.bus.clear();
+        let request = refund_requested("ord-1");
+        w.bus.fail_next(1);
+
+        // The refund is stored, then the publish fails: SQS will deliver the request again.
+        let err = w.deliver(&request).await.unwrap_err();
+        assert!(!err.is_permanent(), "{err}");
+        assert!(w.bus.events().is_empty());
+        assert_eq!(w.payment("ord-1").status, PaymentStatus::Refunded);
+
+        let redelivered = w.deliver(&request).await.unwrap();
+
+        assert_eq!(redelivered, Handled::Processed);
+        let published = w.bus.published();
+        assert_eq!(published.len(), 1);
+        assert_eq!(
+            published[0].metadata.event_id,
+            effect_id(&request, "PaymentRefunded", &payment_id_for("ord-1"))
+        );
+        // Another request for the same order finds nothing left to refund.
+        let another = w.deliver(&refund_requested("ord-1")).await.unwrap();
+        assert_eq!(another, Handled::Duplicate);
+        assert_eq!(w.bus.published().len(), 1);
+        assert_eq!(
+            w.payment("ord-1").refund_event_id.as_deref(),
+            Some(request.metadata.event_id.as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refund_when_there_is_no_payment_refunds_nothing() {
+        let w = world();
+
+        let handled = w.deliver(&refund_requested("ord-none")).await.unwrap();
+
+        assert_eq!(handled, Handled::Ignored);
+        assert!(w.bus.events().is_empty());
+        assert!(w.payments.table.items().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refund_of_a_declined_payment_refunds_nothing() {
+        let w = world();
+        w.deliver(&order_placed("ord-1", "tok_decline"))
             .await
-            .unwrap_err()
-            .is_permanent());
+            .unwrap();
+        w.bus.clear();
+        let declined = w.payment("ord-1");
+
+        let handled = w.deliver(&refund_requested("ord-1")).await.unwrap();
+
+        assert_eq!(handled, Handled::Ignored);
+        assert!(w.bus.events().is_empty());
+        assert_eq!(w.payment("ord-1"), declined);
+    }
+
+    #[tokio::test]
+    async fn an_event_not_routed_here_fails_for_good() {
+        let w = world();
+        let event = Envelope::new(Event::FraudSuspected(FraudSuspected {
+            order_id: "ord-1".into(),
+            reason: "velocity".into(),
+            score: 90,
+        }));
+
+        let err = w.deliver(&event).await.unwrap_err();
+
+        assert!(err.is_permanent());
+        assert_eq!(err.reason, "not-routed");
+        assert!(w.bus.events().is_empty());
+    }
+
+    #[test]
+    fn what_the_handler_never_sees_is_refused_at_intake() {
+        let take_in = |raw: &contracts::RawEvent| {
+            eventkit::take_in::<Event>(crate::ROUTES, raw)
+                .unwrap_err()
+                .reason()
+        };
+        let mut order = order_placed("ord-1", "tok_visa").to_raw();
+        order.data["total"] = 1.into();
+        assert_eq!(
+            take_in(&order),
+            "invalid-data",
+            "a total that does not add up"
+        );
+        let mut refund = refund_requested("ord-1").to_raw();
+        refund.data["orderId"] = " ".into();
+        assert_eq!(take_in(&refund), "invalid-data", "a blank order id");
+        let mut forged = refund_requested("ord-1").to_raw();
+        forged.source = sources::ORDERS.into();
+        assert_eq!(take_in(&forged), "untrusted-source");
     }
 }

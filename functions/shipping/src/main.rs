@@ -1,4 +1,5 @@
-use shipping::ShippingService;
+use contracts::Event;
+use shipping::{ShippingService, ROUTES};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -6,7 +7,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = eventkit::aws::load_config().await;
     let service = ShippingService::from_env(&aws)?;
     let processor = eventkit::lambda::processor_from_env(&aws);
-    eventkit::serve_sqs("shipping", processor, |event, invocation| {
+    eventkit::serve_events::<Event, _, _>("shipping", ROUTES, processor, |event, invocation| {
         service.handle(event, invocation)
     })
     .await

@@ -1,8 +1,8 @@
 //! The shipments table: one item per order (`orderId`), written once.
 
 use async_trait::async_trait;
-use eventkit::dynamo::{put_if, PutIf};
-use eventkit::HandlerError;
+use eventkit::dynamo::put_once;
+use eventkit::{DynamoError, FirstWrite};
 use serde::{Deserialize, Serialize};
 
 /// A shipment as stored.
@@ -21,27 +21,14 @@ pub struct ShipmentRecord {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Created {
-    New,
-    /// The order already had a shipment: the stored one.
-    Existing(ShipmentRecord),
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("shipments table: {0}")]
-pub struct RepositoryError(String);
-
-impl From<RepositoryError> for HandlerError {
-    fn from(e: RepositoryError) -> Self {
-        HandlerError::transient("shipments-table", e)
-    }
-}
-
 #[async_trait]
 pub trait ShipmentRepository: Send + Sync {
-    /// Stores `record` unless its order already has a shipment.
-    async fn create_once(&self, record: &ShipmentRecord) -> Result<Created, RepositoryError>;
+    /// Stores `record` unless its order already has a shipment; that one is returned
+    /// instead.
+    async fn create_once(
+        &self,
+        record: &ShipmentRecord,
+    ) -> Result<FirstWrite<ShipmentRecord>, DynamoError>;
 }
 
 pub struct DynamoShipmentRepository {
@@ -60,22 +47,28 @@ impl DynamoShipmentRepository {
 
 #[async_trait]
 impl ShipmentRepository for DynamoShipmentRepository {
-    async fn create_once(&self, record: &ShipmentRecord) -> Result<Created, RepositoryError> {
-        let condition = "attribute_not_exists(orderId)";
-        match put_if(
-            &self.client,
-            &self.table,
-            "orderId",
-            record,
-            condition,
-            &[],
-            &[],
-        )
-        .await
-        {
-            Ok(PutIf::Written) => Ok(Created::New),
-            Ok(PutIf::Existing(stored)) => Ok(Created::Existing(stored)),
-            Err(e) => Err(RepositoryError(e)),
-        }
+    async fn create_once(
+        &self,
+        record: &ShipmentRecord,
+    ) -> Result<FirstWrite<ShipmentRecord>, DynamoError> {
+        put_once(&self.client, &self.table, "orderId", record).await
+    }
+}
+
+/// The shipments table in memory, first writer wins per order like the DynamoDB adapter.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MemoryShipmentRepository {
+    pub table: eventkit::testing::MemoryTable<ShipmentRecord>,
+}
+
+#[cfg(test)]
+#[async_trait]
+impl ShipmentRepository for MemoryShipmentRepository {
+    async fn create_once(
+        &self,
+        record: &ShipmentRecord,
+    ) -> Result<FirstWrite<ShipmentRecord>, DynamoError> {
+        Ok(self.table.first_write(&record.order_id, record.clone()))
     }
 }

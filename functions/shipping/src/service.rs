@@ -1,19 +1,25 @@
 //! Handles one event for the shipping function.
+//!
+//! Why an order ships once under at-least-once delivery: the idempotency record turns a
+//! redelivered event into [`Handled::Duplicate`] while it lives; the shipments table (first
+//! writer wins per order) holds after it expires and across different events; and
+//! `OrderShipped`'s id is derived from its cause, so publishing it again is the same event.
 
-use contracts::{sources, OrderConfirmed, OrderShipped};
+use std::sync::Arc;
+
+use contracts::{Event, OrderConfirmed, OrderShipped, Payload};
 use eventkit::envelope::format_time;
-use eventkit::publisher::PutEventsTransport;
 use eventkit::{
-    DecodeError, Envelope, EventData, Handled, HandlerError, Idempotency, Invocation, Publisher,
-    RawEvent,
+    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Idempotency,
+    Invocation, Publish, Publisher,
 };
 
 use crate::plan::plan_shipment;
-use crate::repository::{Created, DynamoShipmentRepository, ShipmentRecord, ShipmentRepository};
+use crate::repository::{DynamoShipmentRepository, ShipmentRecord, ShipmentRepository};
 
-pub struct ShippingService<R = DynamoShipmentRepository, T = aws_sdk_eventbridge::Client> {
-    repository: R,
-    publisher: Publisher<T>,
+pub struct ShippingService {
+    shipments: Arc<dyn ShipmentRepository>,
+    bus: Arc<dyn Publish<Event>>,
     idempotency: Idempotency,
 }
 
@@ -23,21 +29,26 @@ impl ShippingService {
         use eventkit::aws::required_env;
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
         Ok(ShippingService::new(
-            DynamoShipmentRepository::new(dynamo.clone(), required_env("SHIPMENTS_TABLE")?),
-            Publisher::new(
+            Arc::new(DynamoShipmentRepository::new(
+                dynamo.clone(),
+                required_env("SHIPMENTS_TABLE")?,
+            )),
+            Arc::new(Publisher::new(
                 aws_sdk_eventbridge::Client::new(aws),
                 required_env("EVENT_BUS_NAME")?,
-            ),
+            )),
             Idempotency::new(dynamo, required_env("IDEMPOTENCY_TABLE")?, "shipping"),
         ))
     }
-}
 
-impl<R: ShipmentRepository, T: PutEventsTransport> ShippingService<R, T> {
-    pub fn new(repository: R, publisher: Publisher<T>, idempotency: Idempotency) -> Self {
+    pub fn new(
+        shipments: Arc<dyn ShipmentRepository>,
+        bus: Arc<dyn Publish<Event>>,
+        idempotency: Idempotency,
+    ) -> Self {
         ShippingService {
-            repository,
-            publisher,
+            shipments,
+            bus,
             idempotency,
         }
     }
@@ -46,51 +57,47 @@ impl<R: ShipmentRepository, T: PutEventsTransport> ShippingService<R, T> {
     /// and fails permanently.
     pub async fn handle(
         &self,
-        event: RawEvent,
+        event: Envelope<Event>,
         invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
-        match event.detail_type.as_str() {
-            OrderConfirmed::DETAIL_TYPE => {
-                let order = event.decode::<OrderConfirmed>()?;
+        let Envelope { metadata, data, .. } = event;
+        match data {
+            Event::OrderConfirmed(order) => {
                 self.idempotency
-                    .handle_once(&order.metadata, &order.data, &invocation, || {
-                        self.ship(&order)
+                    .handle_once(&metadata, &order, &invocation, || {
+                        self.ship(&metadata, &order)
                     })
                     .await
             }
-            other => Err(DecodeError::UnknownType(other.to_string()).into()),
+            other => Err(DecodeError::NotRouted {
+                detail_type: other.detail_type().to_string(),
+            }
+            .into()),
         }
     }
 
     /// Records the shipment, then announces it. The table, not the idempotency record, is
     /// what guarantees one shipment per order: idempotency records expire and are keyed by
     /// event, while a second `OrderConfirmed` for the same order is a different event.
-    pub(crate) async fn ship(
+    async fn ship(
         &self,
-        order: &Envelope<OrderConfirmed>,
+        cause: &EventMetadata,
+        order: &OrderConfirmed,
     ) -> Result<Handled, HandlerError> {
-        if order.data.order_id.trim().is_empty() {
-            return Err(HandlerError::permanent(
-                "invalid-order",
-                "OrderConfirmed has an empty orderId",
-            ));
-        }
-        let planned = record_of(order);
-        let shipment = match self.repository.create_once(&planned).await? {
-            Created::New => planned,
+        let planned = record_of(cause, order);
+        let shipment = match self.shipments.create_once(&planned).await? {
+            FirstWrite::Written => planned,
             // Our own earlier attempt stored it but died before (or while) publishing:
             // publish the stored shipment; the derived event id makes it the same event.
-            Created::Existing(stored) if stored.event_id == order.metadata.event_id => stored,
-            Created::Existing(stored) => {
+            FirstWrite::Existing(stored) if stored.event_id == cause.event_id => stored,
+            FirstWrite::Existing(stored) => {
                 tracing::warn!(order_id = %stored.order_id, shipment_id = %stored.shipment_id,
                     first_event_id = %stored.event_id,
                     "order already shipped for another event; not shipping again");
                 return Ok(Handled::Duplicate);
             }
         };
-        self.publisher
-            .publish(&[shipped_event(order, &shipment)])
-            .await?;
+        self.bus.publish(&[shipped_event(cause, &shipment)]).await?;
         tracing::info!(order_id = %shipment.order_id, shipment_id = %shipment.shipment_id,
             carrier = %shipment.carrier, tracking_number = %shipment.tracking_number,
             "order shipped");
@@ -98,177 +105,260 @@ impl<R: ShipmentRepository, T: PutEventsTransport> ShippingService<R, T> {
     }
 }
 
-fn record_of(order: &Envelope<OrderConfirmed>) -> ShipmentRecord {
-    let plan = plan_shipment(&order.data.order_id);
+fn record_of(cause: &EventMetadata, order: &OrderConfirmed) -> ShipmentRecord {
+    let plan = plan_shipment(&order.order_id);
     ShipmentRecord {
-        order_id: order.data.order_id.clone(),
+        order_id: order.order_id.clone(),
         shipment_id: plan.shipment_id,
         carrier: plan.carrier,
         tracking_number: plan.tracking_number,
-        customer_email: order.data.customer_email.clone(),
-        event_id: order.metadata.event_id.clone(),
-        correlation_id: order.metadata.correlation_id.clone(),
+        customer_email: order.customer_email.clone(),
+        event_id: cause.event_id.clone(),
+        correlation_id: cause.correlation_id.clone(),
         created_at: format_time(&chrono::Utc::now()),
     }
 }
 
-fn shipped_event(order: &Envelope<OrderConfirmed>, shipment: &ShipmentRecord) -> RawEvent {
+/// `OrderShipped`, with the shipment id as discriminator: the same cause yields the same
+/// event id.
+fn shipped_event(cause: &EventMetadata, shipment: &ShipmentRecord) -> Envelope<Event> {
     Envelope::caused_by(
-        &order.metadata,
-        sources::SHIPPING,
+        cause,
         &shipment.shipment_id,
-        OrderShipped {
+        Event::OrderShipped(OrderShipped {
             order_id: shipment.order_id.clone(),
             shipment_id: shipment.shipment_id.clone(),
             carrier: shipment.carrier.clone(),
             tracking_number: shipment.tracking_number.clone(),
             customer_email: shipment.customer_email.clone(),
-        },
+        }),
     )
-    .to_raw()
 }
 
 #[cfg(test)]
 mod tests {
+    //! The handler through in-memory adapters of its ports: the shipments table with the
+    //! DynamoDB adapter's condition, a bus that fails on demand, and idempotency records in
+    //! memory.
     use super::*;
-    use crate::repository::RepositoryError;
-    use async_trait::async_trait;
-    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-    use eventkit::publisher::EntryResult;
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
+    use crate::repository::MemoryShipmentRepository;
+    use contracts::{sources, Currency, FraudSuspected, StockLine};
+    use eventkit::envelope::derived_event_id;
+    use eventkit::testing::{invocation, MemoryBus};
 
-    #[derive(Default, Clone)]
-    struct MemoryShipments(Arc<Mutex<HashMap<String, ShipmentRecord>>>);
-
-    #[async_trait]
-    impl ShipmentRepository for MemoryShipments {
-        async fn create_once(&self, record: &ShipmentRecord) -> Result<Created, RepositoryError> {
-            let mut table = self.0.lock().unwrap();
-            Ok(match table.get(&record.order_id) {
-                Some(stored) => Created::Existing(stored.clone()),
-                None => {
-                    table.insert(record.order_id.clone(), record.clone());
-                    Created::New
-                }
-            })
-        }
+    struct World {
+        shipments: Arc<MemoryShipmentRepository>,
+        bus: Arc<MemoryBus<Event>>,
+        service: ShippingService,
     }
 
-    #[derive(Default, Clone)]
-    struct RecordingBus(Arc<Mutex<Vec<PutEventsRequestEntry>>>);
-
-    #[async_trait]
-    impl PutEventsTransport for RecordingBus {
-        async fn put_events(
-            &self,
-            entries: Vec<PutEventsRequestEntry>,
-        ) -> Result<Vec<EntryResult>, String> {
-            let results = entries.iter().map(|_| EntryResult::default()).collect();
-            self.0.lock().unwrap().extend(entries);
-            Ok(results)
-        }
-    }
-
-    impl RecordingBus {
-        fn shipped(&self) -> Vec<serde_json::Value> {
-            self.0
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|e| serde_json::from_str(e.detail().unwrap()).unwrap())
-                .collect()
-        }
-    }
-
-    fn service(
-        shipments: &MemoryShipments,
-        bus: &RecordingBus,
-    ) -> ShippingService<MemoryShipments, RecordingBus> {
-        // Never called: `ship` is tested below the idempotency layer.
-        let dynamo = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::Config::builder()
-                .behavior_version_latest()
-                .build(),
-        );
-        ShippingService::new(
+    fn world() -> World {
+        let shipments = Arc::new(MemoryShipmentRepository::default());
+        let bus = MemoryBus::new();
+        let service = ShippingService::new(
             shipments.clone(),
-            Publisher::new(bus.clone(), "bus"),
-            Idempotency::new(dynamo, "idempotency", "shipping"),
-        )
+            bus.clone(),
+            Idempotency::in_memory("shipping"),
+        );
+        World {
+            shipments,
+            bus,
+            service,
+        }
     }
 
-    fn confirmed(order_id: &str) -> Envelope<OrderConfirmed> {
-        Envelope::new(
-            sources::SAGA,
-            OrderConfirmed {
-                order_id: order_id.into(),
-                customer_id: "cus-1".into(),
-                customer_email: "ada@example.com".into(),
-                total: 3300,
-                currency: contracts::Currency::try_from("EUR".to_string()).unwrap(),
-                payment_id: "pay_1".into(),
-                reservation_id: "res_1".into(),
-                lines: vec![],
-            },
-        )
+    impl World {
+        async fn deliver(&self, event: &Envelope<Event>) -> Result<Handled, HandlerError> {
+            self.service.handle(event.clone(), invocation()).await
+        }
+
+        /// The same tables and bus, with the idempotency records gone (expired).
+        fn forgetting_events(&self) -> ShippingService {
+            ShippingService::new(
+                self.shipments.clone(),
+                self.bus.clone(),
+                Idempotency::in_memory("shipping"),
+            )
+        }
     }
 
-    #[tokio::test]
-    async fn a_confirmed_order_is_recorded_and_announced() {
-        let (shipments, bus) = (MemoryShipments::default(), RecordingBus::default());
-        let order = confirmed("ord-1");
-        let handled = service(&shipments, &bus).ship(&order).await.unwrap();
-        assert_eq!(handled, Handled::Processed);
-        let stored = shipments.0.lock().unwrap()["ord-1"].clone();
+    fn order_confirmed(order_id: &str) -> Envelope<Event> {
+        Envelope::new(Event::OrderConfirmed(OrderConfirmed {
+            order_id: order_id.into(),
+            customer_id: "cus-1".into(),
+            customer_email: "ada@example.com".into(),
+            total: 3300,
+            currency: Currency::try_from("EUR".to_string()).unwrap(),
+            payment_id: "pay_1".into(),
+            reservation_id: "res_1".into(),
+            lines: vec![StockLine {
+                sku: "MUG".into(),
+                quantity: 2,
+            }],
+        }))
+    }
+
+    /// The `OrderShipped` for `ord-1`.
+    fn shipped() -> Event {
         let plan = plan_shipment("ord-1");
-        assert_eq!(stored.tracking_number, plan.tracking_number);
-        assert_eq!(stored.event_id, order.metadata.event_id);
-        let published = bus.shipped();
-        assert_eq!(published.len(), 1);
-        let data = &published[0]["data"];
-        assert_eq!(data["carrier"], plan.carrier.as_str());
-        assert_eq!(data["trackingNumber"], plan.tracking_number.as_str());
-        assert_eq!(data["customerEmail"], "ada@example.com");
+        Event::OrderShipped(OrderShipped {
+            order_id: "ord-1".into(),
+            shipment_id: plan.shipment_id,
+            carrier: plan.carrier,
+            tracking_number: plan.tracking_number,
+            customer_email: "ada@example.com".into(),
+        })
+    }
+
+    fn shipped_id(cause: &Envelope<Event>) -> String {
+        derived_event_id(
+            &cause.metadata.event_id,
+            "OrderShipped",
+            &plan_shipment("ord-1").shipment_id,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_order_gets_one_shipment_and_order_shipped_is_published() {
+        let w = world();
+        let order = order_confirmed("ord-1");
+
+        let handled = w.deliver(&order).await.unwrap();
+
+        assert_eq!(handled, Handled::Processed);
+        assert_eq!(w.bus.events(), vec![shipped()]);
+        let published = &w.bus.published()[0];
+        assert_eq!(published.source, sources::SHIPPING);
+        assert_eq!(published.metadata.event_id, shipped_id(&order));
         assert_eq!(
-            published[0]["metadata"]["causationId"],
-            order.metadata.event_id.as_str()
+            published.metadata.causation_id.as_deref(),
+            Some(order.metadata.event_id.as_str())
+        );
+        let plan = plan_shipment("ord-1");
+        let stored = w.shipments.table.get("ord-1").expect("a shipment");
+        assert_eq!(
+            stored,
+            ShipmentRecord {
+                order_id: "ord-1".into(),
+                shipment_id: plan.shipment_id,
+                carrier: plan.carrier,
+                tracking_number: plan.tracking_number,
+                customer_email: "ada@example.com".into(),
+                event_id: order.metadata.event_id.clone(),
+                correlation_id: order.metadata.correlation_id.clone(),
+                created_at: stored.created_at.clone(),
+            }
         );
     }
 
     #[tokio::test]
-    async fn the_same_event_again_republishes_the_same_event_id() {
-        let (shipments, bus) = (MemoryShipments::default(), RecordingBus::default());
-        let order = confirmed("ord-1");
-        let svc = service(&shipments, &bus);
-        svc.ship(&order).await.unwrap();
-        assert_eq!(svc.ship(&order).await.unwrap(), Handled::Processed);
-        let published = bus.shipped();
-        assert_eq!(published.len(), 2);
-        assert_eq!(
-            published[0]["metadata"]["eventId"],
-            published[1]["metadata"]["eventId"]
-        );
+    async fn the_same_order_confirmed_delivered_twice_ships_once() {
+        let w = world();
+        let order = order_confirmed("ord-1");
+        w.deliver(&order).await.unwrap();
+        let first = w.shipments.table.items();
+
+        let again = w.deliver(&order).await.unwrap();
+
+        assert_eq!(again, Handled::Duplicate);
+        assert_eq!(w.bus.events(), vec![shipped()]);
+        assert_eq!(w.shipments.table.items(), first);
     }
 
     #[tokio::test]
-    async fn another_event_for_a_shipped_order_does_not_ship_again() {
-        let (shipments, bus) = (MemoryShipments::default(), RecordingBus::default());
-        let svc = service(&shipments, &bus);
-        svc.ship(&confirmed("ord-1")).await.unwrap();
-        let again = confirmed("ord-1");
-        assert_eq!(svc.ship(&again).await.unwrap(), Handled::Duplicate);
-        assert_eq!(bus.shipped().len(), 1);
+    async fn a_shipment_whose_publish_failed_is_published_on_redelivery_with_the_same_id() {
+        let w = world();
+        let order = order_confirmed("ord-1");
+        w.bus.fail_next(1);
+
+        let err = w.deliver(&order).await.unwrap_err();
+        assert!(!err.is_permanent(), "{err}");
+        assert_eq!(err.reason, "publish-failed");
+        assert!(w.bus.events().is_empty());
+        let stored = w.shipments.table.items();
+        assert_eq!(stored.len(), 1);
+
+        let redelivered = w.deliver(&order).await.unwrap();
+
+        assert_eq!(redelivered, Handled::Processed);
+        assert_eq!(w.bus.events(), vec![shipped()]);
+        assert_eq!(w.bus.published()[0].metadata.event_id, shipped_id(&order));
+        assert_eq!(w.shipments.table.items(), stored, "shipped once");
     }
 
     #[tokio::test]
-    async fn an_empty_order_id_is_refused_for_good() {
-        let (shipments, bus) = (MemoryShipments::default(), RecordingBus::default());
-        let err = service(&shipments, &bus)
-            .ship(&confirmed(" "))
+    async fn the_same_event_after_its_idempotency_record_expired_publishes_the_same_id() {
+        let w = world();
+        let order = order_confirmed("ord-1");
+        w.deliver(&order).await.unwrap();
+
+        let handled = w
+            .forgetting_events()
+            .handle(order.clone(), invocation())
             .await
-            .unwrap_err();
+            .unwrap();
+
+        assert_eq!(handled, Handled::Processed);
+        let ids: Vec<String> = w
+            .bus
+            .published()
+            .into_iter()
+            .map(|e| e.metadata.event_id)
+            .collect();
+        assert_eq!(ids, vec![shipped_id(&order), shipped_id(&order)]);
+        assert_eq!(w.shipments.table.items().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn another_order_confirmed_for_a_shipped_order_does_not_ship_again() {
+        let w = world();
+        let first = order_confirmed("ord-1");
+        w.deliver(&first).await.unwrap();
+
+        let second = w.deliver(&order_confirmed("ord-1")).await.unwrap();
+
+        assert_eq!(second, Handled::Duplicate);
+        assert_eq!(w.bus.events(), vec![shipped()]);
+        assert_eq!(
+            w.shipments.table.get("ord-1").unwrap().event_id,
+            first.metadata.event_id
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_not_routed_here_fails_for_good() {
+        let w = world();
+        let event = Envelope::new(Event::FraudSuspected(FraudSuspected {
+            order_id: "ord-1".into(),
+            reason: "velocity".into(),
+            score: 90,
+        }));
+
+        let err = w.deliver(&event).await.unwrap_err();
+
         assert!(err.is_permanent());
-        assert!(bus.shipped().is_empty());
+        assert_eq!(err.reason, "not-routed");
+        assert!(w.bus.events().is_empty());
+    }
+
+    #[test]
+    fn what_the_handler_never_sees_is_refused_at_intake() {
+        let take_in = |raw: &contracts::RawEvent| {
+            eventkit::take_in::<Event>(crate::ROUTES, raw)
+                .unwrap_err()
+                .reason()
+        };
+        let mut blank = order_confirmed("ord-1").to_raw();
+        blank.data["orderId"] = " ".into();
+        assert_eq!(take_in(&blank), "invalid-data", "a blank order id");
+        let mut forged = order_confirmed("ord-1").to_raw();
+        forged.source = sources::SHIPPING.into();
+        assert_eq!(take_in(&forged), "untrusted-source");
+        let other = Envelope::new(Event::from(FraudSuspected {
+            order_id: "ord-1".into(),
+            reason: "velocity".into(),
+            score: 90,
+        }));
+        assert_eq!(take_in(&other.to_raw()), "not-routed");
     }
 }

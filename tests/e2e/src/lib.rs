@@ -356,6 +356,39 @@ impl Stack {
         .await
     }
 
+    /// Whether the deployed rule `orderflow-<stage>-<rule_suffix>` matches `event` (an
+    /// EventBridge event as JSON), asked of EventBridge itself with TestEventPattern.
+    pub async fn rule_matches(&self, rule_suffix: &str, event: &Value) -> bool {
+        let rule = self
+            .events
+            .describe_rule()
+            .name(self.name(rule_suffix))
+            .event_bus_name(self.bus())
+            .send()
+            .await
+            .expect("describe the rule");
+        self.events
+            .test_event_pattern()
+            .event_pattern(rule.event_pattern().expect("the rule has a pattern"))
+            .event(event.to_string())
+            .send()
+            .await
+            .expect("test the event pattern")
+            .result()
+    }
+
+    /// Puts `body` straight onto queue `orderflow-<stage>-<suffix>`, as if a rule had
+    /// delivered it: for what a consumer must refuse even when it gets past the rules.
+    pub async fn deliver_to_queue(&self, suffix: &str, body: &Value) {
+        self.sqs
+            .send_message()
+            .queue_url(self.queue_url(suffix).await)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .expect("send the message");
+    }
+
     /// The ARN of queue `orderflow-<stage>-<suffix>`.
     pub async fn queue_arn(&self, suffix: &str) -> String {
         let url = self.queue_url(suffix).await;
@@ -380,7 +413,7 @@ impl Stack {
             .query()
             .table_name(self.name("events"))
             .key_condition_expression("streamId = :s")
-            .expression_attribute_values(":s", AttributeValue::S(format!("order#{order_id}")))
+            .expression_attribute_values(":s", AttributeValue::S(contracts::order_stream(order_id)))
             .consistent_read(true)
             .send()
             .await

@@ -44,6 +44,18 @@ fn payment(order: &str, amount: Value) -> Value {
     json!({"orderId": order, "paymentId": format!("pay-{order}"), "amount": amount, "currency": "XTS"})
 }
 
+/// The probe type: `EmailSent` is routed to analytics alone, so probes in a random hour
+/// touch nothing else and nobody else counts in that hour.
+const PROBE: &str = "EmailSent";
+const PROBE_SOURCE: &str = "orderflow.notification";
+
+fn email_sent() -> Value {
+    json!({
+        "causeEventId": new_id(), "template": "welcome", "to": "e2e@example.com",
+        "subject": "probe", "messageId": new_id()
+    })
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -71,7 +83,7 @@ async fn events_are_counted_per_type_and_hour_and_payments_summed_per_currency_a
     let stack = Stack::connect().await;
     let hour = random_hour();
     let next_hour = hour + Hours::hours(1);
-    let probe = unique("AnalyticsProbe");
+    let probe = PROBE;
     let (hour_pk, next_pk, day) = (hour_pk(hour), hour_pk(next_hour), day_pk(hour));
     let before = (
         counter(&stack, &day, "XTS", "amount").await,
@@ -102,21 +114,16 @@ async fn events_are_counted_per_type_and_hour_and_payments_summed_per_currency_a
                 "PaymentRefunded",
                 detail(&new_id(), hour, payment(&order, json!(refund))),
             ),
-            // A detail-type no contract knows: counted all the same.
-            ("orderflow.e2e", &probe, detail(&new_id(), hour, json!({}))),
+            (PROBE_SOURCE, probe, detail(&new_id(), hour, email_sent())),
             (
-                "orderflow.e2e",
-                &probe,
-                detail(
-                    &new_id(),
-                    hour + Hours::minutes(59),
-                    json!({"any": "shape"}),
-                ),
+                PROBE_SOURCE,
+                probe,
+                detail(&new_id(), hour + Hours::minutes(59), email_sent()),
             ),
             (
-                "orderflow.e2e",
-                &probe,
-                detail(&new_id(), next_hour, json!(7)),
+                PROBE_SOURCE,
+                probe,
+                detail(&new_id(), next_hour, email_sent()),
             ),
         ])
         .await;
@@ -141,8 +148,8 @@ async fn events_are_counted_per_type_and_hour_and_payments_summed_per_currency_a
     .await;
     eventually("the probe type counted per hour", WAIT, || async {
         let counts = (
-            counter(&stack, &hour_pk, &probe, "count").await,
-            counter(&stack, &next_pk, &probe, "count").await,
+            counter(&stack, &hour_pk, probe, "count").await,
+            counter(&stack, &next_pk, probe, "count").await,
         );
         (counts == (2, 1)).then_some(())
     })
@@ -235,7 +242,7 @@ async fn a_payment_with_a_string_amount_goes_to_the_dlq_and_is_not_counted() {
     let hour_pk = hour_pk(hour);
     let (poison_id, good_id) = (new_id(), new_id());
     let order = unique("e2e-ana-poison-");
-    let probe = unique("AnalyticsProbe");
+    let probe = PROBE;
     let payments_before = counter(&stack, &hour_pk, "PaymentProcessed", "count").await;
     // One PutEvents call, so both usually arrive in one batch.
     stack
@@ -245,7 +252,7 @@ async fn a_payment_with_a_string_amount_goes_to_the_dlq_and_is_not_counted() {
                 "PaymentProcessed",
                 detail(&poison_id, hour, payment(&order, json!("1234"))),
             ),
-            ("orderflow.e2e", &probe, detail(&good_id, hour, json!({}))),
+            (PROBE_SOURCE, probe, detail(&good_id, hour, email_sent())),
         ])
         .await;
 
@@ -262,7 +269,7 @@ async fn a_payment_with_a_string_amount_goes_to_the_dlq_and_is_not_counted() {
 
     // The rest of the batch went through; the poison left no trace.
     eventually("the good event counted", WAIT, || async {
-        (counter(&stack, &hour_pk, &probe, "count").await == 1).then_some(())
+        (counter(&stack, &hour_pk, probe, "count").await == 1).then_some(())
     })
     .await;
     let poison_marker = format!("seen#{poison_id}");

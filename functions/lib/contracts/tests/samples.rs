@@ -32,11 +32,10 @@ fn sample_events_decode_as_the_functions_decode_them() {
                 "time": "2026-11-21T10:00:00Z",
                 "detail": serde_json::from_str::<serde_json::Value>(detail).unwrap_or(serde_json::Value::String(detail.into())),
             });
-            let result = RawEvent::from_sqs_body(&wire.to_string())
-                .and_then(|ev| {
-                    eventcore::routes::admit(Event::ROUTES, &ev)?;
-                    Event::decode(&ev)
-                });
+            let result = RawEvent::from_sqs_body(&wire.to_string()).and_then(|ev| {
+                eventcore::routes::admit(Event::ROUTES, &ev)?;
+                Event::decode(&ev)
+            });
             if name.contains("malformed") {
                 assert!(result.is_err(), "{name} should be rejected");
             } else {

@@ -491,12 +491,10 @@ mod tests {
 
     #[test]
     fn effects_carry_correlation_and_derive_stable_ids() {
-        let cause = Envelope::new(
-            Thing {
-                name: "a".into(),
-                count: 1,
-            },
-        );
+        let cause = Envelope::new(Thing {
+            name: "a".into(),
+            count: 1,
+        });
         let a = Envelope::caused_by(
             &cause.metadata,
             "x",

@@ -31,6 +31,7 @@ struct Line {
 
 impl EventData for Order {
     const DETAIL_TYPE: &'static str = "OrderPlaced";
+    const SOURCE: &'static str = "orderflow.orders";
 }
 
 fn body(i: usize) -> String {

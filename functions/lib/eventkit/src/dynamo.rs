@@ -94,7 +94,9 @@ pub mod attr {
         item: &'a std::collections::HashMap<String, AttributeValue>,
         name: &str,
     ) -> Option<&'a str> {
-        item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
     }
 
     /// The number in `item[name]`, if it is one that parses as `T`.
@@ -157,6 +159,18 @@ pub async fn put_if<T: Serialize + DeserializeOwned>(
     serde_dynamo::from_item(stored)
         .map(FirstWrite::Existing)
         .map_err(|e| DynamoError::Unreadable(e.to_string()))
+}
+
+/// Stores `record` unless an item with its key `key` exists: [`put_if`] with
+/// `attribute_not_exists(key)`, the usual first-writer-wins record of a side effect.
+pub async fn put_once<T: Serialize + DeserializeOwned>(
+    client: &Client,
+    table: &str,
+    key: &str,
+    record: &T,
+) -> Result<FirstWrite<T>, DynamoError> {
+    let condition = format!("attribute_not_exists({key})");
+    put_if(client, table, key, record, &condition, &[], &[]).await
 }
 
 /// What a `TransactWriteItems` did.

@@ -115,12 +115,7 @@ pub struct Lock {
 
 impl Lock {
     /// Whether `record`, stored earlier with these times, still holds the key.
-    pub fn is_held_by(
-        &self,
-        completed: bool,
-        expires_at: i64,
-        in_progress_until_ms: i64,
-    ) -> bool {
+    pub fn is_held_by(&self, completed: bool, expires_at: i64, in_progress_until_ms: i64) -> bool {
         let now_s = self.now_ms.div_euclid(1000);
         expires_at >= now_s && (completed || in_progress_until_ms >= self.now_ms)
     }
@@ -131,7 +126,11 @@ impl Lock {
 pub trait IdempotencyStore: Send + Sync {
     /// Takes the lock on `key` (an in-progress record) unless a live record holds it; that
     /// record is returned instead. One atomic step: two callers never both take it.
-    async fn acquire(&self, key: &str, lock: &Lock) -> Result<Option<IdempotencyRecord>, DynamoError>;
+    async fn acquire(
+        &self,
+        key: &str,
+        lock: &Lock,
+    ) -> Result<Option<IdempotencyRecord>, DynamoError>;
     /// Marks the run complete with its result (JSON), protecting the key until `expires_at`.
     async fn complete(
         &self,
@@ -218,11 +217,12 @@ impl Idempotency {
         }
         match work().await {
             Ok(result) => {
-                let data =
-                    serde_json::to_string(&result).map_err(|e| IdempotencyError::CorruptRecord {
+                let data = serde_json::to_string(&result).map_err(|e| {
+                    IdempotencyError::CorruptRecord {
                         key: id.clone(),
                         message: e.to_string(),
-                    })?;
+                    }
+                })?;
                 let expires_at = Utc::now().timestamp() + self.expiry.as_secs() as i64;
                 self.store
                     .complete(&id, &lock.validation, &data, expires_at)
@@ -270,7 +270,11 @@ fn into_duplicate<R: DeserializeOwned, E>(
     id: &str,
     validation: &str,
 ) -> Result<Outcome<R>, IdempotencyError<E>> {
-    if record.validation.as_deref().is_some_and(|v| v != validation) {
+    if record
+        .validation
+        .as_deref()
+        .is_some_and(|v| v != validation)
+    {
         return Err(IdempotencyError::PayloadMismatch(id.to_string()));
     }
     if !record.completed {
@@ -303,7 +307,11 @@ impl DynamoIdempotencyStore {
 
 #[async_trait]
 impl IdempotencyStore for DynamoIdempotencyStore {
-    async fn acquire(&self, id: &str, lock: &Lock) -> Result<Option<IdempotencyRecord>, DynamoError> {
+    async fn acquire(
+        &self,
+        id: &str,
+        lock: &Lock,
+    ) -> Result<Option<IdempotencyRecord>, DynamoError> {
         let result = self
             .client
             .put_item()

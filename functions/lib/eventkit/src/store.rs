@@ -23,8 +23,8 @@ use thiserror::Error;
 use crate::dynamo::attr::{n, s};
 use crate::dynamo::{transact_write, DynamoError, Transaction};
 use crate::envelope::{format_time, Envelope, EventData, EventMetadata, RawEvent};
-use crate::event_set::EventSet;
 use crate::error::{DecodeError, HandlerError};
+use crate::event_set::EventSet;
 
 /// TransactWriteItems takes 100 items: one version check plus two items per event.
 pub const MAX_EVENTS_PER_APPEND: usize = 49;
@@ -223,7 +223,9 @@ impl EventStore {
                             .key("version", n(expected_version))
                             .condition_expression("attribute_exists(streamId)")
                             .build()
-                            .map_err(|e| StoreError::Dynamo(DynamoError::Rejected(e.to_string())))?,
+                            .map_err(|e| {
+                                StoreError::Dynamo(DynamoError::Rejected(e.to_string()))
+                            })?,
                     )
                     .build(),
             );
@@ -243,7 +245,7 @@ impl EventStore {
             let guard = HashMap::from([
                 (
                     "streamId".to_string(),
-                    s(&format!("{GUARD_PREFIX}{}", event.metadata.event_id)),
+                    s(format!("{GUARD_PREFIX}{}", event.metadata.event_id)),
                 ),
                 ("version".to_string(), n(0)),
                 ("storedIn".to_string(), s(stream_id)),

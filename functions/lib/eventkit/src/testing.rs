@@ -22,9 +22,12 @@ use crate::lambda::Invocation;
 use crate::publisher::{FailedEntry, Publish, PublishError};
 use crate::routes::{event_pattern, Route};
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test that panicked while holding the lock has already failed; go on with its data.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Locks `mutex` even if a test panicked while holding it (that test has already failed;
+/// the others go on with its data). For in-memory adapters in other crates too.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An event bus in memory: records what is published, in order, and fails on demand.
@@ -262,7 +265,9 @@ pub fn rule_pattern(logical_id: &str) -> Result<Value, String> {
         serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let rule = &template["Resources"][logical_id];
     if rule["Type"].as_str() != Some("AWS::Events::Rule") {
-        return Err(format!("{logical_id} is not an AWS::Events::Rule in the template"));
+        return Err(format!(
+            "{logical_id} is not an AWS::Events::Rule in the template"
+        ));
     }
     let pattern = &rule["Properties"]["EventPattern"];
     serde_json::to_value(pattern).map_err(|e| format!("{logical_id}: EventPattern: {e}"))
@@ -279,4 +284,137 @@ pub fn assert_rule_matches_routes(logical_id: &str, routes: &[Route]) {
          its EventPattern should be:\n{}",
         serde_json::to_string_pretty(&expected).unwrap_or_default()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    //! The in-memory adapters must behave like the real ones, or the tests built on them
+    //! prove nothing: the idempotency conditions, checked through `Idempotency::run`.
+    use super::*;
+    use crate::idempotency::{IdempotencyError, Outcome};
+
+    async fn run(
+        idem: &Idempotency,
+        key: &str,
+        payload: &str,
+        in_progress_for: Duration,
+        result: Result<u32, &'static str>,
+    ) -> Result<Outcome<u32>, IdempotencyError<&'static str>> {
+        idem.run(key, payload, in_progress_for, || async move { result })
+            .await
+    }
+
+    #[tokio::test]
+    async fn work_runs_once_per_key_and_duplicates_get_its_result() {
+        let idem = Idempotency::in_memory("svc");
+        let long = Duration::from_secs(30);
+        assert_eq!(
+            run(&idem, "k", "p", long, Ok(1)).await.unwrap(),
+            Outcome::Executed(1)
+        );
+        assert_eq!(
+            run(&idem, "k", "p", long, Ok(2)).await.unwrap(),
+            Outcome::Duplicate(1)
+        );
+        assert!(matches!(
+            run(&idem, "k", "other payload", long, Ok(3)).await,
+            Err(IdempotencyError::PayloadMismatch(_))
+        ));
+        assert_eq!(
+            run(&idem, "k2", "p", long, Ok(4)).await.unwrap(),
+            Outcome::Executed(4)
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_work_releases_the_key_for_a_retry() {
+        let idem = Idempotency::in_memory("svc");
+        let long = Duration::from_secs(30);
+        assert!(matches!(
+            run(&idem, "k", "p", long, Err("boom")).await,
+            Err(IdempotencyError::Work("boom"))
+        ));
+        assert_eq!(
+            run(&idem, "k", "p", long, Ok(5)).await.unwrap(),
+            Outcome::Executed(5)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_in_progress_lock_holds_until_its_run_would_have_timed_out() {
+        let store = MemoryIdempotencyStore::new();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let lock = |in_progress_until_ms| Lock {
+            validation: "v".into(),
+            expires_at: now_ms / 1000 + 3600,
+            in_progress_until_ms,
+            now_ms,
+        };
+        assert_eq!(store.acquire("k", &lock(now_ms + 10_000)).await, Ok(None));
+        let held = store.acquire("k", &lock(now_ms + 10_000)).await.unwrap();
+        assert!(held.is_some_and(|r| !r.completed));
+        // A run that died: its in-progress time is over, the next caller takes the key.
+        assert_eq!(store.acquire("dead", &lock(now_ms - 1)).await, Ok(None));
+        assert_eq!(
+            store.acquire("dead", &lock(now_ms + 10_000)).await,
+            Ok(None)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_bus_fails_on_demand_and_then_publishes() {
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Ping {
+            n: u32,
+        }
+        impl crate::EventData for Ping {
+            const DETAIL_TYPE: &'static str = "Ping";
+            const SOURCE: &'static str = "test";
+        }
+        #[derive(Debug, Clone, PartialEq)]
+        struct Pings(Ping);
+        impl crate::Payload for Pings {
+            fn detail_type(&self) -> &'static str {
+                "Ping"
+            }
+            fn source(&self) -> &'static str {
+                "test"
+            }
+            fn schema_version(&self) -> u32 {
+                1
+            }
+            fn to_data(&self) -> Value {
+                crate::Payload::to_data(&self.0)
+            }
+        }
+        impl EventSet for Pings {
+            const ROUTES: &'static [Route] = &[<Ping as crate::EventData>::ROUTE];
+            fn decode(raw: &crate::RawEvent) -> Result<Self, crate::DecodeError> {
+                raw.decode::<Ping>().map(|e| Pings(e.data))
+            }
+            fn decode_stored(raw: &crate::RawEvent) -> Result<Self, crate::DecodeError> {
+                raw.decode_stored::<Ping>().map(|e| Pings(e.data))
+            }
+        }
+        let bus = MemoryBus::<Pings>::new();
+        let event = Envelope::new(Pings(Ping { n: 1 }));
+        bus.fail_next(1);
+        assert!(bus.publish(std::slice::from_ref(&event)).await.is_err());
+        assert!(bus.events().is_empty());
+        bus.publish(std::slice::from_ref(&event)).await.unwrap();
+        assert_eq!(bus.events(), vec![Pings(Ping { n: 1 })]);
+    }
+
+    #[test]
+    fn the_first_writer_wins_in_a_memory_table() {
+        let table = MemoryTable::default();
+        assert_eq!(table.first_write("k", 1), FirstWrite::Written);
+        assert_eq!(table.first_write("k", 2), FirstWrite::Existing(1));
+        assert_eq!(table.update_if("k", |v| *v == 2), None);
+        assert_eq!(
+            table.update_if("k", |v| std::mem::replace(v, 3) == 1),
+            Some(3)
+        );
+        assert_eq!(table.get("k"), Some(3));
+    }
 }

@@ -8,5 +8,8 @@
 pub mod repository;
 pub mod view;
 
-pub use repository::{ReadModel, ReadModelError};
-pub use view::{project, OrderView};
+pub use repository::{is_current, supersedes, ReadModel};
+pub use view::{
+    order_of_stream, project, replay, Compensation, OrderStatus, OrderView, PaymentStatus,
+    ReservationStatus, PROJECTION_VERSION,
+};
