@@ -12,7 +12,7 @@ CARGO_FLAGS ?= --locked
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: ## install LocalStack, DynamoDB Local, the local Lambda executor, SAM CLI, cfn-lint, AWS CLI into .local/
+setup: ## install LocalStack, DynamoDB Local, the local Lambda executor, SAM CLI, cfn-lint, AWS CLI, checkov into .local/
 	@infra/localstack/setup.sh
 
 build: ## build every function for this host
@@ -21,7 +21,7 @@ build: ## build every function for this host
 unit: ## unit tests only (no LocalStack needed)
 	cargo test $(CARGO_FLAGS) --workspace
 
-validate: setup ## sam validate --lint, cfn-lint with our rules (infra/cfn-rules) on infra/template.yaml, rule fixtures
+validate: setup ## sam validate --lint, cfn-lint with our rules (infra/cfn-rules), security scans (cfn-lint I-checks, checkov), fixtures
 	@infra/scripts/check_template.sh
 
 test: setup ## everything: template checks, unit tests, then end-to-end tests on a LocalStack this target starts and stops
@@ -52,7 +52,7 @@ order: ## show an order: make order ID=ord-1001 [AS_OF=2026-11-21T10:00:00Z] (re
 	@test -n "$(ID)" || { echo "usage: make order ID=<order id> [AS_OF=<RFC 3339 time>]"; exit 2; }
 	@source infra/scripts/env.sh && "$$TOOLS/python" infra/scripts/order.py "$(ID)" --as-of "$(AS_OF)"
 
-rebuild-read-model: ## drop the orders read model and replay it from the event store [AS_OF=...]
+rebuild-read-model: ## re-project the orders read model in place from the event store (views only move forward) [AS_OF=...]
 	@source infra/scripts/env.sh && awsl lambda invoke --function-name "orderflow-$$STAGE-projector" \
 	  --payload '{"rebuild": {$(if $(AS_OF),"asOf": "$(AS_OF)")}}' /dev/stdout | head -n 1
 

@@ -24,7 +24,7 @@ cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "lint: $(( $(date +%s) - lint_started )) s"
 
-step "template: sam validate --lint, cfn-lint"
+step "template: sam validate --lint, cfn-lint, security scans (cfn-lint informational checks, checkov)"
 infra/scripts/check_template.sh 2>&1 | record
 
 step "build functions and tests"
@@ -72,8 +72,8 @@ if [ "${e2e_failed:-0}" -ne 0 ] || [ "$iam_failed" -ne 0 ]; then
 fi
 
 step "all tests passed"
-# cargo: "test result: ok. N passed; M failed"; pytest: "N passed in 0.6s"; the rule
-# fixtures: "N passed, M failed".
+# cargo: "test result: ok. N passed; M failed"; pytest: "N passed in 0.6s"; the rule and
+# scan fixtures: "N passed, M failed".
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) == "passed;") p += $i; if ($(i+1) == "failed;") f += $i } }
      /^[0-9]+ passed(,| in)/ { p += $1 }
      END { printf "%d passed, %d failed\n", p, f }' "$RESULTS"

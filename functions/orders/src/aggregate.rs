@@ -1,78 +1,17 @@
-//! The order as a state machine over events.
+//! The order as a state machine over its events, in the style of cqrs-es: [`Order::apply`]
+//! folds any event of the order (a fact that reached it or a decision it took) into the
+//! state and cannot fail; [`Order::handle`] takes a new fact and returns the decisions it
+//! leads to, as plain payloads. Neither sees envelopes, ids or the store: the service gives
+//! decisions their ids and appends them together with the fact.
 //!
-//! `handle` looks at the order (with the new fact applied) and returns what to decide;
-//! `apply` folds any event (fact or decision) into the state. Decisions are only taken once
-//! `OrderPlaced` is known, so results that arrive before it (out of order) wait for it, and
-//! each compensation is asked for at most once.
-
-use std::collections::HashSet;
+//! Decisions are only taken once `OrderPlaced` is known, so results that arrive before it
+//! (out of order) wait for it, and each compensation is asked for at most once: applying a
+//! fact again, even one with a new event id, decides nothing new.
 
 use contracts::{
-    sources, FraudSuspected, InventoryOutOfStock, InventoryReleased, InventoryReserved,
-    OrderCancelled, OrderConfirmed, OrderPlaced, OrderShipped, PaymentFailed, PaymentProcessed,
-    PaymentRefunded, RefundPaymentRequested, ReleaseInventoryRequested, StockLine,
+    Event, OrderCancelled, OrderConfirmed, OrderPlaced, RefundPaymentRequested,
+    ReleaseInventoryRequested, StockLine,
 };
-use eventkit::{DecodeError, Envelope, EventData, EventMetadata, RawEvent};
-
-/// A fact the saga reacts to, typed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fact {
-    Placed(OrderPlaced),
-    Paid(PaymentProcessed),
-    PaymentFailed(PaymentFailed),
-    Reserved(InventoryReserved),
-    OutOfStock(InventoryOutOfStock),
-    Fraud(FraudSuspected),
-    Shipped(OrderShipped),
-    /// Compensations done: recorded so the order's history is complete; they decide nothing.
-    Released(InventoryReleased),
-    Refunded(PaymentRefunded),
-}
-
-impl Fact {
-    /// The fact in `event`, or `None` for the saga's own decisions (and other events it only
-    /// stores). Unknown types are an error: the rule routes only these here.
-    pub fn from_event(event: &RawEvent) -> Result<Option<Fact>, DecodeError> {
-        Ok(Some(match event.detail_type.as_str() {
-            OrderPlaced::DETAIL_TYPE => {
-                let placed = event.decode::<OrderPlaced>()?.data;
-                placed.validate().map_err(|e| DecodeError::InvalidData {
-                    detail_type: OrderPlaced::DETAIL_TYPE.into(),
-                    path: "data".into(),
-                    message: e.to_string(),
-                })?;
-                Fact::Placed(placed)
-            }
-            PaymentProcessed::DETAIL_TYPE => Fact::Paid(event.decode()?.data),
-            PaymentFailed::DETAIL_TYPE => Fact::PaymentFailed(event.decode()?.data),
-            InventoryReserved::DETAIL_TYPE => Fact::Reserved(event.decode()?.data),
-            InventoryOutOfStock::DETAIL_TYPE => Fact::OutOfStock(event.decode()?.data),
-            FraudSuspected::DETAIL_TYPE => Fact::Fraud(event.decode()?.data),
-            OrderShipped::DETAIL_TYPE => Fact::Shipped(event.decode()?.data),
-            InventoryReleased::DETAIL_TYPE => Fact::Released(event.decode()?.data),
-            PaymentRefunded::DETAIL_TYPE => Fact::Refunded(event.decode()?.data),
-            OrderConfirmed::DETAIL_TYPE
-            | OrderCancelled::DETAIL_TYPE
-            | ReleaseInventoryRequested::DETAIL_TYPE
-            | RefundPaymentRequested::DETAIL_TYPE => return Ok(None),
-            other => return Err(DecodeError::UnknownType(other.to_string())),
-        }))
-    }
-
-    pub fn order_id(&self) -> &str {
-        match self {
-            Fact::Placed(e) => &e.order_id,
-            Fact::Paid(e) => &e.order_id,
-            Fact::PaymentFailed(e) => &e.order_id,
-            Fact::Reserved(e) => &e.order_id,
-            Fact::OutOfStock(e) => &e.order_id,
-            Fact::Fraud(e) => &e.order_id,
-            Fact::Shipped(e) => &e.order_id,
-            Fact::Released(e) => &e.order_id,
-            Fact::Refunded(e) => &e.order_id,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum OrderStatus {
@@ -104,7 +43,6 @@ enum Stock {
 /// The order's state, folded from its stream.
 #[derive(Debug, Clone, Default)]
 pub struct Order {
-    pub version: u64,
     pub status: OrderStatus,
     placed: Option<OrderPlaced>,
     payment: Option<Payment>,
@@ -112,75 +50,72 @@ pub struct Order {
     fraud: bool,
     refund_requested: bool,
     release_requested: bool,
-    seen: HashSet<String>,
 }
 
 impl Order {
     /// Folds a stored stream.
-    pub fn from_events<'a>(
-        events: impl IntoIterator<Item = (u64, &'a RawEvent)>,
-    ) -> Result<Order, DecodeError> {
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Order {
         let mut order = Order::default();
-        for (version, event) in events {
-            order.apply(event)?;
-            order.version = version;
+        for event in events {
+            order.apply(event);
         }
-        Ok(order)
+        order
     }
 
-    /// Whether this event id is already part of the order.
-    pub fn has_seen(&self, event_id: &str) -> bool {
-        self.seen.contains(event_id)
-    }
-
-    /// Folds one event into the state.
-    pub fn apply(&mut self, event: &RawEvent) -> Result<(), DecodeError> {
-        self.seen.insert(event.metadata.event_id.clone());
-        match Fact::from_event(event)? {
-            Some(Fact::Placed(placed)) => self.placed = Some(placed),
-            Some(Fact::Paid(paid)) => {
+    /// Folds one event into the state. Events that are not about an order's course
+    /// (a customer's sign-up, an email) change nothing.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::OrderPlaced(placed) => self.placed = Some(placed.clone()),
+            Event::PaymentProcessed(paid) => {
                 self.payment = Some(Payment::Paid {
-                    payment_id: paid.payment_id,
+                    payment_id: paid.payment_id.clone(),
                 })
             }
-            Some(Fact::PaymentFailed(_)) => self.payment = Some(Payment::Failed),
-            Some(Fact::Reserved(r)) => {
+            Event::PaymentFailed(_) => self.payment = Some(Payment::Failed),
+            Event::InventoryReserved(r) => {
                 self.stock = Some(Stock::Reserved {
-                    reservation_id: r.reservation_id,
-                    lines: r.lines,
+                    reservation_id: r.reservation_id.clone(),
+                    lines: r.lines.clone(),
                 })
             }
-            Some(Fact::OutOfStock(_)) => self.stock = Some(Stock::OutOfStock),
-            Some(Fact::Fraud(_)) => self.fraud = true,
-            Some(Fact::Shipped(_)) => {
+            Event::InventoryOutOfStock(_) => self.stock = Some(Stock::OutOfStock),
+            Event::FraudSuspected(_) => self.fraud = true,
+            Event::OrderShipped(_) => {
                 if self.status == OrderStatus::Confirmed {
                     self.status = OrderStatus::Shipped;
                 }
             }
-            // The compensation was asked for (or the order was cancelled) before; nothing to
-            // decide, and the flags keep it from being asked again.
-            Some(Fact::Released(_)) => self.release_requested = true,
-            Some(Fact::Refunded(_)) => self.refund_requested = true,
-            None => match event.detail_type.as_str() {
-                OrderConfirmed::DETAIL_TYPE => self.status = OrderStatus::Confirmed,
-                OrderCancelled::DETAIL_TYPE => {
-                    let reason = event.decode::<OrderCancelled>()?.data.reason;
-                    self.status = OrderStatus::Cancelled { reason };
+            Event::OrderConfirmed(_) => self.status = OrderStatus::Confirmed,
+            Event::OrderCancelled(cancelled) => {
+                self.status = OrderStatus::Cancelled {
+                    reason: cancelled.reason.clone(),
                 }
-                RefundPaymentRequested::DETAIL_TYPE => self.refund_requested = true,
-                ReleaseInventoryRequested::DETAIL_TYPE => self.release_requested = true,
-                _ => {}
-            },
+            }
+            // A compensation asked for, or already done (the order was cancelled before):
+            // either way it is not asked for again.
+            Event::RefundPaymentRequested(_) | Event::PaymentRefunded(_) => {
+                self.refund_requested = true
+            }
+            Event::ReleaseInventoryRequested(_) | Event::InventoryReleased(_) => {
+                self.release_requested = true
+            }
+            Event::CustomerRegistered(_) | Event::EmailSent(_) => {}
         }
-        Ok(())
     }
 
-    /// The decisions the order takes now that `cause` (already applied) arrived.
-    pub fn handle(&self, cause: &EventMetadata) -> Vec<RawEvent> {
+    /// The decisions the order takes when `fact` arrives.
+    pub fn handle(&self, fact: &Event) -> Vec<Event> {
+        let mut next = self.clone();
+        next.apply(fact);
+        next.decide()
+    }
+
+    /// What the order, as it stands, still has to decide.
+    fn decide(&self) -> Vec<Event> {
         let Some(placed) = &self.placed else {
             return Vec::new();
         };
-        let decide = Decider { cause, placed };
         let paid_with = match &self.payment {
             Some(Payment::Paid { payment_id }) => Some(payment_id.clone()),
             _ => None,
@@ -209,27 +144,27 @@ impl Order {
                     None
                 };
                 if let Some(reason) = cancel_reason {
-                    decisions.push(decide.cancel(reason));
+                    decisions.push(cancel(placed, reason));
                     if paid_with.is_some() && !self.refund_requested {
-                        decisions.push(decide.refund(reason));
+                        decisions.push(refund(placed, reason));
                     }
                     if reserved.is_some() && !self.release_requested {
-                        decisions.push(decide.release(reason));
+                        decisions.push(release(placed, reason));
                     }
                 } else if self.status == OrderStatus::Pending {
                     if let (Some(payment_id), Some((reservation_id, lines))) = (paid_with, reserved)
                     {
-                        decisions.push(decide.confirm(payment_id, reservation_id, lines));
+                        decisions.push(confirm(placed, payment_id, reservation_id, lines));
                     }
                 }
             }
             // A result that arrives after the order was cancelled is compensated at once.
             OrderStatus::Cancelled { reason } => {
                 if paid_with.is_some() && !self.refund_requested {
-                    decisions.push(decide.refund(reason));
+                    decisions.push(refund(placed, reason));
                 }
                 if reserved.is_some() && !self.release_requested {
-                    decisions.push(decide.release(reason));
+                    decisions.push(release(placed, reason));
                 }
             }
             // Shipped orders are past cancelling; late facts are only recorded.
@@ -239,59 +174,45 @@ impl Order {
     }
 }
 
-/// Builds decision events caused by one fact.
-struct Decider<'a> {
-    cause: &'a EventMetadata,
-    placed: &'a OrderPlaced,
+fn confirm(
+    placed: &OrderPlaced,
+    payment_id: String,
+    reservation_id: String,
+    lines: Vec<StockLine>,
+) -> Event {
+    Event::OrderConfirmed(OrderConfirmed {
+        order_id: placed.order_id.clone(),
+        customer_id: placed.customer_id.clone(),
+        customer_email: placed.customer_email.clone(),
+        total: placed.total,
+        currency: placed.currency.clone(),
+        payment_id,
+        reservation_id,
+        lines,
+    })
 }
 
-impl Decider<'_> {
-    fn event<T: EventData>(&self, data: T) -> RawEvent {
-        Envelope::caused_by(self.cause, sources::SAGA, &self.placed.order_id, data).to_raw()
-    }
+fn cancel(placed: &OrderPlaced, reason: &str) -> Event {
+    Event::OrderCancelled(OrderCancelled {
+        order_id: placed.order_id.clone(),
+        customer_id: placed.customer_id.clone(),
+        customer_email: placed.customer_email.clone(),
+        reason: reason.to_string(),
+    })
+}
 
-    fn confirm(
-        &self,
-        payment_id: String,
-        reservation_id: String,
-        lines: Vec<StockLine>,
-    ) -> RawEvent {
-        let p = self.placed;
-        self.event(OrderConfirmed {
-            order_id: p.order_id.clone(),
-            customer_id: p.customer_id.clone(),
-            customer_email: p.customer_email.clone(),
-            total: p.total,
-            currency: p.currency.clone(),
-            payment_id,
-            reservation_id,
-            lines,
-        })
-    }
+fn refund(placed: &OrderPlaced, reason: &str) -> Event {
+    Event::RefundPaymentRequested(RefundPaymentRequested {
+        order_id: placed.order_id.clone(),
+        reason: reason.to_string(),
+    })
+}
 
-    fn cancel(&self, reason: &str) -> RawEvent {
-        let p = self.placed;
-        self.event(OrderCancelled {
-            order_id: p.order_id.clone(),
-            customer_id: p.customer_id.clone(),
-            customer_email: p.customer_email.clone(),
-            reason: reason.to_string(),
-        })
-    }
-
-    fn refund(&self, reason: &str) -> RawEvent {
-        self.event(RefundPaymentRequested {
-            order_id: self.placed.order_id.clone(),
-            reason: reason.to_string(),
-        })
-    }
-
-    fn release(&self, reason: &str) -> RawEvent {
-        self.event(ReleaseInventoryRequested {
-            order_id: self.placed.order_id.clone(),
-            reason: reason.to_string(),
-        })
-    }
+fn release(placed: &OrderPlaced, reason: &str) -> Event {
+    Event::ReleaseInventoryRequested(ReleaseInventoryRequested {
+        order_id: placed.order_id.clone(),
+        reason: reason.to_string(),
+    })
 }
 
 #[cfg(test)]

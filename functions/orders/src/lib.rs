@@ -11,5 +11,8 @@
 pub mod aggregate;
 pub mod service;
 
-pub use aggregate::{Fact, Order, OrderStatus};
-pub use service::SagaService;
+#[cfg(test)]
+mod fixtures;
+
+pub use aggregate::{Order, OrderStatus};
+pub use service::{OrderStreams, SagaService, ROUTES};

@@ -1,4 +1,4 @@
-//! One incoming event for the saga: load the order's stream, apply, decide, append.
+//! One incoming fact for the saga: load the order's stream, decide, append.
 //!
 //! The saga reads a standard SQS queue, so facts of one order can arrive in any order and
 //! be handled by parallel invocations at the same moment. Consistency per order comes from
@@ -6,12 +6,44 @@
 //! and a writer that lost the race to another one reloads the stream and decides again
 //! (the aggregate accepts facts in any order). After [`CONFLICT_RETRY`] runs out the
 //! message goes back to SQS and is retried later, like any transient failure.
+//!
+//! Exactly once: the fact and its decisions are one atomic append, and the store keeps an
+//! event id once. A redelivered fact finds its id in the stream and decides nothing; one
+//! that raced its own copy loses the append (the ids are stored) and decides nothing
+//! either. Decision ids derive from the fact's id, so a fact handled again after a failed
+//! append produces the same decisions with the same ids.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use eventkit::{EventStore, Handled, HandlerError, RawEvent, RetryPolicy, StoreError};
+use async_trait::async_trait;
+use contracts::{
+    order_stream, Event, EventData, FraudSuspected, InventoryOutOfStock, InventoryReleased,
+    InventoryReserved, OrderPlaced, OrderShipped, Payload, PaymentFailed, PaymentProcessed,
+    PaymentRefunded,
+};
+use eventkit::store::Appended;
+use eventkit::{
+    take_in, DecodeError, Envelope, EventStore, Handled, HandlerError, Invocation, RawEvent,
+    RetryPolicy, Route, StoreError, StoredEvent,
+};
 
-use crate::aggregate::{Fact, Order};
+use crate::aggregate::Order;
+
+/// The facts the saga takes in, each from the source that owns it: the results of the
+/// services it coordinates and the order itself. `OrdersRule` in `infra/template.yaml`
+/// routes exactly these (checked by `routes_match_the_template`).
+pub const ROUTES: &[Route] = &[
+    OrderPlaced::ROUTE,
+    PaymentProcessed::ROUTE,
+    PaymentFailed::ROUTE,
+    PaymentRefunded::ROUTE,
+    InventoryReserved::ROUTE,
+    InventoryOutOfStock::ROUTE,
+    InventoryReleased::ROUTE,
+    FraudSuspected::ROUTE,
+    OrderShipped::ROUTE,
+];
 
 /// In-process retries after losing an append to a concurrent writer. Jittered, so writers
 /// that collided once spread out; the whole schedule stays well inside the function's
@@ -22,63 +54,110 @@ pub const CONFLICT_RETRY: RetryPolicy = RetryPolicy {
     max_delay: Duration::from_millis(640),
 };
 
+/// The order streams the saga reads and appends to: the event store, or a memory copy in
+/// tests. An append must fail with [`StoreError::Conflict`] when `expected_version` is not
+/// the stream's version, and skip events whose id is already stored.
+#[async_trait]
+pub trait OrderStreams: Send + Sync {
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn append(
+        &self,
+        stream_id: &str,
+        expected_version: u64,
+        events: &[RawEvent],
+    ) -> Result<Appended, StoreError>;
+}
+
+#[async_trait]
+impl OrderStreams for EventStore {
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        EventStore::read_stream(self, stream_id, 1).await
+    }
+
+    async fn append(
+        &self,
+        stream_id: &str,
+        expected_version: u64,
+        events: &[RawEvent],
+    ) -> Result<Appended, StoreError> {
+        EventStore::append(self, stream_id, expected_version, events).await
+    }
+}
+
 pub struct SagaService {
-    store: EventStore,
+    streams: Arc<dyn OrderStreams>,
 }
 
-/// The stream of one order.
-pub fn stream_id(order_id: &str) -> String {
-    format!("order#{order_id}")
+/// The order a routed fact is about; `None` for anything the saga does not take in.
+fn fact_order(event: &Event) -> Option<&str> {
+    match event {
+        Event::OrderPlaced(OrderPlaced { order_id, .. })
+        | Event::PaymentProcessed(PaymentProcessed { order_id, .. })
+        | Event::PaymentFailed(PaymentFailed { order_id, .. })
+        | Event::PaymentRefunded(PaymentRefunded { order_id, .. })
+        | Event::InventoryReserved(InventoryReserved { order_id, .. })
+        | Event::InventoryOutOfStock(InventoryOutOfStock { order_id, .. })
+        | Event::InventoryReleased(InventoryReleased { order_id, .. })
+        | Event::FraudSuspected(FraudSuspected { order_id, .. })
+        | Event::OrderShipped(OrderShipped { order_id, .. }) => Some(order_id),
+        _ => None,
+    }
 }
 
-/// The order a fact belongs to: the saga's batches run one order's facts one after the
+/// The order a message belongs to: the saga's batches run one order's facts one after the
 /// other, so they do not conflict with each other within an invocation.
 pub fn order_of(event: &RawEvent) -> Option<String> {
-    Fact::from_event(event)
-        .ok()
-        .flatten()
-        .map(|fact| fact.order_id().to_string())
+    let fact = take_in::<Event>(ROUTES, event).ok()?;
+    fact_order(&fact.data).map(str::to_string)
 }
 
 impl SagaService {
     /// Reads `EVENT_STORE_TABLE`.
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         let table = eventkit::aws::required_env("EVENT_STORE_TABLE")?;
-        Ok(SagaService::new(EventStore::new(
+        Ok(SagaService::new(Arc::new(EventStore::new(
             aws_sdk_dynamodb::Client::new(aws),
             table,
-        )))
+        ))))
     }
 
-    pub fn new(store: EventStore) -> Self {
-        SagaService { store }
+    pub fn new(streams: Arc<dyn OrderStreams>) -> Self {
+        SagaService { streams }
     }
 
     /// Records the fact in the order's stream together with the decisions it leads to, in
-    /// one atomic append. The fact's event id makes a redelivery a no-op: the store keeps
-    /// one copy of an event id, and a stream that already holds it decides nothing again.
-    pub async fn handle(&self, event: RawEvent) -> Result<Handled, HandlerError> {
-        let Some(fact) = Fact::from_event(&event)? else {
-            return Ok(Handled::Ignored);
+    /// one atomic append.
+    pub async fn handle(
+        &self,
+        fact: Envelope<Event>,
+        _invocation: Invocation,
+    ) -> Result<Handled, HandlerError> {
+        let Some(order_id) = fact_order(&fact.data) else {
+            return Err(DecodeError::NotRouted {
+                detail_type: fact.data.detail_type().to_string(),
+            }
+            .into());
         };
-        let stream = stream_id(fact.order_id());
+        let stream = order_stream(order_id);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let stored = self.store.read_stream(&stream, 1).await?;
-            let raws: Vec<RawEvent> = stored.iter().map(|e| e.to_raw()).collect();
-            let mut order = Order::from_events(stored.iter().map(|e| e.version).zip(raws.iter()))
-                .map_err(|e| HandlerError::permanent("corrupt-stream", e))?;
-            if order.has_seen(&event.metadata.event_id) {
+            let stored = self.streams.read_stream(&stream).await?;
+            if stored.iter().any(|e| e.event_id == fact.metadata.event_id) {
                 return Ok(Handled::Duplicate);
             }
-            let expected = order.version;
-            order.apply(&event)?;
-            let decisions = order.handle(&event.metadata);
+            let expected = stored.last().map_or(0, |e| e.version);
+            let order = Order::replay(&history(&stored)?);
+            let decisions = order.handle(&fact.data);
             let mut batch = Vec::with_capacity(1 + decisions.len());
-            batch.push(event.clone());
-            batch.extend(decisions);
-            match self.store.append(&stream, expected, &batch).await {
+            batch.push(fact.to_raw());
+            // The order id is the discriminator: the ids stay what they have always been.
+            batch.extend(
+                decisions
+                    .into_iter()
+                    .map(|d| Envelope::caused_by(&fact.metadata, order_id, d).to_raw()),
+            );
+            match self.streams.append(&stream, expected, &batch).await {
                 Ok(appended) => {
                     if appended.written.is_empty() {
                         return Ok(Handled::Duplicate);
@@ -98,3 +177,17 @@ impl SagaService {
         }
     }
 }
+
+/// The stored stream as events: upcast, not validated again (a rule tightened since an
+/// event was taken in must not make its order unreadable). Only an event that does not
+/// decode at all makes the stream corrupt.
+fn history(stored: &[StoredEvent]) -> Result<Vec<Event>, HandlerError> {
+    stored
+        .iter()
+        .map(|e| e.event::<Event>().map(|envelope| envelope.data))
+        .collect::<Result<_, _>>()
+        .map_err(|e| HandlerError::permanent("corrupt-stream", e))
+}
+
+#[cfg(test)]
+mod tests;

@@ -3,57 +3,65 @@
 //! crash between "stored" and "published" loses nothing (the stream redelivers), and the
 //! bus never sees an event the store does not have. Redelivery can publish an event twice;
 //! its id is the stored id, so consumers' idempotency absorbs it.
+//!
+//! Stored decisions are read as `contracts::Event`s (upcast, not validated again: they were
+//! checked when the saga wrote them) and published through the [`Publish`] port with their
+//! stored metadata, so the event on the bus is the event in the store.
+
+use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::Event as StreamBatch;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
-use contracts::sources;
-use eventkit::publisher::{PublishError, PutEventsTransport};
+use contracts::{sources, Event};
+use eventkit::publisher::PublishError;
 use eventkit::stream::{inserted_events, retry_from};
-use eventkit::Publisher;
+use eventkit::{Envelope, Payload, Publish, Publisher};
 
-pub struct Outbox<T = aws_sdk_eventbridge::Client> {
-    publisher: Publisher<T>,
+pub struct Outbox {
+    bus: Arc<dyn Publish<Event>>,
 }
 
 impl Outbox {
     /// Reads `EVENT_BUS_NAME`.
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
-        Ok(Outbox::new(Publisher::new(
+        Ok(Outbox::new(Arc::new(Publisher::new(
             aws_sdk_eventbridge::Client::new(aws),
             eventkit::aws::required_env("EVENT_BUS_NAME")?,
-        )))
+        ))))
     }
-}
 
-impl<T: PutEventsTransport> Outbox<T> {
-    pub fn new(publisher: Publisher<T>) -> Self {
-        Outbox { publisher }
+    pub fn new(bus: Arc<dyn Publish<Event>>) -> Self {
+        Outbox { bus }
     }
 
     /// Publishes the saga's events of a stream batch, in order, in as few PutEvents calls
     /// as the limits allow. On failure Lambda retries from the earliest unpublished record.
     pub async fn relay(&self, batch: StreamBatch) -> DynamoDbEventResponse {
-        let mut pending = Vec::new();
+        let mut pending: Vec<(String, Envelope<Event>)> = Vec::new();
         let mut stop_at = None;
         for change in inserted_events(batch) {
-            match change.event {
+            let decoded = change.event.map_err(|e| e.to_string()).and_then(|stored| {
                 // Only decisions go out; the facts the saga recorded came from the bus.
-                Ok(event) if event.source == sources::SAGA => {
-                    pending.push((change.sequence_number, event.to_raw()))
+                if stored.source != sources::SAGA {
+                    return Ok(None);
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(sequence_number = %change.sequence_number, error = %e, "unreadable stored event");
+                stored.event::<Event>().map(Some).map_err(|e| e.to_string())
+            });
+            match decoded {
+                Ok(Some(event)) => pending.push((change.sequence_number, event)),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(sequence_number = %change.sequence_number, %error, "unreadable stored event");
                     stop_at = Some(change.sequence_number);
                     break;
                 }
             }
         }
-        let events: Vec<_> = pending.iter().map(|(_, e)| e.clone()).collect();
-        match self.publisher.publish(&events).await {
+        let events: Vec<Envelope<Event>> = pending.iter().map(|(_, e)| e.clone()).collect();
+        match self.bus.publish(&events).await {
             Ok(()) => {
                 for (_, e) in &pending {
-                    tracing::info!(event_id = %e.metadata.event_id, event_type = %e.detail_type,
+                    tracing::info!(event_id = %e.metadata.event_id, event_type = %e.data.detail_type(),
                         correlation_id = %e.metadata.correlation_id, "published");
                 }
                 retry_from(stop_at)
@@ -78,120 +86,156 @@ impl<T: PutEventsTransport> Outbox<T> {
 
 #[cfg(test)]
 mod tests {
-    //! PutEvents per-entry failures cannot be produced on demand by EventBridge or
-    //! LocalStack; these tests drive the outbox through a scripted transport.
     use super::*;
-    use async_trait::async_trait;
-    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-    use eventkit::publisher::{EntryResult, RetryPolicy};
-    use std::sync::Mutex;
+    use contracts::{Currency, OrderConfirmed, PaymentProcessed, RefundPaymentRequested};
+    use eventkit::envelope::format_time;
+    use eventkit::testing::MemoryBus;
+    use eventkit::StoredEvent;
 
-    struct Transport {
-        fail_detail_type: Option<&'static str>,
-        sent: Mutex<Vec<String>>,
+    fn eur() -> Currency {
+        Currency::try_from("EUR".to_string()).unwrap()
     }
 
-    #[async_trait]
-    impl PutEventsTransport for Transport {
-        async fn put_events(
-            &self,
-            entries: Vec<PutEventsRequestEntry>,
-        ) -> Result<Vec<EntryResult>, String> {
-            Ok(entries
-                .iter()
-                .map(|e| {
-                    let t = e.detail_type().unwrap_or_default().to_string();
-                    if Some(t.as_str()) == self.fail_detail_type {
-                        EntryResult {
-                            error_code: Some("InternalFailure".into()),
-                            ..Default::default()
-                        }
-                    } else {
-                        self.sent.lock().unwrap().push(t);
-                        EntryResult {
-                            event_id: Some("x".into()),
-                            ..Default::default()
-                        }
-                    }
-                })
-                .collect())
+    fn paid() -> PaymentProcessed {
+        PaymentProcessed {
+            order_id: "o1".into(),
+            payment_id: "pay_1".into(),
+            amount: 2500,
+            currency: eur(),
         }
     }
 
-    fn image(version: u32, source: &str, detail_type: &str) -> serde_json::Value {
-        serde_json::json!({
-            "streamId": {"S": "order#o1"}, "version": {"N": version.to_string()},
-            "eventId": {"S": format!("e{version}")}, "eventType": {"S": detail_type}, "source": {"S": source},
-            "schemaVersion": {"N": "1"},
-            "metadata": {"M": {"eventId": {"S": format!("e{version}")}, "schemaVersion": {"N": "1"},
-                "correlationId": {"S": "c"}, "occurredAt": {"S": "2026-11-21T10:00:00Z"}}},
-            "data": {"M": {"orderId": {"S": "o1"}}},
-            "recordedAt": {"S": "2026-11-21T10:00:00.000Z"}, "timeBucket": {"S": "2026-11-21"},
-            "timeKey": {"S": "k"}
-        })
+    fn confirmed() -> OrderConfirmed {
+        OrderConfirmed {
+            order_id: "o1".into(),
+            customer_id: "c1".into(),
+            customer_email: "a@example.com".into(),
+            total: 2500,
+            currency: eur(),
+            payment_id: "pay_1".into(),
+            reservation_id: "res_1".into(),
+            lines: vec![],
+        }
     }
 
-    fn batch() -> StreamBatch {
-        let records: Vec<_> = [
-            (1, sources::PAYMENT, "PaymentProcessed"),
-            (2, sources::SAGA, "OrderConfirmed"),
-            (3, sources::SAGA, "RefundPaymentRequested"),
+    fn refund() -> RefundPaymentRequested {
+        RefundPaymentRequested {
+            order_id: "o1".into(),
+            reason: "fraud-suspected".into(),
+        }
+    }
+
+    /// The saga's append of a payment result and two decisions, as the store holds it.
+    fn stream() -> Vec<Envelope<Event>> {
+        let fact = Envelope::new(Event::from(paid()));
+        vec![
+            Envelope::caused_by(&fact.metadata, "o1", Event::from(confirmed())),
+            fact.clone(),
+            Envelope::caused_by(&fact.metadata, "o1", Event::from(refund())),
         ]
-        .iter()
-        .map(|(v, s, t)| serde_json::json!({
-            "eventID": v.to_string(), "eventName": "INSERT", "awsRegion": "us-east-1",
-            "dynamodb": {"Keys": {}, "NewImage": image(*v, s, t), "SequenceNumber": format!("seq{v}"),
-                         "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"}
-        }))
-        .collect();
+    }
+
+    /// The stream records of `events` at versions 1.., with sequence numbers `seq1`...
+    fn batch(events: &[Envelope<Event>]) -> StreamBatch {
+        let records: Vec<_> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let raw = e.to_raw();
+                let version = i as u64 + 1;
+                let stored = StoredEvent {
+                    stream_id: contracts::order_stream("o1"),
+                    version,
+                    event_id: raw.metadata.event_id.clone(),
+                    event_type: raw.detail_type.clone(),
+                    source: raw.source.clone(),
+                    schema_version: raw.metadata.schema_version,
+                    metadata: raw.metadata.clone(),
+                    data: raw.data,
+                    recorded_at: format_time(&raw.metadata.occurred_at),
+                    time_bucket: "2026-11-21".into(),
+                    time_key: format!("k{version}"),
+                };
+                let image: serde_dynamo::Item = serde_dynamo::to_item(&stored).unwrap();
+                serde_json::json!({
+                    "eventID": version.to_string(), "eventName": "INSERT", "awsRegion": "us-east-1",
+                    "dynamodb": {"Keys": {}, "NewImage": image, "SequenceNumber": format!("seq{version}"),
+                                 "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"}
+                })
+            })
+            .collect();
         serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
     }
 
-    fn fast() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 2,
-            base_delay: std::time::Duration::from_millis(1),
-            max_delay: std::time::Duration::from_millis(1),
-        }
+    fn failures(response: &DynamoDbEventResponse) -> Vec<&str> {
+        response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.as_deref())
+            .collect()
     }
 
     #[tokio::test]
-    async fn publishes_only_the_sagas_decisions() {
-        let outbox = Outbox::new(
-            Publisher::new(
-                Transport {
-                    fail_detail_type: None,
-                    sent: Mutex::new(vec![]),
-                },
-                "bus",
-            )
-            .with_retry(fast()),
-        );
-        let response = outbox.relay(batch()).await;
-        assert!(response.batch_item_failures.is_empty());
+    async fn publishes_only_the_sagas_decisions_as_stored() {
+        let bus = MemoryBus::new();
+        let outbox = Outbox::new(bus.clone());
+        let stream = stream();
+        let response = outbox.relay(batch(&stream)).await;
+        assert!(failures(&response).is_empty());
         assert_eq!(
-            *outbox.publisher_transport().sent.lock().unwrap(),
-            vec!["OrderConfirmed", "RefundPaymentRequested"]
+            bus.events(),
+            vec![Event::from(confirmed()), Event::from(refund())]
+        );
+        assert_eq!(
+            bus.published(),
+            vec![stream[0].clone(), stream[2].clone()],
+            "ids, correlation and source as stored"
         );
     }
 
     #[tokio::test]
-    async fn an_unpublished_event_is_retried_from_its_record() {
-        let transport = Transport {
-            fail_detail_type: Some("RefundPaymentRequested"),
-            sent: Mutex::new(vec![]),
-        };
-        let outbox = Outbox::new(Publisher::new(transport, "bus").with_retry(fast()));
-        let response = outbox.relay(batch()).await;
-        assert_eq!(
-            response.batch_item_failures[0].item_identifier.as_deref(),
-            Some("seq3")
-        );
+    async fn a_failed_publish_is_retried_from_the_first_unpublished_record_with_the_same_ids() {
+        let bus = MemoryBus::new();
+        let outbox = Outbox::new(bus.clone());
+        let stream = stream();
+        bus.fail_next(1);
+        let response = outbox.relay(batch(&stream)).await;
+        assert_eq!(failures(&response), vec!["seq1"]);
+        assert!(bus.published().is_empty());
+        // Lambda redelivers the batch from that record.
+        let response = outbox.relay(batch(&stream)).await;
+        assert!(failures(&response).is_empty());
+        assert_eq!(bus.published(), vec![stream[0].clone(), stream[2].clone()]);
     }
 
-    impl<T: PutEventsTransport> Outbox<T> {
-        fn publisher_transport(&self) -> &T {
-            self.publisher.transport()
-        }
+    #[tokio::test]
+    async fn a_redelivered_batch_publishes_the_same_events_again() {
+        // Consumers' idempotency absorbs the copy: it carries the stored id.
+        let bus = MemoryBus::new();
+        let outbox = Outbox::new(bus.clone());
+        let stream = stream();
+        outbox.relay(batch(&stream)).await;
+        outbox.relay(batch(&stream)).await;
+        let ids: Vec<String> = bus
+            .published()
+            .iter()
+            .map(|e| e.metadata.event_id.clone())
+            .collect();
+        assert_eq!(ids[..2], ids[2..]);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_decision_stops_the_batch_after_publishing_what_came_before() {
+        let bus = MemoryBus::new();
+        let outbox = Outbox::new(bus.clone());
+        let stream = stream();
+        let mut records = batch(&stream);
+        records.records[2].change.new_image.insert(
+            "data".into(),
+            serde_dynamo::AttributeValue::M(Default::default()),
+        );
+        let response = outbox.relay(records).await;
+        assert_eq!(failures(&response), vec!["seq3"]);
+        assert_eq!(bus.published(), vec![stream[0].clone()]);
     }
 }

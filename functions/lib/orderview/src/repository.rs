@@ -28,9 +28,7 @@ pub fn supersedes(new: &OrderView, stored: Option<&OrderView>) -> bool {
 /// Whether `stored` is already as new as a view of this projection at `version` would be:
 /// then re-projecting it could not be written ([`supersedes`]) and is not worth the reads.
 pub fn is_current(stored: Option<&OrderView>, version: u64) -> bool {
-    stored.is_some_and(|view| {
-        (view.last_version, view.projection) >= (version, PROJECTION_VERSION)
-    })
+    stored.is_some_and(|view| (view.last_version, view.projection) >= (version, PROJECTION_VERSION))
 }
 
 #[derive(Clone, Debug)]

@@ -1,0 +1,413 @@
+//! Given the order's stream, when a fact is handled, then the stream holds these events.
+//! The store is a memory copy with the event store's conditions: an append at a stale
+//! version is a conflict, and an event id is stored once.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use contracts::OrderConfirmed;
+use eventkit::envelope::{derived_event_id, format_time};
+use eventkit::testing::{assert_rule_matches_routes, invocation, lock};
+use eventkit::DynamoError;
+
+use super::*;
+use crate::fixtures::*;
+
+/// Order streams in memory, with the event store's append semantics.
+#[derive(Default)]
+struct MemoryStreams {
+    streams: Mutex<BTreeMap<String, Vec<StoredEvent>>>,
+    /// Appended by another writer just before the next append, which then loses the race.
+    racing: Mutex<Option<Vec<RawEvent>>>,
+    failures_left: Mutex<u32>,
+}
+
+impl MemoryStreams {
+    /// Writes `events` after the stream's last version, as the first writer would.
+    fn seed(&self, stream_id: &str, events: &[RawEvent]) {
+        self.write(stream_id, None, events).unwrap();
+    }
+
+    fn race_next_append_with(&self, events: Vec<RawEvent>) {
+        *lock(&self.racing) = Some(events);
+    }
+
+    fn fail_next(&self, n: u32) {
+        *lock(&self.failures_left) = n;
+    }
+
+    /// Skips stored ids first, then checks the version, as `EventStore::append` does.
+    fn write(
+        &self,
+        stream_id: &str,
+        expected: Option<u64>,
+        events: &[RawEvent],
+    ) -> Result<Appended, StoreError> {
+        let mut streams = lock(&self.streams);
+        let stored = |id: &str| streams.values().flatten().any(|e| e.event_id == id);
+        let (already, fresh): (Vec<&RawEvent>, Vec<&RawEvent>) =
+            events.iter().partition(|e| stored(&e.metadata.event_id));
+        let already_stored = already
+            .iter()
+            .map(|e| e.metadata.event_id.clone())
+            .collect();
+        let stream = streams.entry(stream_id.to_string()).or_default();
+        let current = stream.len() as u64;
+        let expected = expected.unwrap_or(current);
+        if fresh.is_empty() {
+            return Ok(Appended {
+                version: expected,
+                written: vec![],
+                already_stored,
+            });
+        }
+        if current != expected {
+            return Err(StoreError::Conflict {
+                stream_id: stream_id.to_string(),
+                expected,
+                actual: current,
+            });
+        }
+        let now = chrono::Utc::now();
+        for (i, event) in fresh.iter().enumerate() {
+            let version = expected + 1 + i as u64;
+            stream.push(StoredEvent {
+                stream_id: stream_id.to_string(),
+                version,
+                event_id: event.metadata.event_id.clone(),
+                event_type: event.detail_type.clone(),
+                source: event.source.clone(),
+                schema_version: event.metadata.schema_version,
+                metadata: event.metadata.clone(),
+                data: event.data.clone(),
+                recorded_at: format_time(&now),
+                time_bucket: now.format("%Y-%m-%d").to_string(),
+                time_key: format!("{}#{stream_id}#{version:020}", format_time(&now)),
+            });
+        }
+        Ok(Appended {
+            version: expected + fresh.len() as u64,
+            written: fresh.iter().map(|e| e.metadata.event_id.clone()).collect(),
+            already_stored,
+        })
+    }
+}
+
+#[async_trait]
+impl OrderStreams for MemoryStreams {
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(lock(&self.streams)
+            .get(stream_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn append(
+        &self,
+        stream_id: &str,
+        expected_version: u64,
+        events: &[RawEvent],
+    ) -> Result<Appended, StoreError> {
+        if let Some(racing) = lock(&self.racing).take() {
+            self.seed(stream_id, &racing);
+        }
+        {
+            let mut left = lock(&self.failures_left);
+            if *left > 0 {
+                *left -= 1;
+                return Err(StoreError::Dynamo(DynamoError::Unavailable(
+                    "ProvisionedThroughputExceededException: failing on purpose".into(),
+                )));
+            }
+        }
+        self.write(stream_id, Some(expected_version), events)
+    }
+}
+
+struct Saga {
+    streams: Arc<MemoryStreams>,
+    service: SagaService,
+}
+
+fn saga() -> Saga {
+    let streams = Arc::new(MemoryStreams::default());
+    Saga {
+        service: SagaService::new(streams.clone()),
+        streams,
+    }
+}
+
+async fn given(facts: &[Envelope<Event>]) -> Saga {
+    let saga = saga();
+    for fact in facts {
+        saga.when(fact).await.unwrap();
+    }
+    saga
+}
+
+impl Saga {
+    async fn when(&self, fact: &Envelope<Event>) -> Result<Handled, HandlerError> {
+        self.service.handle(fact.clone(), invocation()).await
+    }
+
+    /// The order's stream, as envelopes.
+    fn stream(&self) -> Vec<Envelope<Event>> {
+        lock(&self.streams.streams)
+            .get(&order_stream(ORDER))
+            .map(|s| s.iter().map(|e| e.event::<Event>().unwrap()).collect())
+            .unwrap_or_default()
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.stream().into_iter().map(|e| e.data).collect()
+    }
+}
+
+#[test]
+fn routes_match_the_template() {
+    assert_rule_matches_routes("OrdersRule", ROUTES);
+}
+
+#[tokio::test]
+async fn an_order_placed_is_stored_and_waits_for_its_results() {
+    let saga = saga();
+    assert_eq!(
+        saga.when(&event(placed())).await.unwrap(),
+        Handled::Processed
+    );
+    assert_eq!(saga.events(), vec![Event::from(placed())]);
+}
+
+#[tokio::test]
+async fn paid_and_reserved_confirm_the_order() {
+    let saga = given(&[event(placed()), event(paid())]).await;
+    assert_eq!(
+        saga.when(&event(reserved())).await.unwrap(),
+        Handled::Processed
+    );
+    assert_eq!(
+        saga.events(),
+        vec![
+            placed().into(),
+            paid().into(),
+            reserved().into(),
+            confirmed()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn decisions_are_correlated_and_have_the_ids_they_always_had() {
+    let reservation = event(reserved());
+    let saga = given(&[event(placed()), event(paid()), reservation.clone()]).await;
+    let decision = saga.stream().pop().unwrap();
+    assert_eq!(decision.data, confirmed());
+    assert_eq!(
+        decision.metadata.event_id,
+        derived_event_id(
+            &reservation.metadata.event_id,
+            OrderConfirmed::DETAIL_TYPE,
+            ORDER
+        ),
+        "derived from the fact's id, the type and the order id"
+    );
+    assert_eq!(
+        decision.metadata.causation_id.as_deref(),
+        Some(reservation.metadata.event_id.as_str())
+    );
+    assert_eq!(
+        decision.metadata.correlation_id,
+        reservation.metadata.correlation_id
+    );
+    assert_eq!(decision.source, contracts::sources::SAGA);
+}
+
+#[tokio::test]
+async fn a_failed_payment_cancels_and_releases_the_reservation() {
+    let saga = given(&[event(placed()), event(reserved())]).await;
+    saga.when(&event(payment_failed())).await.unwrap();
+    assert_eq!(
+        saga.events()[3..],
+        [
+            cancelled("payment-failed"),
+            release_requested("payment-failed")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn missing_stock_cancels_and_refunds_the_payment() {
+    let saga = given(&[event(placed()), event(paid())]).await;
+    saga.when(&event(out_of_stock())).await.unwrap();
+    assert_eq!(
+        saga.events()[3..],
+        [cancelled("out-of-stock"), refund_requested("out-of-stock")]
+    );
+}
+
+#[tokio::test]
+async fn fraud_cancels_a_confirmed_order_with_both_compensations() {
+    let saga = given(&[event(placed()), event(paid()), event(reserved())]).await;
+    saga.when(&event(fraud())).await.unwrap();
+    assert_eq!(
+        saga.events()[4..],
+        [
+            fraud().into(),
+            cancelled("fraud-suspected"),
+            refund_requested("fraud-suspected"),
+            release_requested("fraud-suspected")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn shipping_is_recorded_and_decides_nothing() {
+    let saga = given(&[event(placed()), event(paid()), event(reserved())]).await;
+    assert_eq!(
+        saga.when(&event(shipped())).await.unwrap(),
+        Handled::Processed
+    );
+    assert_eq!(saga.events()[4..], [shipped().into()]);
+}
+
+#[tokio::test]
+async fn completed_compensations_are_recorded_and_decide_nothing() {
+    let saga = given(&[event(placed()), event(paid()), event(out_of_stock())]).await;
+    saga.when(&event(refunded())).await.unwrap();
+    assert_eq!(
+        saga.events()[5..],
+        [refunded().into()],
+        "after the decisions"
+    );
+    let saga = given(&[event(placed()), event(reserved()), event(payment_failed())]).await;
+    saga.when(&event(released())).await.unwrap();
+    assert_eq!(saga.events()[5..], [released().into()]);
+}
+
+#[tokio::test]
+async fn a_redelivered_fact_is_a_duplicate_and_changes_nothing() {
+    let reservation = event(reserved());
+    let saga = given(&[event(placed()), event(paid()), reservation.clone()]).await;
+    let before = saga.stream();
+    assert_eq!(saga.when(&reservation).await.unwrap(), Handled::Duplicate);
+    assert_eq!(saga.stream(), before);
+}
+
+#[tokio::test]
+async fn a_lost_race_reloads_the_stream_and_decides_again() {
+    let saga = given(&[event(placed())]).await;
+    // While the payment result is being decided on, another invocation stores the
+    // reservation (which alone decided nothing).
+    saga.streams
+        .race_next_append_with(vec![event(reserved()).to_raw()]);
+    assert_eq!(saga.when(&event(paid())).await.unwrap(), Handled::Processed);
+    assert_eq!(
+        saga.events(),
+        vec![
+            placed().into(),
+            reserved().into(),
+            paid().into(),
+            confirmed()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_same_fact_in_two_invocations_at_once_is_stored_once() {
+    let saga = given(&[event(placed()), event(paid())]).await;
+    let reservation = event(reserved());
+    let copy_stored_first = [
+        reservation.to_raw(),
+        Envelope::caused_by(&reservation.metadata, ORDER, confirmed()).to_raw(),
+    ];
+    saga.streams
+        .race_next_append_with(copy_stored_first.to_vec());
+    assert_eq!(saga.when(&reservation).await.unwrap(), Handled::Duplicate);
+    assert_eq!(
+        saga.events(),
+        vec![
+            placed().into(),
+            paid().into(),
+            reserved().into(),
+            confirmed()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_append_is_retried_by_redelivery_with_the_same_decision_ids() {
+    let saga = given(&[event(placed()), event(paid())]).await;
+    let reservation = event(reserved());
+    saga.streams.fail_next(1);
+    let err = saga.when(&reservation).await.unwrap_err();
+    assert!(!err.is_permanent(), "{err}");
+    assert_eq!(saga.events().len(), 2, "nothing stored");
+    assert_eq!(saga.when(&reservation).await.unwrap(), Handled::Processed);
+    let decision = saga.stream().pop().unwrap();
+    assert_eq!(decision.data, confirmed());
+    assert_eq!(
+        decision.metadata.event_id,
+        Envelope::caused_by(&reservation.metadata, ORDER, confirmed())
+            .metadata
+            .event_id
+    );
+}
+
+/// Validation runs once, at intake. An OrderPlaced stored before today's rules (its
+/// total does not add up, its customer id holds a `#`) is still part of the order.
+#[tokio::test]
+async fn a_stored_order_that_fails_todays_validation_still_folds() {
+    let mut old = placed();
+    old.total = 1;
+    old.customer_id = "legacy#42".into();
+    let old = event(old);
+    assert_eq!(
+        take_in::<Event>(ROUTES, &old.to_raw())
+            .unwrap_err()
+            .reason(),
+        "invalid-data",
+        "today it would be refused at intake"
+    );
+    let saga = saga();
+    saga.streams.seed(
+        &order_stream(ORDER),
+        &[old.to_raw(), event(paid()).to_raw()],
+    );
+    assert_eq!(
+        saga.when(&event(reserved())).await.unwrap(),
+        Handled::Processed
+    );
+    let Some(Event::OrderConfirmed(confirmation)) = saga.events().pop() else {
+        panic!("not confirmed: {:?}", saga.events());
+    };
+    assert_eq!(confirmation.total, 1);
+    assert_eq!(confirmation.customer_id, "legacy#42");
+}
+
+#[tokio::test]
+async fn an_undecodable_stored_event_makes_the_stream_corrupt() {
+    let saga = saga();
+    let mut broken = event(placed()).to_raw();
+    broken.data = serde_json::json!({"orderId": ORDER});
+    saga.streams.seed(&order_stream(ORDER), &[broken]);
+    let err = saga.when(&event(paid())).await.unwrap_err();
+    assert!(err.is_permanent());
+    assert_eq!(err.reason, "corrupt-stream");
+}
+
+#[tokio::test]
+async fn an_event_the_saga_does_not_take_in_is_not_routed() {
+    let saga = saga();
+    let err = saga.when(&event(confirmed())).await.unwrap_err();
+    assert_eq!(err.reason, "not-routed");
+    assert!(saga.events().is_empty());
+}
+
+#[test]
+fn a_batch_runs_one_orders_facts_in_turn() {
+    assert_eq!(order_of(&event(paid()).to_raw()), Some(ORDER.to_string()));
+    assert_eq!(order_of(&event(confirmed()).to_raw()), None, "not routed");
+    let mut forged = event(paid()).to_raw();
+    forged.source = contracts::sources::ORDERS.into();
+    assert_eq!(order_of(&forged), None, "untrusted source");
+}
