@@ -13,8 +13,11 @@ use eventkit::DynamoError;
 use crate::view::{OrderView, PROJECTION_VERSION};
 
 /// The condition [`ReadModel::save`] writes under: [`supersedes`], as DynamoDB evaluates it.
+/// `projection` is a DynamoDB reserved word, so it goes by the name `#projection`
+/// ("Reserved words in DynamoDB",
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ReservedWords.html).
 const NEWER_THAN_STORED: &str = "attribute_not_exists(orderId) OR lastVersion < :v \
-     OR (lastVersion = :v AND (attribute_not_exists(projection) OR projection < :p))";
+     OR (lastVersion = :v AND (attribute_not_exists(#projection) OR #projection < :p))";
 
 /// Whether `new` may replace `stored`: a later stream version always does; at the same
 /// version, a newer projection does (that is how a rebuild rewrites views after the
@@ -73,6 +76,7 @@ impl ReadModel {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(NEWER_THAN_STORED)
+            .expression_attribute_names("#projection", "projection")
             .expression_attribute_values(":v", n(view.last_version))
             .expression_attribute_values(":p", n(view.projection))
             .send()
