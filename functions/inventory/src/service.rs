@@ -16,7 +16,7 @@ use contracts::{
 use eventkit::envelope::format_time;
 use eventkit::{
     DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Idempotency,
-    Invocation, Payload, Publish, Publisher, RetryPolicy,
+    Invocation, Publish, Publisher, RetryPolicy,
 };
 
 use crate::decision::{
@@ -103,10 +103,7 @@ impl InventoryService {
                     })
                     .await
             }
-            other => Err(DecodeError::NotRouted {
-                detail_type: other.detail_type().to_string(),
-            }
-            .into()),
+            other => Err(DecodeError::not_routed(&other).into()),
         }
     }
 

@@ -187,12 +187,7 @@ pub fn render(event: Event) -> Result<Email, HandlerError> {
         Event::OrderCancelled(order) => templates::order_cancelled(&order),
         Event::OrderShipped(shipment) => templates::order_shipped(&shipment),
         Event::CustomerRegistered(customer) => templates::welcome(&customer),
-        other => {
-            return Err(DecodeError::NotRouted {
-                detail_type: other.detail_type().to_string(),
-            }
-            .into())
-        }
+        other => return Err(DecodeError::not_routed(&other).into()),
     };
     email
         .check()

@@ -116,19 +116,8 @@ mod tests {
 
     fn stored(version: u64, data: Event) -> StoredEvent {
         let raw = Envelope::new(data).to_raw();
-        StoredEvent {
-            stream_id: order_stream("o1"),
-            version,
-            event_id: raw.metadata.event_id.clone(),
-            event_type: raw.detail_type.clone(),
-            source: raw.source.clone(),
-            schema_version: 1,
-            metadata: raw.metadata.clone(),
-            data: raw.data,
-            recorded_at: format!("2026-11-21T10:00:0{version}.000Z"),
-            time_bucket: "2026-11-21".into(),
-            time_key: String::new(),
-        }
+        let recorded = format!("2026-11-21T10:00:0{version}Z").parse().unwrap();
+        StoredEvent::new(&order_stream("o1"), version, &raw, &recorded)
     }
 
     fn events() -> Vec<StoredEvent> {

@@ -19,8 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use contracts::{
     order_stream, Event, EventData, FraudSuspected, InventoryOutOfStock, InventoryReleased,
-    InventoryReserved, OrderPlaced, OrderShipped, Payload, PaymentFailed, PaymentProcessed,
-    PaymentRefunded,
+    InventoryReserved, OrderPlaced, OrderShipped, PaymentFailed, PaymentProcessed, PaymentRefunded,
 };
 use eventkit::store::Appended;
 use eventkit::{
@@ -133,10 +132,7 @@ impl SagaService {
         _invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
         let Some(order_id) = fact_order(&fact.data) else {
-            return Err(DecodeError::NotRouted {
-                detail_type: fact.data.detail_type().to_string(),
-            }
-            .into());
+            return Err(DecodeError::not_routed(&fact.data).into());
         };
         let stream = order_stream(order_id);
         let mut attempt = 0;

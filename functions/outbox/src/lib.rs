@@ -88,7 +88,6 @@ impl Outbox {
 mod tests {
     use super::*;
     use contracts::{Currency, OrderConfirmed, PaymentProcessed, RefundPaymentRequested};
-    use eventkit::envelope::format_time;
     use eventkit::testing::MemoryBus;
     use eventkit::StoredEvent;
 
@@ -143,19 +142,12 @@ mod tests {
             .map(|(i, e)| {
                 let raw = e.to_raw();
                 let version = i as u64 + 1;
-                let stored = StoredEvent {
-                    stream_id: contracts::order_stream("o1"),
+                let stored = StoredEvent::new(
+                    &contracts::order_stream("o1"),
                     version,
-                    event_id: raw.metadata.event_id.clone(),
-                    event_type: raw.detail_type.clone(),
-                    source: raw.source.clone(),
-                    schema_version: raw.metadata.schema_version,
-                    metadata: raw.metadata.clone(),
-                    data: raw.data,
-                    recorded_at: format_time(&raw.metadata.occurred_at),
-                    time_bucket: "2026-11-21".into(),
-                    time_key: format!("k{version}"),
-                };
+                    &raw,
+                    &raw.metadata.occurred_at,
+                );
                 let image: serde_dynamo::Item = serde_dynamo::to_item(&stored).unwrap();
                 serde_json::json!({
                     "eventID": version.to_string(), "eventName": "INSERT", "awsRegion": "us-east-1",

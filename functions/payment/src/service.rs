@@ -10,8 +10,7 @@
 use std::sync::Arc;
 
 use contracts::{
-    Event, OrderPlaced, Payload, PaymentFailed, PaymentProcessed, PaymentRefunded,
-    RefundPaymentRequested,
+    Event, OrderPlaced, PaymentFailed, PaymentProcessed, PaymentRefunded, RefundPaymentRequested,
 };
 use eventkit::envelope::format_time;
 use eventkit::{
@@ -98,10 +97,7 @@ impl PaymentService {
                     })
                     .await
             }
-            other => Err(DecodeError::NotRouted {
-                detail_type: other.detail_type().to_string(),
-            }
-            .into()),
+            other => Err(DecodeError::not_routed(&other).into()),
         }
     }
 

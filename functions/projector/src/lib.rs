@@ -292,19 +292,7 @@ mod tests {
     fn stored(version: u64, second: u32, data: Event) -> StoredEvent {
         let stream_id = order_stream(data.order_id().unwrap());
         let raw = Envelope::new(data).to_raw();
-        StoredEvent {
-            stream_id,
-            version,
-            event_id: raw.metadata.event_id.clone(),
-            event_type: raw.detail_type.clone(),
-            source: raw.source.clone(),
-            schema_version: 1,
-            metadata: raw.metadata.clone(),
-            data: raw.data,
-            recorded_at: format!("2026-11-21T10:00:{second:02}.000Z"),
-            time_bucket: "2026-11-21".into(),
-            time_key: String::new(),
-        }
+        StoredEvent::new(&stream_id, version, &raw, &at(second))
     }
 
     fn at(second: u32) -> DateTime<Utc> {

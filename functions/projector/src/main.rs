@@ -1,5 +1,5 @@
 use eventkit::Invocation;
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
 use projector::Projector;
 
 #[tokio::main]
@@ -10,18 +10,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let projector = &projector;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let invocation = Invocation {
-                request_id: event.context.request_id,
-                deadline_ms: event.context.deadline,
-            };
-            // Lambda reports a failed invocation with the reason as its error type.
+            let invocation = Invocation::from_context(&event.context);
             projector
                 .invoke(event.payload, invocation)
                 .await
-                .map_err(|e| Diagnostic {
-                    error_type: e.reason,
-                    error_message: e.message,
-                })
+                .map_err(eventkit::lambda::diagnostic)
         },
     ))
     .await

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use contracts::{Event, OrderConfirmed, OrderShipped, Payload};
+use contracts::{Event, OrderConfirmed, OrderShipped};
 use eventkit::envelope::format_time;
 use eventkit::{
     DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Idempotency,
@@ -69,10 +69,7 @@ impl ShippingService {
                     })
                     .await
             }
-            other => Err(DecodeError::NotRouted {
-                detail_type: other.detail_type().to_string(),
-            }
-            .into()),
+            other => Err(DecodeError::not_routed(&other).into()),
         }
     }
 

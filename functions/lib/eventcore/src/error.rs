@@ -48,6 +48,14 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// The answer of a handler's catch-all arm: `event` is of a type this function has no
+    /// route for (admission keeps such events out; this is the arm the compiler asks for).
+    pub fn not_routed(event: &impl crate::envelope::Payload) -> Self {
+        DecodeError::NotRouted {
+            detail_type: event.detail_type().to_string(),
+        }
+    }
+
     /// A short machine-readable reason, used as the DLQ `failure-reason` attribute.
     pub fn reason(&self) -> &'static str {
         match self {

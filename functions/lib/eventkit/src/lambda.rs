@@ -19,6 +19,16 @@ use crate::routes::{admit, Route};
 /// reads for the same purpose, so one template setting serves both.
 pub const METRICS_NAMESPACE_VAR: &str = "POWERTOOLS_METRICS_NAMESPACE";
 
+/// How Lambda reports a failed invocation of a function that is not fed by SQS: the
+/// failure's reason as the error type. (`HandlerError` lives in eventcore, which knows
+/// nothing of Lambda, so this is a function rather than a `From` impl.)
+pub fn diagnostic(error: HandlerError) -> Diagnostic {
+    Diagnostic {
+        error_type: error.reason,
+        error_message: error.message,
+    }
+}
+
 /// Takes in one message for a function with these `routes`: the type must be routed here
 /// and come from its owning source, then it is decoded and validated, once. Everything a
 /// handler sees has passed through here.
@@ -40,6 +50,14 @@ impl Invocation {
     pub fn remaining(&self) -> Duration {
         let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
         Duration::from_millis(self.deadline_ms.saturating_sub(now))
+    }
+
+    /// The invocation Lambda's context describes.
+    pub fn from_context(context: &lambda_runtime::Context) -> Self {
+        Invocation {
+            request_id: context.request_id.clone(),
+            deadline_ms: context.deadline,
+        }
     }
 
     /// For tests and local runs: an invocation with `remaining` time left.
@@ -163,10 +181,7 @@ where
     let handler = &handler;
     let processor = &processor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let invocation = Invocation {
-            request_id: event.context.request_id.clone(),
-            deadline_ms: event.context.deadline,
-        };
+        let invocation = Invocation::from_context(&event.context);
         let report = processor
             .process(event.payload, |message| {
                 handler(message, invocation.clone())

@@ -82,6 +82,25 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// `event` as the store keeps it at `version` of `stream_id`, recorded at `now`
+    /// (also for in-memory stores and tests, so they hold exactly what the table holds).
+    pub fn new(stream_id: &str, version: u64, event: &RawEvent, now: &DateTime<Utc>) -> Self {
+        let recorded_at = format_time(now);
+        StoredEvent {
+            stream_id: stream_id.to_string(),
+            version,
+            event_id: event.metadata.event_id.clone(),
+            event_type: event.detail_type.clone(),
+            source: event.source.clone(),
+            schema_version: event.metadata.schema_version,
+            metadata: event.metadata.clone(),
+            data: event.data.clone(),
+            time_bucket: day_bucket(now),
+            time_key: format!("{recorded_at}#{stream_id}#{version:020}"),
+            recorded_at,
+        }
+    }
+
     pub fn to_raw(&self) -> RawEvent {
         RawEvent {
             source: self.source.clone(),
@@ -235,7 +254,7 @@ impl EventStore {
         };
         for (i, event) in events.iter().enumerate() {
             let version = expected_version + 1 + i as u64;
-            let stored = stored_form(stream_id, version, event, &now);
+            let stored = StoredEvent::new(stream_id, version, event, &now);
             let item = serde_dynamo::to_item(&stored).map_err(|e| StoreError::Corrupt {
                 stream_id: stream_id.to_string(),
                 version,
@@ -422,28 +441,6 @@ enum AppendAttempt {
     VersionTaken,
 }
 
-fn stored_form(
-    stream_id: &str,
-    version: u64,
-    event: &RawEvent,
-    now: &DateTime<Utc>,
-) -> StoredEvent {
-    let recorded_at = format_time(now);
-    StoredEvent {
-        stream_id: stream_id.to_string(),
-        version,
-        event_id: event.metadata.event_id.clone(),
-        event_type: event.detail_type.clone(),
-        source: event.source.clone(),
-        schema_version: event.metadata.schema_version,
-        metadata: event.metadata.clone(),
-        data: event.data.clone(),
-        time_bucket: day_bucket(now),
-        time_key: format!("{recorded_at}#{stream_id}#{version:020}"),
-        recorded_at,
-    }
-}
-
 fn from_item(item: HashMap<String, AttributeValue>) -> Result<StoredEvent, StoreError> {
     let stream_id = item
         .get("streamId")
@@ -511,10 +508,10 @@ mod tests {
             },
             data: Value::Null,
         };
-        let a = stored_form("order#1", 2, &e, &t);
-        let b = stored_form("order#1", 10, &e, &t);
+        let a = StoredEvent::new("order#1", 2, &e, &t);
+        let b = StoredEvent::new("order#1", 10, &e, &t);
         assert!(a.time_key < b.time_key, "versions compare numerically");
-        let later = stored_form("order#0", 1, &e, &(t + Duration::milliseconds(1)));
+        let later = StoredEvent::new("order#0", 1, &e, &(t + Duration::milliseconds(1)));
         assert!(b.time_key < later.time_key);
         assert_eq!(next_day("2026-12-31"), "2027-01-01");
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use contracts::OrderConfirmed;
-use eventkit::envelope::{derived_event_id, format_time};
+use eventkit::envelope::derived_event_id;
 use eventkit::testing::{assert_rule_matches_routes, invocation, lock};
 use eventkit::DynamoError;
 
@@ -71,19 +71,7 @@ impl MemoryStreams {
         let now = chrono::Utc::now();
         for (i, event) in fresh.iter().enumerate() {
             let version = expected + 1 + i as u64;
-            stream.push(StoredEvent {
-                stream_id: stream_id.to_string(),
-                version,
-                event_id: event.metadata.event_id.clone(),
-                event_type: event.detail_type.clone(),
-                source: event.source.clone(),
-                schema_version: event.metadata.schema_version,
-                metadata: event.metadata.clone(),
-                data: event.data.clone(),
-                recorded_at: format_time(&now),
-                time_bucket: now.format("%Y-%m-%d").to_string(),
-                time_key: format!("{}#{stream_id}#{version:020}", format_time(&now)),
-            });
+            stream.push(StoredEvent::new(stream_id, version, event, &now));
         }
         Ok(Appended {
             version: expected + fresh.len() as u64,
