@@ -1,4 +1,4 @@
-use eventcore::ids::check_data_id;
+use eventcore::ids::check_data_ids;
 use eventcore::{EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,6 @@ impl EventData for CustomerRegistered {
     const SOURCE: &'static str = crate::sources::CUSTOMERS;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("customerId", &self.customer_id)?;
-        Ok(())
+        check_data_ids(&[("customerId", &self.customer_id)])
     }
 }

@@ -1,4 +1,4 @@
-use eventcore::ids::check_data_id;
+use eventcore::ids::{check_data_ids, check_skus};
 use eventcore::{EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,12 +25,11 @@ impl EventData for InventoryReserved {
     const SOURCE: &'static str = crate::sources::INVENTORY;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        check_data_id("reservationId", &self.reservation_id)?;
-        for (i, line) in self.lines.iter().enumerate() {
-            check_data_id(&format!("lines[{i}].sku"), &line.sku)?;
-        }
-        Ok(())
+        check_data_ids(&[
+            ("orderId", &self.order_id),
+            ("reservationId", &self.reservation_id),
+        ])?;
+        check_skus("lines", self.lines.iter().map(|line| line.sku.as_str()))
     }
 }
 
@@ -56,11 +55,11 @@ impl EventData for InventoryOutOfStock {
     const SOURCE: &'static str = crate::sources::INVENTORY;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        for (i, line) in self.shortages.iter().enumerate() {
-            check_data_id(&format!("shortages[{i}].sku"), &line.sku)?;
-        }
-        Ok(())
+        check_data_ids(&[("orderId", &self.order_id)])?;
+        check_skus(
+            "shortages",
+            self.shortages.iter().map(|line| line.sku.as_str()),
+        )
     }
 }
 
@@ -77,8 +76,7 @@ impl EventData for ReleaseInventoryRequested {
     const SOURCE: &'static str = crate::sources::SAGA;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        Ok(())
+        check_data_ids(&[("orderId", &self.order_id)])
     }
 }
 
@@ -96,11 +94,10 @@ impl EventData for InventoryReleased {
     const SOURCE: &'static str = crate::sources::INVENTORY;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        check_data_id("reservationId", &self.reservation_id)?;
-        for (i, line) in self.lines.iter().enumerate() {
-            check_data_id(&format!("lines[{i}].sku"), &line.sku)?;
-        }
-        Ok(())
+        check_data_ids(&[
+            ("orderId", &self.order_id),
+            ("reservationId", &self.reservation_id),
+        ])?;
+        check_skus("lines", self.lines.iter().map(|line| line.sku.as_str()))
     }
 }

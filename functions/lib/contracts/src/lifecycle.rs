@@ -1,6 +1,6 @@
 //! The order saga's decisions and the order's later milestones.
 
-use eventcore::ids::check_data_id;
+use eventcore::ids::{check_data_ids, check_skus};
 use eventcore::{EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -27,14 +27,13 @@ impl EventData for OrderConfirmed {
     const SOURCE: &'static str = crate::sources::SAGA;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        check_data_id("customerId", &self.customer_id)?;
-        check_data_id("paymentId", &self.payment_id)?;
-        check_data_id("reservationId", &self.reservation_id)?;
-        for (i, line) in self.lines.iter().enumerate() {
-            check_data_id(&format!("lines[{i}].sku"), &line.sku)?;
-        }
-        Ok(())
+        check_data_ids(&[
+            ("orderId", &self.order_id),
+            ("customerId", &self.customer_id),
+            ("paymentId", &self.payment_id),
+            ("reservationId", &self.reservation_id),
+        ])?;
+        check_skus("lines", self.lines.iter().map(|line| line.sku.as_str()))
     }
 }
 
@@ -54,9 +53,10 @@ impl EventData for OrderCancelled {
     const SOURCE: &'static str = crate::sources::SAGA;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        check_data_id("customerId", &self.customer_id)?;
-        Ok(())
+        check_data_ids(&[
+            ("orderId", &self.order_id),
+            ("customerId", &self.customer_id),
+        ])
     }
 }
 
@@ -76,9 +76,10 @@ impl EventData for OrderShipped {
     const SOURCE: &'static str = crate::sources::SHIPPING;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        check_data_id("shipmentId", &self.shipment_id)?;
-        Ok(())
+        check_data_ids(&[
+            ("orderId", &self.order_id),
+            ("shipmentId", &self.shipment_id),
+        ])
     }
 }
 
@@ -97,8 +98,7 @@ impl EventData for FraudSuspected {
     const SOURCE: &'static str = crate::sources::FRAUD;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        Ok(())
+        check_data_ids(&[("orderId", &self.order_id)])
     }
 }
 

@@ -1,4 +1,4 @@
-use eventcore::ids::check_data_id;
+use eventcore::ids::check_data_ids;
 use eventcore::{EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,9 +20,7 @@ impl EventData for PaymentProcessed {
     const SOURCE: &'static str = crate::sources::PAYMENT;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        check_data_id("paymentId", &self.payment_id)?;
-        Ok(())
+        check_data_ids(&[("orderId", &self.order_id), ("paymentId", &self.payment_id)])
     }
 }
 
@@ -43,9 +41,7 @@ impl EventData for PaymentFailed {
     const SOURCE: &'static str = crate::sources::PAYMENT;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        check_data_id("paymentId", &self.payment_id)?;
-        Ok(())
+        check_data_ids(&[("orderId", &self.order_id), ("paymentId", &self.payment_id)])
     }
 }
 
@@ -63,8 +59,7 @@ impl EventData for RefundPaymentRequested {
     const SOURCE: &'static str = crate::sources::SAGA;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        Ok(())
+        check_data_ids(&[("orderId", &self.order_id)])
     }
 }
 
@@ -83,8 +78,6 @@ impl EventData for PaymentRefunded {
     const SOURCE: &'static str = crate::sources::PAYMENT;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_id("orderId", &self.order_id)?;
-        check_data_id("paymentId", &self.payment_id)?;
-        Ok(())
+        check_data_ids(&[("orderId", &self.order_id), ("paymentId", &self.payment_id)])
     }
 }

@@ -60,6 +60,22 @@ pub fn check_data_id(field: &str, id: &str) -> Result<(), FieldError> {
     check_id(&format!("data.{field}"), id, MAX_ID_CHARS)
 }
 
+/// [`check_data_id`] for each (field, id) of a payload, in order.
+pub fn check_data_ids(ids: &[(&str, &str)]) -> Result<(), FieldError> {
+    ids.iter()
+        .try_for_each(|(field, id)| check_data_id(field, id))
+}
+
+/// [`check_data_id`] for the SKU of each line of the list `field`.
+pub fn check_skus<'a>(
+    field: &str,
+    skus: impl IntoIterator<Item = &'a str>,
+) -> Result<(), FieldError> {
+    skus.into_iter()
+        .enumerate()
+        .try_for_each(|(i, sku)| check_data_id(&format!("{field}[{i}].sku"), sku))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +89,16 @@ mod tests {
             .message
             .contains("over the limit of 64"));
         assert!(check_id("x", "", 64).is_err());
+        assert_eq!(
+            check_skus("lines", ["MUG", "TEA POT"]).unwrap_err().path,
+            "data.lines[1].sku"
+        );
+        assert_eq!(
+            check_data_ids(&[("orderId", "o-1"), ("paymentId", "")])
+                .unwrap_err()
+                .path,
+            "data.paymentId"
+        );
         for bad in ["order#1", "a b", "a\nb", "ü", "a/b"] {
             let err = check_id("data.orderId", bad, 64).unwrap_err();
             assert_eq!(err.path, "data.orderId", "{bad}");
