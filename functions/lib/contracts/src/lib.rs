@@ -5,19 +5,25 @@
 //!
 //! This crate stands on `eventcore` alone: contracts need nothing from AWS.
 
+pub mod address;
 pub mod customer;
+pub mod fraud;
 pub mod inventory;
 pub mod lifecycle;
 pub mod money;
+mod nullable;
 pub mod order;
 pub mod payment;
+pub mod published;
 
+pub use address::{Country, Location, ShippingAddress};
 pub use customer::CustomerRegistered;
+pub use fraud::{FraudCleared, FraudPattern, FraudRule, FraudSuspected};
 pub use inventory::{
     InventoryOutOfStock, InventoryReleased, InventoryReserved, ReleaseInventoryRequested, Shortage,
     StockLine,
 };
-pub use lifecycle::{EmailSent, FraudSuspected, OrderCancelled, OrderConfirmed, OrderShipped};
+pub use lifecycle::{EmailSent, OrderCancelled, OrderConfirmed, OrderShipped};
 pub use money::{Currency, MoneyError};
 pub use order::{OrderLine, OrderPlaced};
 pub use payment::{PaymentFailed, PaymentProcessed, PaymentRefunded, RefundPaymentRequested};
@@ -98,9 +104,9 @@ macro_rules! event_set {
             }
         }
 
-        /// The JSON Schema of every contract, by detail-type.
-        pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
-            vec![$(schema::<$name>(),)*]
+        /// The JSON Schema of every contract's current version.
+        pub fn schemas() -> Vec<PublishedSchema> {
+            vec![$(schema::<$name>(<$name as EventData>::DETAIL_TYPE, <$name as EventData>::SCHEMA_VERSION),)*]
         }
     };
 }
@@ -120,15 +126,47 @@ event_set! {
     OrderCancelled,
     OrderShipped,
     FraudSuspected,
+    FraudCleared,
     EmailSent,
 }
 
-fn schema<T: EventData + schemars::JsonSchema>() -> (&'static str, serde_json::Value) {
-    let schema = schemars::schema_for!(T);
-    (
-        T::DETAIL_TYPE,
-        serde_json::to_value(schema).unwrap_or_default(),
-    )
+/// The JSON Schema of one version of one contract.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedSchema {
+    pub detail_type: &'static str,
+    pub version: u32,
+    pub schema: serde_json::Value,
+}
+
+impl PublishedSchema {
+    /// Its file in `events/schemas/`.
+    pub fn file_name(&self) -> String {
+        format!("{}.v{}.json", self.detail_type, self.version)
+    }
+}
+
+fn schema<T: schemars::JsonSchema>(detail_type: &'static str, version: u32) -> PublishedSchema {
+    PublishedSchema {
+        detail_type,
+        version,
+        schema: serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default(),
+    }
+}
+
+/// Every schema version ever published: the current ones and the frozen earlier ones
+/// ([`published`]).
+pub fn all_schemas() -> Vec<PublishedSchema> {
+    let mut all = schemas();
+    all.push(schema::<published::OrderPlacedV1>(
+        OrderPlaced::DETAIL_TYPE,
+        1,
+    ));
+    all.push(schema::<published::FraudSuspectedV1>(
+        FraudSuspected::DETAIL_TYPE,
+        1,
+    ));
+    all.sort_by(|a, b| (a.detail_type, a.version).cmp(&(b.detail_type, b.version)));
+    all
 }
 
 impl Event {
@@ -148,6 +186,7 @@ impl Event {
             Event::OrderCancelled(e) => &e.order_id,
             Event::OrderShipped(e) => &e.order_id,
             Event::FraudSuspected(e) => &e.order_id,
+            Event::FraudCleared(e) => &e.order_id,
             Event::EmailSent(e) => return e.order_id.as_deref(),
             Event::CustomerRegistered(_) => return None,
         })

@@ -83,25 +83,6 @@ impl EventData for OrderShipped {
     }
 }
 
-/// Fraud detection thinks the order is not genuine: the saga cancels it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FraudSuspected {
-    pub order_id: String,
-    pub reason: String,
-    /// 0 to 100.
-    pub score: u8,
-}
-
-impl EventData for FraudSuspected {
-    const DETAIL_TYPE: &'static str = "FraudSuspected";
-    const SOURCE: &'static str = crate::sources::FRAUD;
-
-    fn validate(&self) -> Result<(), FieldError> {
-        check_data_ids(&[("orderId", &self.order_id)])
-    }
-}
-
 /// An email went out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

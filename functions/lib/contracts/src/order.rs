@@ -1,11 +1,17 @@
+use eventcore::envelope::unsupported_version;
 use eventcore::ids::check_data_id;
-use eventcore::{EventData, FieldError};
+use eventcore::{DecodeError, EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::address::ShippingAddress;
 use crate::money::{Currency, MoneyError};
 
 /// A customer placed an order. Sent by the storefront (or `aws events put-events`).
+///
+/// Version 2 added `shippingAddress`. Version 1 events (older samples, stored streams) are
+/// upcast with the address `null`: their location is unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrderPlaced {
@@ -23,6 +29,10 @@ pub struct OrderPlaced {
     /// The card token to charge. `tok_decline` is always declined (for tests and demos).
     #[schemars(length(min = 1, max = 128))]
     pub payment_token: String,
+    /// Where the order ships. Required from schema version 2 on; `null` only in orders
+    /// upcast from version 1, whose location is unknown.
+    #[schemars(with = "crate::nullable::PresentOrNull<ShippingAddress>")]
+    pub shipping_address: Option<ShippingAddress>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -39,10 +49,45 @@ pub struct OrderLine {
 impl EventData for OrderPlaced {
     const DETAIL_TYPE: &'static str = "OrderPlaced";
     const SOURCE: &'static str = crate::sources::ORDERS;
+    const SCHEMA_VERSION: u32 = 2;
 
     fn validate(&self) -> Result<(), FieldError> {
         self.check()
-            .map_err(|e| FieldError::new(e.path(), e.to_string()))
+            .map_err(|e| FieldError::new(e.path(), e.to_string()))?;
+        match &self.shipping_address {
+            Some(address) => address.check("data.shippingAddress"),
+            None => Ok(()),
+        }
+    }
+
+    fn validate_sent(&self, version: u32) -> Result<(), FieldError> {
+        if version >= 2 && self.shipping_address.is_none() {
+            return Err(FieldError::new(
+                "data.shippingAddress",
+                "is required from schema version 2 on",
+            ));
+        }
+        Ok(())
+    }
+
+    fn upcast(version: u32, mut data: Value) -> Result<Value, DecodeError> {
+        match version {
+            1 => {
+                if let Value::Object(fields) = &mut data {
+                    if fields.contains_key("shippingAddress") {
+                        return Err(DecodeError::InvalidData {
+                            detail_type: Self::DETAIL_TYPE.into(),
+                            path: "data.shippingAddress".into(),
+                            message: "is a schema version 2 field; send `schemaVersion: 2`".into(),
+                        });
+                    }
+                    fields.insert("shippingAddress".into(), Value::Null);
+                }
+                Ok(data)
+            }
+            2 => Ok(data),
+            _ => Err(unsupported_version::<Self>(version)),
+        }
     }
 }
 
@@ -157,6 +202,7 @@ pub(crate) mod tests {
             ],
             total: 3000,
             payment_token: "tok_visa".into(),
+            shipping_address: Some(crate::address::tests::address("FR", "Paris")),
         }
     }
 

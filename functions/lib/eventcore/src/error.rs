@@ -89,7 +89,7 @@ pub enum FailureKind {
 
 /// What a per-message handler returns when it fails: the kind, a short reason code and the
 /// full error text (both end up as DLQ message attributes for permanent failures).
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 #[error("{reason}: {message}")]
 pub struct HandlerError {
     pub kind: FailureKind,

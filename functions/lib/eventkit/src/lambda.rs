@@ -1,6 +1,7 @@
 //! The glue between `lambda_runtime` and a per-message handler, so that a function's
 //! `main` is a few lines and its logic never sees SQS types.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,17 +177,124 @@ where
     H: Fn(RawEvent, Invocation) -> Fut,
     Fut: Future<Output = Result<Handled, HandlerError>>,
 {
-    let namespace = crate::aws::required_env(METRICS_NAMESPACE_VAR)?;
-    let namespace = namespace.as_str();
     let handler = &handler;
     let processor = &processor;
+    serve_batches(service, move |batch, invocation| async move {
+        processor
+            .process(batch, |message| handler(message, invocation.clone()))
+            .await
+    })
+    .await
+}
+
+/// What a batch handler answers for each event it was given, by event id.
+pub type BatchResults = Vec<(String, Result<Handled, HandlerError>)>;
+
+/// Like [`serve_events`], but the handler gets every admitted event of the batch at once
+/// (copies of one event once) and answers per event id. For decisions that depend on the
+/// other events of the batch: fraud detection records a burst of one customer's orders
+/// before it judges any of them. Messages that fail intake, and every result, go through
+/// `processor` as for per-message handlers: permanent failures are dead-lettered with their
+/// reason, transient ones reported in `batchItemFailures`; an event the handler gives no
+/// result for is retried.
+pub async fn serve_event_batches<E, H, Fut>(
+    service: &'static str,
+    routes: &'static [Route],
+    processor: BatchProcessor,
+    handler: H,
+) -> Result<(), lambda_runtime::Error>
+where
+    E: EventSet,
+    H: Fn(Vec<Envelope<E>>, Invocation) -> Fut,
+    Fut: Future<Output = BatchResults>,
+{
+    let handler = &handler;
+    let processor = &processor;
+    serve_batches(service, move |batch, invocation| {
+        process_whole_batch(processor, routes, batch, move |events| handler(events, invocation))
+    })
+    .await
+}
+
+/// One batch through a batch handler: admit, handle the admitted events at once, then give
+/// each message its result through `processor`.
+pub async fn process_whole_batch<E, H, Fut>(
+    processor: &BatchProcessor,
+    routes: &[Route],
+    batch: SqsEvent,
+    handler: H,
+) -> BatchReport
+where
+    E: EventSet,
+    H: FnOnce(Vec<Envelope<E>>) -> Fut,
+    Fut: Future<Output = BatchResults>,
+{
+    let results = handle_batch(routes, &batch, handler).await;
+    processor
+        .process(batch, |raw| {
+            let result = batch_result::<E>(routes, &raw, &results);
+            async move { result }
+        })
+        .await
+}
+
+/// Admits the batch's events and runs `handler` over them (each event id once).
+async fn handle_batch<E, H, Fut>(
+    routes: &[Route],
+    batch: &SqsEvent,
+    handler: H,
+) -> HashMap<String, Result<Handled, HandlerError>>
+where
+    E: EventSet,
+    H: FnOnce(Vec<Envelope<E>>) -> Fut,
+    Fut: Future<Output = BatchResults>,
+{
+    let mut seen = HashSet::new();
+    let events: Vec<Envelope<E>> = batch
+        .records
+        .iter()
+        .filter_map(|m| RawEvent::from_sqs_body(m.body.as_deref().unwrap_or_default()).ok())
+        .filter_map(|raw| take_in::<E>(routes, &raw).ok())
+        .filter(|event| seen.insert(event.metadata.event_id.clone()))
+        .collect();
+    if events.is_empty() {
+        return HashMap::new();
+    }
+    handler(events).await.into_iter().collect()
+}
+
+/// One message's result in a batch handled as a whole: its intake error, or what the
+/// handler said about its event.
+fn batch_result<E: EventSet>(
+    routes: &[Route],
+    raw: &RawEvent,
+    results: &HashMap<String, Result<Handled, HandlerError>>,
+) -> Result<Handled, HandlerError> {
+    take_in::<E>(routes, raw)?;
+    results
+        .get(&raw.metadata.event_id)
+        .cloned()
+        .unwrap_or_else(|| {
+            Err(HandlerError::transient(
+                "not-handled",
+                "the batch handler returned no result for this event",
+            ))
+        })
+}
+
+/// The runtime loop shared by the serve functions: `run` turns one SQS batch into a report;
+/// metrics and the entire-batch-failed rule are applied here.
+async fn serve_batches<R, Fut>(service: &'static str, run: R) -> Result<(), lambda_runtime::Error>
+where
+    R: Fn(SqsEvent, Invocation) -> Fut,
+    Fut: Future<Output = BatchReport>,
+{
+    let namespace = crate::aws::required_env(METRICS_NAMESPACE_VAR)?;
+    let namespace = namespace.as_str();
+    let run = &run;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let invocation = Invocation::from_context(&event.context);
-        let report = processor
-            .process(event.payload, |message| {
-                handler(message, invocation.clone())
-            })
-            .await;
+        let report = run(event.payload, invocation).await;
         report.metrics().emit(namespace, service);
         match entire_batch_failed(&report) {
             Some(failed) => {

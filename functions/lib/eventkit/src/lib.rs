@@ -43,7 +43,7 @@ pub use dynamo::{DynamoError, FirstWrite};
 pub use error::{DecodeError, FailureKind, HandlerError};
 pub use eventcore::{Envelope, EventData, EventMetadata, EventSet, Payload, RawEvent, Route};
 pub use idempotency::{Idempotency, IdempotencyError, IdempotencyStore, Outcome};
-pub use lambda::{serve_events, serve_sqs, take_in, Invocation};
+pub use lambda::{serve_event_batches, serve_events, serve_sqs, take_in, BatchResults, Invocation};
 pub use metrics::BatchMetrics;
 pub use publisher::{Publish, PublishError, Publisher};
 pub use retry::RetryPolicy;
