@@ -94,7 +94,8 @@ clean: local-down ## remove build outputs and local state (keeps installed tools
 # Metadata.BuildProperties.Binary; `make package` checks that they agree).
 LAMBDA_FUNCTIONS := PaymentFunction=payment InventoryFunction=inventory ShippingFunction=shipping \
   NotificationFunction=notification AnalyticsFunction=analytics OrdersFunction=orders \
-  OutboxFunction=outbox ProjectorFunction=projector OrderQueryFunction=order-query
+  OutboxFunction=outbox ProjectorFunction=projector OrderQueryFunction=order-query \
+  AuditFunction=audit
 # Must match the template's Architecture parameter (arm64 by default, as in samconfig.toml):
 # SAM does not tell a makefile build which architecture it resolved.
 LAMBDA_ARCH ?= arm64

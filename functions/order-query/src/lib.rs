@@ -22,7 +22,8 @@ pub struct QueryRequest {
     pub from_events: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// Also read back by `orderflow order` (functions/cli), hence `Deserialize`.
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryResponse {
     pub order_id: String,

@@ -14,6 +14,15 @@ use crate::error::{sdk_error_text, HandlerError};
 /// error text short.
 const MAX_ERROR_TEXT: usize = 2048;
 
+/// The message attribute that says whether a dead letter failed for good.
+pub const FAILURE_KIND_ATTRIBUTE: &str = "FailureKind";
+/// Its value for messages eventkit dead-lettered at once.
+pub const PERMANENT: &str = "permanent";
+/// Its value for failures that may pass on a retry.
+pub const TRANSIENT: &str = "transient";
+/// The attribute with the failure's short reason code.
+pub const FAILURE_REASON_ATTRIBUTE: &str = "FailureReason";
+
 /// A message that failed for good, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -154,8 +163,12 @@ impl DeadLetterSink for SqsDeadLetterQueue {
             } else {
                 &letter.body
             })
-            .message_attributes("FailureReason", attr(&letter.reason))
+            .message_attributes(FAILURE_REASON_ATTRIBUTE, attr(&letter.reason))
             .message_attributes("FailureMessage", attr(&letter.error))
+            // Only permanent failures are dead-lettered by eventkit; transient ones reach the
+            // DLQ through SQS's maxReceiveCount, with no attributes. Stated, so that
+            // `orderflow dlq redrive` need not infer it.
+            .message_attributes(FAILURE_KIND_ATTRIBUTE, attr(PERMANENT))
             .message_attributes("OriginalMessageId", attr(&letter.message_id));
         if let Some(source) = &letter.source_queue_arn {
             request = request.message_attributes("SourceQueueArn", attr(source));

@@ -16,8 +16,10 @@
 //! - [`retry`]: the backoff schedule every in-process retry uses.
 //! - [`store`]: an append-only event store with optimistic concurrency and time-ordered
 //!   replay.
+//! - [`audit`]: the audit trail's item layout, its batch writer and its queries.
 //! - [`observability`] and [`metrics`]: JSON logs and CloudWatch Embedded Metric Format.
 
+pub mod audit;
 pub mod aws;
 pub mod batch;
 pub mod dead_letter;

@@ -1,0 +1,177 @@
+//! The audit function: keeps every Orderflow event seen on the bus in the audit table
+//! (`eventkit::audit`), so that `orderflow trace` can show events that live only on the
+//! bus (emails, fraud verdicts) next to the event store's. Idempotent without an
+//! idempotency record: an entry's key holds the event id and a put of the same event
+//! writes the same item again.
+//!
+//! Why not an EventBridge archive: an archive can only be replayed onto the bus it archives
+//! ("Archiving and replaying events in Amazon EventBridge",
+//! https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-archive.html); it cannot be
+//! queried, so "everything with correlation id X" would mean replaying it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use contracts::{Event, EventSet};
+use eventkit::audit::{AuditEntry, AuditLog};
+use eventkit::{BatchResults, DynamoError, Envelope, Handled, HandlerError, Route};
+
+/// Every Orderflow event type, each from the source that owns it: the same closed set as
+/// analytics, so a type added to the contracts is audited with only the rule to change
+/// (which `routes_match_the_template` checks).
+pub const ROUTES: &[Route] = Event::ROUTES;
+
+/// Days an entry is kept when `AUDIT_RETENTION_DAYS` is not set (the template's default).
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+/// Where entries are written (the DynamoDB table, or memory in tests).
+#[async_trait]
+pub trait AuditSink: Send + Sync {
+    async fn write(&self, entries: &[AuditEntry]) -> Result<(), DynamoError>;
+}
+
+#[async_trait]
+impl AuditSink for AuditLog {
+    async fn write(&self, entries: &[AuditEntry]) -> Result<(), DynamoError> {
+        AuditLog::write(self, entries).await
+    }
+}
+
+pub struct AuditService {
+    sink: Arc<dyn AuditSink>,
+    retention_days: u32,
+}
+
+impl AuditService {
+    /// Reads `AUDIT_TABLE` and `AUDIT_RETENTION_DAYS`.
+    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
+        let table = eventkit::aws::required_env("AUDIT_TABLE")?;
+        let retention_days = match std::env::var("AUDIT_RETENTION_DAYS") {
+            Ok(days) => days
+                .parse()
+                .map_err(|_| format!("AUDIT_RETENTION_DAYS is not a number of days: {days}"))?,
+            Err(_) => DEFAULT_RETENTION_DAYS,
+        };
+        Ok(AuditService::new(
+            Arc::new(AuditLog::new(aws_sdk_dynamodb::Client::new(aws), table)),
+            retention_days,
+        ))
+    }
+
+    pub fn new(sink: Arc<dyn AuditSink>, retention_days: u32) -> Self {
+        AuditService {
+            sink,
+            retention_days,
+        }
+    }
+
+    /// Writes the batch's events together; each event gets the batch's outcome (a failed
+    /// write is retried for all of them, and rewriting the ones that did land is harmless).
+    pub async fn handle(&self, events: Vec<Envelope<Event>>) -> BatchResults {
+        let entries = entries(&events, self.retention_days, &Utc::now());
+        let outcome = self.sink.write(&entries).await.map_err(HandlerError::from);
+        match &outcome {
+            Ok(()) => tracing::info!(entries = entries.len(), "events audited"),
+            Err(e) => tracing::warn!(error = %e, entries = entries.len(), "audit write failed"),
+        }
+        events
+            .into_iter()
+            .map(|e| {
+                let result = outcome.clone().map(|()| Handled::Processed);
+                (e.metadata.event_id, result)
+            })
+            .collect()
+    }
+}
+
+/// The audit entries of a batch.
+pub fn entries(
+    events: &[Envelope<Event>],
+    retention_days: u32,
+    now: &DateTime<Utc>,
+) -> Vec<AuditEntry> {
+    events
+        .iter()
+        .map(|e| AuditEntry::of(&e.to_raw(), e.data.order_id(), retention_days, now))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::{CustomerRegistered, EmailSent};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct MemorySink {
+        calls: Mutex<Vec<Vec<AuditEntry>>>,
+        fail: Mutex<bool>,
+    }
+
+    #[async_trait]
+    impl AuditSink for MemorySink {
+        async fn write(&self, entries: &[AuditEntry]) -> Result<(), DynamoError> {
+            if *eventkit::testing::lock(&self.fail) {
+                return Err(DynamoError::Unavailable("throttled".into()));
+            }
+            eventkit::testing::lock(&self.calls).push(entries.to_vec());
+            Ok(())
+        }
+    }
+
+    fn email(order: Option<&str>) -> Envelope<Event> {
+        Envelope::new(Event::from(EmailSent {
+            cause_event_id: "e-0".into(),
+            template: "order-confirmed".into(),
+            to: "ada@example.com".into(),
+            subject: "Confirmed".into(),
+            message_id: "ses-1".into(),
+            order_id: order.map(str::to_string),
+        }))
+    }
+
+    #[test]
+    fn routes_match_the_template() {
+        eventkit::testing::assert_rule_matches_routes("AuditRule", ROUTES);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_write_with_an_entry_per_event() {
+        let sink = Arc::new(MemorySink::default());
+        let service = AuditService::new(sink.clone(), 30);
+        let signup = Envelope::new(Event::from(CustomerRegistered {
+            customer_id: "cus-1".into(),
+            email: "ada@example.com".into(),
+            name: "Ada".into(),
+        }));
+        let batch = vec![email(Some("ord-1")), signup];
+
+        let results = service.handle(batch.clone()).await;
+
+        assert!(results
+            .iter()
+            .all(|(_, r)| matches!(r, Ok(Handled::Processed))));
+        let calls = eventkit::testing::lock(&sink.calls).clone();
+        assert_eq!(calls.len(), 1, "one write for the batch");
+        assert_eq!(calls[0].len(), 2);
+        assert_eq!(calls[0][0].order_id.as_deref(), Some("ord-1"));
+        assert_eq!(calls[0][0].event_type, "EmailSent");
+        assert_eq!(calls[0][0].source, "orderflow.notification");
+        assert_eq!(calls[0][1].order_id, None, "a sign-up is about no order");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_a_transient_failure_of_every_event_of_the_batch() {
+        let sink = Arc::new(MemorySink::default());
+        *eventkit::testing::lock(&sink.fail) = true;
+        let service = AuditService::new(sink, 30);
+
+        let results = service.handle(vec![email(None), email(None)]).await;
+
+        assert_eq!(results.len(), 2);
+        for (_, result) in results {
+            assert!(!result.unwrap_err().is_permanent());
+        }
+    }
+}

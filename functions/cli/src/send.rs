@@ -1,0 +1,375 @@
+//! `orderflow send`: OrderPlaced events onto the stage's bus, from a sample file or made up.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use chrono::Utc;
+use contracts::{Country, Currency, Event, OrderLine, OrderPlaced, ShippingAddress};
+use eventkit::{Envelope, RawEvent};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::context::Context;
+use crate::error::{CliError, Result};
+
+/// The token the payment function always declines (README, "payment").
+pub const DECLINED_TOKEN: &str = "tok_decline";
+pub const GOOD_TOKEN: &str = "tok_visa";
+
+/// What to make up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderPlan {
+    pub count: usize,
+    /// Share of orders (0 to 1) whose card is declined.
+    pub decline_share: f64,
+    /// The first `duplicates` orders are sent twice with the same event id.
+    pub duplicates: usize,
+    /// OrderPlaced schema version: 2 with a shipping address, 1 without.
+    pub version: u32,
+    /// Makes this run's order ids unique.
+    pub run_id: String,
+}
+
+/// One event as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sent {
+    pub order_id: String,
+    pub event_id: String,
+    pub correlation_id: String,
+    pub declined: bool,
+    pub duplicate: bool,
+}
+
+/// Whether order `index` of a run is declined: spread evenly, so that any prefix of the run
+/// holds about its share (`floor((i+1)·share) > floor(i·share)`).
+pub fn is_declined(index: usize, share: f64) -> bool {
+    let share = share.clamp(0.0, 1.0);
+    ((index + 1) as f64 * share).floor() > (index as f64 * share).floor()
+}
+
+/// The orders of a plan, one OrderPlaced each (duplicates not included: see [`with_duplicates`]).
+pub fn plan_orders(plan: &OrderPlan) -> Result<Vec<(RawEvent, bool)>> {
+    if !(1..=2).contains(&plan.version) {
+        return Err(CliError::Usage(format!(
+            "--version must be 1 or 2, not {}",
+            plan.version
+        )));
+    }
+    let currency = Currency::try_from("EUR".to_string())
+        .map_err(|e| CliError::Usage(format!("currency: {e}")))?;
+    let country = Country::try_from("FR".to_string())
+        .map_err(|e| CliError::Usage(format!("country: {e}")))?;
+    // Stocked SKUs from infra/seed/inventory.json with the most units, so that a load run
+    // of a few hundred orders is not cancelled for stock.
+    let skus = ["PEN-BLACK", "TEA-GREEN"];
+    (0..plan.count)
+        .map(|i| {
+            let declined = is_declined(i, plan.decline_share);
+            let sku = skus[i % skus.len()];
+            let order = OrderPlaced {
+                order_id: format!("ord-{}-{i:04}", plan.run_id),
+                customer_id: format!("cus-{}", i % 7),
+                customer_email: format!("load{}@example.com", i % 7),
+                currency: currency.clone(),
+                lines: vec![OrderLine {
+                    sku: sku.into(),
+                    quantity: 1,
+                    unit_price: 450,
+                }],
+                total: 450,
+                payment_token: if declined { DECLINED_TOKEN } else { GOOD_TOKEN }.into(),
+                shipping_address: Some(ShippingAddress {
+                    line1: "1 Rue de Rivoli".into(),
+                    city: "Paris".into(),
+                    postal_code: "75001".into(),
+                    country: country.clone(),
+                }),
+            };
+            let mut raw = Envelope::new(Event::from(order)).to_raw();
+            if plan.version == 1 {
+                raw.metadata.schema_version = 1;
+                if let Value::Object(data) = &mut raw.data {
+                    data.remove("shippingAddress");
+                }
+            }
+            Ok((raw, declined))
+        })
+        .collect()
+}
+
+/// The events with the first `duplicates` repeated at the end, same event ids.
+pub fn with_duplicates(
+    events: Vec<(RawEvent, bool)>,
+    duplicates: usize,
+) -> Vec<(RawEvent, bool, bool)> {
+    let again: Vec<_> = events
+        .iter()
+        .take(duplicates)
+        .map(|(e, d)| (e.clone(), *d, true))
+        .collect();
+    events
+        .into_iter()
+        .map(|(e, d)| (e, d, false))
+        .chain(again)
+        .collect()
+}
+
+/// Sends made-up orders at `rate` per second (all at once without), each stamped with the
+/// time it is sent.
+pub async fn send_orders(
+    ctx: &Context,
+    plan: &OrderPlan,
+    rate: Option<f64>,
+    quiet: bool,
+) -> Result<Vec<(Sent, RawEvent)>> {
+    let events = with_duplicates(plan_orders(plan)?, plan.duplicates);
+    let publisher = ctx.publisher();
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(events.len() as u64)
+    };
+    bar.set_style(bar_style("sending"));
+    let started = Instant::now();
+    let mut sent = Vec::with_capacity(events.len());
+    // Without a rate: PutEvents batches of 10 (the publisher's own chunking).
+    let chunk = if rate.is_some() { 1 } else { 10 };
+    let mut originals: std::collections::HashMap<String, RawEvent> = Default::default();
+    for (n, group) in events.chunks(chunk).enumerate() {
+        if let Some(rate) = rate.filter(|r| *r > 0.0) {
+            let due = Duration::from_secs_f64(n as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let mut batch = Vec::with_capacity(group.len());
+        for (event, declined, duplicate) in group {
+            // A duplicate must be the same event, time included.
+            let event = match originals.get(&event.metadata.event_id) {
+                Some(first) => first.clone(),
+                None => {
+                    let mut e = event.clone();
+                    e.metadata.occurred_at = Utc::now();
+                    originals.insert(e.metadata.event_id.clone(), e.clone());
+                    e
+                }
+            };
+            sent.push((
+                Sent {
+                    order_id: order_id(&event.data).unwrap_or_default(),
+                    event_id: event.metadata.event_id.clone(),
+                    correlation_id: event.metadata.correlation_id.clone(),
+                    declined: *declined,
+                    duplicate: *duplicate,
+                },
+                event.clone(),
+            ));
+            batch.push(event);
+        }
+        publisher.publish_raw(&batch).await?;
+        bar.inc(group.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(sent)
+}
+
+/// One entry of a `put-events` entries file (`events/samples/*.json`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SampleEntry {
+    pub source: String,
+    pub detail_type: String,
+    pub detail: String,
+}
+
+/// The entries of a sample file. Sent as written: a sample without metadata gets the
+/// EventBridge event id as its event id, as with `aws events put-events`.
+pub fn parse_sample(path: &str, text: &str) -> Result<Vec<SampleEntry>> {
+    serde_json::from_str(text).map_err(|e| CliError::File {
+        path: path.into(),
+        message: format!("not a put-events entries file: {e}"),
+    })
+}
+
+/// Sends a sample file's entries to this stage's bus (whatever bus the file names).
+/// Returns, per entry, (order id, event id: the metadata's or else EventBridge's).
+pub async fn send_sample(ctx: &Context, path: &str) -> Result<Vec<(String, String, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::File {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let entries = parse_sample(path, &text)?;
+    let mut sent = Vec::new();
+    for chunk in entries.chunks(10) {
+        let request: Vec<PutEventsRequestEntry> = chunk
+            .iter()
+            .map(|e| {
+                PutEventsRequestEntry::builder()
+                    .event_bus_name(ctx.bus())
+                    .source(&e.source)
+                    .detail_type(&e.detail_type)
+                    .detail(&e.detail)
+                    .build()
+            })
+            .collect();
+        let out = ctx
+            .events
+            .put_events()
+            .set_entries(Some(request))
+            .send()
+            .await
+            .map_err(|e| CliError::aws("events", &e))?;
+        for (entry, result) in chunk.iter().zip(out.entries()) {
+            if let Some(code) = result.error_code() {
+                return Err(CliError::Aws {
+                    service: "events",
+                    message: format!(
+                        "{} not accepted: {code}: {}",
+                        entry.detail_type,
+                        result.error_message().unwrap_or_default()
+                    ),
+                });
+            }
+            let detail: Value = serde_json::from_str(&entry.detail).unwrap_or(Value::Null);
+            let event_id = detail["metadata"]["eventId"]
+                .as_str()
+                .or(result.event_id())
+                .unwrap_or_default()
+                .to_string();
+            sent.push((
+                entry.detail_type.clone(),
+                order_id(&detail["data"]).unwrap_or_else(|| "-".into()),
+                event_id,
+            ));
+        }
+    }
+    Ok(sent)
+}
+
+/// `data.orderId` of an event's data, if it has one.
+pub fn order_id(data: &Value) -> Option<String> {
+    data.get("orderId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+pub fn bar_style(prefix: &str) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{prefix} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// What `send` prints: one line per event.
+pub fn render_sent(sent: &[Sent]) -> String {
+    let mut out = String::new();
+    for s in sent {
+        let mut flags = Vec::new();
+        if s.declined {
+            flags.push("declined card");
+        }
+        if s.duplicate {
+            flags.push("duplicate");
+        }
+        out.push_str(&format!(
+            "{:<22} event {}  correlation {}{}\n",
+            s.order_id,
+            s.event_id,
+            s.correlation_id,
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", flags.join(", "))
+            }
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(count: usize, share: f64, version: u32) -> OrderPlan {
+        OrderPlan {
+            count,
+            decline_share: share,
+            duplicates: 0,
+            version,
+            run_id: "t".into(),
+        }
+    }
+
+    #[test]
+    fn the_decline_share_is_spread_evenly_over_the_run() {
+        let declined: Vec<bool> = (0..10).map(|i| is_declined(i, 0.3)).collect();
+        assert_eq!(declined.iter().filter(|d| **d).count(), 3);
+        assert!((0..100).all(|i| !is_declined(i, 0.0)));
+        assert!((0..100).all(|i| is_declined(i, 1.0)));
+        // Any prefix holds about its share.
+        let first_half = (0..5).filter(|i| is_declined(*i, 0.3)).count();
+        assert!((1..=2).contains(&first_half));
+    }
+
+    #[test]
+    fn version_2_orders_carry_an_address_and_pass_intake() {
+        let orders = plan_orders(&plan(3, 0.0, 2)).unwrap();
+        assert_eq!(orders.len(), 3);
+        for (raw, _) in &orders {
+            assert_eq!(raw.metadata.schema_version, 2);
+            assert!(raw.data["shippingAddress"].is_object());
+            raw.decode::<OrderPlaced>().unwrap();
+        }
+        let ids: std::collections::HashSet<_> = orders
+            .iter()
+            .map(|(r, _)| r.data["orderId"].clone())
+            .collect();
+        assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn version_1_orders_have_no_address_and_pass_intake() {
+        let (raw, _) = plan_orders(&plan(1, 0.0, 1)).unwrap().remove(0);
+        assert_eq!(raw.metadata.schema_version, 1);
+        assert!(raw.data.get("shippingAddress").is_none());
+        let upcast = raw.decode::<OrderPlaced>().unwrap();
+        assert_eq!(upcast.data.shipping_address, None);
+    }
+
+    #[test]
+    fn declined_orders_use_the_declined_token_and_an_unknown_version_is_refused() {
+        let orders = plan_orders(&plan(2, 1.0, 2)).unwrap();
+        assert!(orders
+            .iter()
+            .all(|(r, d)| *d && r.data["paymentToken"] == DECLINED_TOKEN));
+        assert!(matches!(
+            plan_orders(&plan(1, 0.0, 3)),
+            Err(CliError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn duplicates_repeat_the_first_events_with_their_ids() {
+        let orders = plan_orders(&plan(3, 0.0, 2)).unwrap();
+        let first = orders[0].0.metadata.event_id.clone();
+        let all = with_duplicates(orders, 1);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[3].0.metadata.event_id, first);
+        assert!(all[3].2 && !all[0].2);
+    }
+
+    #[test]
+    fn a_sample_file_reads_as_its_entries() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events/samples/order-placed.json"
+        ))
+        .unwrap();
+        let entries = parse_sample("order-placed.json", &text).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].detail_type, "OrderPlaced");
+        assert!(parse_sample("x", "{}").is_err());
+    }
+}
