@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help setup build unit validate test demo local-up local-down local-logs local-deploy \
-        logs order rebuild-read-model bench schemas fmt lint clean package
+        logs order rebuild-read-model bench schemas fmt lint clean package \
+        cli send trace dlq redrive replay load stats
 
 LOCALSTACK_PORT ?= 4566
 STAGE ?= dev
@@ -48,9 +49,46 @@ logs: ## a function's latest log lines: make logs FN=payment [STAGE=dev]
 	@source infra/scripts/env.sh && awsl logs filter-log-events --log-group-name "/aws/lambda/orderflow-$$STAGE-$(FN)" \
 	  --query 'events[].message' --output text | tr '\t' '\n' | grep -v '^$$' | tail -n $${LINES:-60}
 
-order: ## show an order: make order ID=ord-1001 [AS_OF=2026-11-21T10:00:00Z] (read model, or rebuilt as of a time)
+# ---------------------------------------------------------------- the orderflow CLI
+# Thin wrappers: each builds the CLI (functions/cli, a debug build) and runs it against the
+# stage's deployment with the local environment (infra/scripts/env.sh: LocalStack's endpoint,
+# test credentials). Against AWS, run the binary yourself: `orderflow --stage prod ...`.
+ORDERFLOW = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug/orderflow
+run_cli = source infra/scripts/env.sh && "$(ORDERFLOW)"
+
+cli: ## build the orderflow CLI (target/debug/orderflow)
+	@cargo build --quiet $(CARGO_FLAGS) -p orderflow-cli
+
+send: cli ## send orders: make send FILE=events/samples/order-placed.json, or make send N=5 [RATE=2] [DUP=1] [DECLINE=0.2] [VERSION=1]
+	@test -n "$(FILE)$(N)" || { echo "usage: make send FILE=<put-events file> | N=<count> [RATE=] [DUP=] [DECLINE=] [VERSION=]"; exit 2; }
+	@$(run_cli) send $(if $(FILE),"$(FILE)",--count $(N) $(if $(RATE),--rate $(RATE)) $(if $(DUP),--duplicates $(DUP)) \
+	  $(if $(DECLINE),--decline-share $(DECLINE)) $(if $(VERSION),--version $(VERSION)))
+
+order: cli ## show an order: make order ID=ord-1001 [AS_OF=2026-11-21T10:00:00Z] (read model, or rebuilt as of a time)
 	@test -n "$(ID)" || { echo "usage: make order ID=<order id> [AS_OF=<RFC 3339 time>]"; exit 2; }
-	@source infra/scripts/env.sh && "$$TOOLS/python" infra/scripts/order.py "$(ID)" --as-of "$(AS_OF)"
+	@$(run_cli) order "$(ID)" $(if $(AS_OF),--as-of "$(AS_OF)")
+
+trace: cli ## what happened to an order, as a causal tree: make trace ID=ord-1001 [MERMAID=1]
+	@test -n "$(ID)" || { echo "usage: make trace ID=<order id | correlation id> [MERMAID=1]"; exit 2; }
+	@$(run_cli) trace "$(ID)" $(if $(MERMAID),--mermaid)
+
+dlq: cli ## dead-letter queues: make dlq (depth and reasons), make dlq Q=payment (its messages)
+	@$(run_cli) dlq $(if $(Q),show "$(Q)",list)
+
+redrive: cli ## move a DLQ's messages back: make redrive Q=payment [REASON=..] [DRY_RUN=1] [PERMANENT=1]
+	@test -n "$(Q)" || { echo "usage: make redrive Q=<queue> [REASON=<FailureReason>] [DRY_RUN=1] [PERMANENT=1]"; exit 2; }
+	@$(run_cli) dlq redrive "$(Q)" $(if $(REASON),--reason "$(REASON)") $(if $(DRY_RUN),--dry-run) $(if $(PERMANENT),--include-permanent)
+
+replay: cli ## replay stored events: make replay FROM=<time> TO=<time> [TYPE=OrderPlaced] (onto the bus) or [REBUILD=1] (read model)
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make replay FROM=<RFC 3339> TO=<RFC 3339> [TYPE=<detail-type>] [REBUILD=1]"; exit 2; }
+	@$(run_cli) replay --from "$(FROM)" --to "$(TO)" $(if $(TYPE),--type "$(TYPE)") $(if $(REBUILD),--rebuild-read-model,--to-bus)
+
+load: cli ## load test: make load N=20 [RATE=5] [DUP=2] [DECLINE=0.1] [JSON=1]: throughput, latency percentiles, per hop
+	@$(run_cli) load --orders $(or $(N),20) $(if $(RATE),--rate $(RATE)) $(if $(DUP),--duplicates $(DUP)) \
+	  $(if $(DECLINE),--decline-share $(DECLINE)) $(if $(JSON),--json)
+
+stats: cli ## the analytics counters as tables
+	@$(run_cli) stats
 
 rebuild-read-model: ## re-project the orders read model in place from the event store (views only move forward) [AS_OF=...]
 	@source infra/scripts/env.sh && awsl lambda invoke --function-name "orderflow-$$STAGE-projector" \

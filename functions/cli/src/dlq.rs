@@ -262,30 +262,53 @@ async fn receive(ctx: &Context, url: &str, visibility: i32) -> Result<Vec<DlqMes
         .collect())
 }
 
-/// Up to `max` messages of a queue, without taking them (visibility timeout 0). Standard
-/// queues sample their servers on each receive, so several rounds are made until the
-/// depth is reached or a few rounds bring nothing new.
+/// Up to `max` messages of a queue, without taking them. First with a visibility timeout
+/// of 0, so that the messages stay available to everyone else at once; a receive samples
+/// only some of the queue's messages and may return the same ones again (LocalStack always
+/// returns the first ten), so when those rounds stall short of the queue's depth the rest
+/// is read by hiding what was seen for a moment (`PEEK_HIDE_SECONDS`) and releasing every
+/// hidden message at the end.
 pub async fn peek(ctx: &Context, url: &str, max: usize) -> Result<Vec<DlqMessage>> {
-    let expected = depth(ctx, url).await? as usize;
+    let expected = (depth(ctx, url).await? as usize).min(max);
     let mut seen = HashSet::new();
     let mut messages = Vec::new();
-    let mut idle_rounds = 0;
-    while messages.len() < expected.min(max) && idle_rounds < 4 {
-        let round = receive(ctx, url, 0).await?;
-        let before = messages.len();
-        for m in round {
-            if seen.insert(m.message_id.clone()) {
-                messages.push(m);
+    let mut hidden = Vec::new();
+    for visibility in [0, PEEK_HIDE_SECONDS] {
+        let mut idle_rounds = 0;
+        while messages.len() < expected && idle_rounds < 3 {
+            let round = receive(ctx, url, visibility).await?;
+            let before = messages.len();
+            for m in round {
+                if visibility > 0 {
+                    hidden.push(m.receipt_handle.clone());
+                }
+                if seen.insert(m.message_id.clone()) {
+                    messages.push(m);
+                }
             }
+            idle_rounds = if messages.len() == before {
+                idle_rounds + 1
+            } else {
+                0
+            };
         }
-        idle_rounds = if messages.len() == before {
-            idle_rounds + 1
-        } else {
-            0
-        };
+    }
+    for handle in hidden {
+        // Best effort: a message not released now comes back when its few seconds run out.
+        let _ = ctx
+            .sqs
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await;
     }
     Ok(messages)
 }
+
+/// How long a peek that has to hide messages hides them (they are released when it ends).
+pub const PEEK_HIDE_SECONDS: i32 = 10;
 
 /// What a redrive did with one message.
 #[derive(Debug, Clone, Serialize)]

@@ -39,6 +39,8 @@ enum Command {
         /// OrderPlaced schema version: 2 (with shippingAddress) or 1.
         #[arg(long, default_value_t = 2)]
         version: u32,
+        #[arg(long)]
+        json: bool,
     },
     /// An order's read model and timeline (through the order-query function).
     Order {
@@ -154,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
             duplicates,
             decline_share,
             version,
+            json,
         } => {
             let count = count.context("give a sample file or --count N")?;
             let plan = send::OrderPlan {
@@ -163,19 +166,27 @@ async fn main() -> anyhow::Result<()> {
                 version,
                 run_id: run_id(),
             };
-            let sent = send::send_orders(&ctx, &plan, rate, false).await?;
+            let sent = send::send_orders(&ctx, &plan, rate, json).await?;
             let sent: Vec<_> = sent.into_iter().map(|(s, _)| s).collect();
-            print!("{}", send::render_sent(&sent));
-            println!("sent {} event(s) to {}", sent.len(), ctx.bus());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sent)?);
+            } else {
+                print!("{}", send::render_sent(&sent));
+                println!("sent {} event(s) to {}", sent.len(), ctx.bus());
+            }
         }
         Command::Order { id, as_of, wait } => {
-            if let Some(secs) = wait {
-                if !order::wait_terminal(&ctx, &id, Duration::from_secs(secs)).await? {
-                    eprintln!("{id} is not SHIPPED or CANCELLED after {secs} s");
-                }
-            }
+            let finished = match wait {
+                Some(secs) => order::wait_terminal(&ctx, &id, Duration::from_secs(secs)).await?,
+                None => true,
+            };
             let answer = order::query(&ctx, &id, as_of.as_ref()).await?;
             print!("{}", order::render_answer(&id, &answer));
+            anyhow::ensure!(
+                finished,
+                "{id} is not SHIPPED or CANCELLED after {} s",
+                wait.unwrap_or(0)
+            );
         }
         Command::Trace { id, mermaid, json } => {
             let events = trace::collect(&ctx, &id).await?;
@@ -241,7 +252,8 @@ async fn main() -> anyhow::Result<()> {
             rebuild_read_model,
         } => {
             if to_bus {
-                let events = replay::to_bus(&ctx, from, to, event_type.as_deref()).await?;
+                let (events, refused) =
+                    replay::to_bus(&ctx, from, to, event_type.as_deref()).await?;
                 println!(
                     "replayed {} event(s) onto {} with their original ids",
                     events.len(),
@@ -249,6 +261,12 @@ async fn main() -> anyhow::Result<()> {
                 );
                 for (t, n) in replay::counts(&events) {
                     println!("  {t:<28} {n}");
+                }
+                for (e, why) in &refused {
+                    println!(
+                        "not replayed {} {}: {why}",
+                        e.detail_type, e.metadata.event_id
+                    );
                 }
             } else if rebuild_read_model {
                 anyhow::ensure!(event_type.is_none(), "--type applies to --to-bus only");
