@@ -141,12 +141,13 @@ pub fn build_tree(events: &[TraceEvent]) -> Vec<Node> {
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
-        let nodes = kids
-            .into_iter()
-            .filter_map(|c| {
-                (!placed.contains(&c)).then(|| grow(c, Some(event), events, children, placed))
-            })
-            .collect();
+        let mut nodes = Vec::new();
+        // Checked again here: a deeper child may have placed a later sibling already.
+        for c in kids {
+            if !placed.contains(&c) {
+                nodes.push(grow(c, Some(event), events, children, placed));
+            }
+        }
         Node {
             event: event.clone(),
             hop_ms: parent.map(|p| (event.occurred_at - p.occurred_at).num_milliseconds()),
@@ -277,7 +278,7 @@ pub fn render_mermaid(roots: &[Node]) -> String {
             sources.push(s);
         }
     }
-    arrows.sort_by(|a, b| a.0.cmp(&b.0));
+    arrows.sort_by_key(|a| a.0);
     let alias = |s: &str| {
         s.strip_prefix("orderflow.")
             .unwrap_or(s)

@@ -275,7 +275,8 @@ mod tests {
         let now = Utc::now();
         let a = AuditEntry::of(&event("e-1", None), None, 1, &now);
         let b = AuditEntry::of(&event("e-2", None), None, 1, &now);
-        let kept = distinct(&[a.clone(), b.clone(), a.clone()]);
+        let batch = [a.clone(), b.clone(), a.clone()];
+        let kept = distinct(&batch);
         assert_eq!(kept, vec![&a, &b]);
     }
 }

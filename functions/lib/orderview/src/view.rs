@@ -333,6 +333,7 @@ mod tests {
             }],
             total: 2500,
             payment_token: "tok".into(),
+            shipping_address: None,
         }
     }
 
