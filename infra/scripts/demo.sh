@@ -19,7 +19,7 @@ awsl events put-targets --rule "$OBSERVER" --event-bus-name "$BUS" \
 awsl sqs purge-queue --queue-url "$observer_url" >/dev/null 2>&1 || true
 
 say "Sending the sample orders (events/samples/) to the bus $BUS"
-for sample in order-placed order-placed-declined order-placed-malformed; do
+for sample in order-placed order-placed-v1 order-placed-declined order-placed-malformed; do
   # The samples name the dev bus; point them at this stage's bus.
   echo "  aws events put-events --entries file://events/samples/$sample.json"
   if [ "$STAGE" = dev ]; then

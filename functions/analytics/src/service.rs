@@ -128,6 +128,7 @@ mod tests {
                 }],
                 total: 1250,
                 payment_token: "tok_visa".into(),
+                shipping_address: None,
             }
             .into(),
             CustomerRegistered {
@@ -207,6 +208,7 @@ mod tests {
                 order_id: order.clone(),
                 reason: "velocity".into(),
                 score: 90,
+                pattern: None,
             }
             .into(),
             EmailSent {

@@ -514,6 +514,7 @@ mod tests {
                 total: lines.iter().map(|l| 100 * u64::from(l.quantity)).sum(),
                 lines,
                 payment_token: "tok_visa".into(),
+                shipping_address: None,
             },
         )
     }

@@ -112,7 +112,11 @@ impl Location {
     pub fn new(country: Country, city: &str) -> Location {
         Location {
             country,
-            city: city.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase(),
+            city: city
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase(),
         }
     }
 }

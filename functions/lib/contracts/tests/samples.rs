@@ -10,7 +10,9 @@ use contracts::{Event, EventSet, RawEvent};
 use serde_json::Value;
 
 fn repo_dir(sub: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..").join(sub)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../..")
+        .join(sub)
 }
 
 struct Sample {
@@ -127,7 +129,10 @@ fn older_versions_upcast_to_data_the_current_schema_accepts() {
         assert!(errors.is_empty(), "{} upcast: {errors:#?}", sample.file);
         upcast += 1;
     }
-    assert!(upcast >= 2, "expected v1 samples of OrderPlaced and FraudSuspected");
+    assert!(
+        upcast >= 2,
+        "expected v1 samples of OrderPlaced and FraudSuspected"
+    );
 }
 
 #[test]

@@ -211,7 +211,9 @@ where
     let handler = &handler;
     let processor = &processor;
     serve_batches(service, move |batch, invocation| {
-        process_whole_batch(processor, routes, batch, move |events| handler(events, invocation))
+        process_whole_batch(processor, routes, batch, move |events| {
+            handler(events, invocation)
+        })
     })
     .await
 }
