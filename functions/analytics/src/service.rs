@@ -211,6 +211,18 @@ mod tests {
                 pattern: None,
             }
             .into(),
+            contracts::FraudCleared {
+                order_id: order.clone(),
+                customer_id: "cus-1".into(),
+                rule: contracts::FraudRule {
+                    min_orders: 5,
+                    window_seconds: 60,
+                    min_locations: 2,
+                },
+                orders_in_window: 1,
+                locations_in_window: 1,
+            }
+            .into(),
             EmailSent {
                 cause_event_id: "e-0".into(),
                 template: "welcome".into(),
