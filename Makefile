@@ -45,7 +45,7 @@ local-deploy: build local-up ## build and deploy the SAM template to LocalStack 
 	@infra/scripts/deploy_local.sh
 
 logs: ## a function's latest log lines: make logs FN=payment [STAGE=dev]
-	@test -n "$(FN)" || { echo "usage: make logs FN=<payment|inventory|shipping|notification|analytics|orders|outbox|projector|order-query>"; exit 2; }
+	@test -n "$(FN)" || { echo "usage: make logs FN=<payment|fraud|inventory|shipping|notification|analytics|orders|outbox|projector|order-query>"; exit 2; }
 	@source infra/scripts/env.sh && awsl logs filter-log-events --log-group-name "/aws/lambda/orderflow-$$STAGE-$(FN)" \
 	  --query 'events[].message' --output text | tr '\t' '\n' | grep -v '^$$' | tail -n $${LINES:-60}
 
@@ -97,7 +97,7 @@ rebuild-read-model: ## re-project the orders read model in place from the event 
 bench: local-up ## benchmarks: decode and batch overhead, idempotency round trips (numbers printed)
 	@source infra/scripts/env.sh && cargo bench $(CARGO_FLAGS) -p eventkit --bench eventkit
 
-schemas: ## regenerate events/schemas/*.json from the contract types
+schemas: ## write new schema versions to events/schemas/ and lock them in PUBLISHED (never rewrites a published one)
 	UPDATE_SCHEMAS=1 cargo test $(CARGO_FLAGS) -p contracts --test schemas
 
 fmt: ## format the code
@@ -133,7 +133,8 @@ clean: local-down ## remove build outputs and local state (keeps installed tools
 LAMBDA_FUNCTIONS := PaymentFunction=payment InventoryFunction=inventory ShippingFunction=shipping \
   NotificationFunction=notification AnalyticsFunction=analytics OrdersFunction=orders \
   OutboxFunction=outbox ProjectorFunction=projector OrderQueryFunction=order-query \
-  AuditFunction=audit
+  AuditFunction=audit \
+  FraudFunction=fraud
 # Must match the template's Architecture parameter (arm64 by default, as in samconfig.toml):
 # SAM does not tell a makefile build which architecture it resolved.
 LAMBDA_ARCH ?= arm64

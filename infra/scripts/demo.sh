@@ -10,7 +10,7 @@ cargo build --quiet --locked -p orderflow-cli
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
 say "Sending the sample orders (events/samples/) to the bus orderflow-$STAGE"
-for sample in order-placed order-placed-declined order-placed-malformed; do
+for sample in order-placed order-placed-v1 order-placed-declined order-placed-malformed; do
   echo "  orderflow send events/samples/$sample.json"
   "$ORDERFLOW" send "events/samples/$sample.json" | sed 's/^/    /'
 done

@@ -128,6 +128,7 @@ mod tests {
                 }],
                 total: 1250,
                 payment_token: "tok_visa".into(),
+                shipping_address: None,
             }
             .into(),
             CustomerRegistered {
@@ -207,6 +208,19 @@ mod tests {
                 order_id: order.clone(),
                 reason: "velocity".into(),
                 score: 90,
+                pattern: None,
+            }
+            .into(),
+            contracts::FraudCleared {
+                order_id: order.clone(),
+                customer_id: "cus-1".into(),
+                rule: contracts::FraudRule {
+                    min_orders: 5,
+                    window_seconds: 60,
+                    min_locations: 2,
+                },
+                orders_in_window: 1,
+                locations_in_window: 1,
             }
             .into(),
             EmailSent {

@@ -514,6 +514,12 @@ mod tests {
                 total: lines.iter().map(|l| 100 * u64::from(l.quantity)).sum(),
                 lines,
                 payment_token: "tok_visa".into(),
+                shipping_address: Some(contracts::ShippingAddress {
+                    line1: "1 Main Street".into(),
+                    city: "Lyon".into(),
+                    postal_code: "69001".into(),
+                    country: contracts::Country::try_from("FR".to_string()).unwrap(),
+                }),
             },
         )
     }

@@ -4,6 +4,11 @@
 //! leads to, as plain payloads. Neither sees envelopes, ids or the store: the service gives
 //! decisions their ids and appends them together with the fact.
 //!
+//! An order is confirmed only when it is paid, reserved and cleared by fraud detection. A
+//! suspicion cancels it with its compensations, even after confirmation, as long as it has
+//! not shipped; after shipping the suspicion is only recorded (it stays in the stream and the
+//! read model shows it).
+//!
 //! Decisions are only taken once `OrderPlaced` is known, so results that arrive before it
 //! (out of order) wait for it, and each compensation is asked for at most once: applying a
 //! fact again, even one with a new event id, decides nothing new.
@@ -40,6 +45,14 @@ enum Stock {
     OutOfStock,
 }
 
+/// Fraud detection's verdict. A suspicion wins over a clearance whatever their order: a
+/// cleared order can be suspected later, when a later order completes a pattern with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fraud {
+    Cleared,
+    Suspected,
+}
+
 /// The order's state, folded from its stream.
 #[derive(Debug, Clone, Default)]
 pub struct Order {
@@ -47,7 +60,7 @@ pub struct Order {
     placed: Option<OrderPlaced>,
     payment: Option<Payment>,
     stock: Option<Stock>,
-    fraud: bool,
+    fraud: Option<Fraud>,
     refund_requested: bool,
     release_requested: bool,
 }
@@ -80,7 +93,10 @@ impl Order {
                 })
             }
             Event::InventoryOutOfStock(_) => self.stock = Some(Stock::OutOfStock),
-            Event::FraudSuspected(_) => self.fraud = true,
+            Event::FraudSuspected(_) => self.fraud = Some(Fraud::Suspected),
+            Event::FraudCleared(_) => {
+                self.fraud.get_or_insert(Fraud::Cleared);
+            }
             Event::OrderShipped(_) => {
                 if self.status == OrderStatus::Confirmed {
                     self.status = OrderStatus::Shipped;
@@ -100,9 +116,7 @@ impl Order {
             Event::ReleaseInventoryRequested(_) | Event::InventoryReleased(_) => {
                 self.release_requested = true
             }
-            // FraudCleared: only so this builds with the contracts' new type; the saga's use
-            // of fraud verdicts comes with the fraud branch.
-            Event::CustomerRegistered(_) | Event::EmailSent(_) | Event::FraudCleared(_) => {}
+            Event::CustomerRegistered(_) | Event::EmailSent(_) => {}
         }
     }
 
@@ -132,7 +146,7 @@ impl Order {
         let mut decisions = Vec::new();
         match &self.status {
             OrderStatus::Pending | OrderStatus::Confirmed => {
-                let cancel_reason = if self.fraud {
+                let cancel_reason = if self.fraud == Some(Fraud::Suspected) {
                     Some("fraud-suspected")
                 } else if self.status == OrderStatus::Pending
                     && self.payment == Some(Payment::Failed)
@@ -153,7 +167,8 @@ impl Order {
                     if reserved.is_some() && !self.release_requested {
                         decisions.push(release(placed, reason));
                     }
-                } else if self.status == OrderStatus::Pending {
+                } else if self.status == OrderStatus::Pending && self.fraud == Some(Fraud::Cleared)
+                {
                     if let (Some(payment_id), Some((reservation_id, lines))) = (paid_with, reserved)
                     {
                         decisions.push(confirm(placed, payment_id, reservation_id, lines));

@@ -2,10 +2,10 @@
 //! service's tests.
 
 use contracts::{
-    Currency, Event, FraudSuspected, InventoryOutOfStock, InventoryReleased, InventoryReserved,
-    OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced, OrderShipped, PaymentFailed,
-    PaymentProcessed, PaymentRefunded, RefundPaymentRequested, ReleaseInventoryRequested, Shortage,
-    StockLine,
+    Currency, Event, FraudCleared, FraudRule, FraudSuspected, InventoryOutOfStock,
+    InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced,
+    OrderShipped, PaymentFailed, PaymentProcessed, PaymentRefunded, RefundPaymentRequested,
+    ReleaseInventoryRequested, Shortage, StockLine,
 };
 use eventkit::Envelope;
 
@@ -24,6 +24,7 @@ pub fn placed() -> OrderPlaced {
         }],
         total: 2500,
         payment_token: "tok_visa".into(),
+        shipping_address: None,
     }
 }
 
@@ -77,6 +78,21 @@ pub fn fraud() -> FraudSuspected {
         order_id: ORDER.into(),
         reason: "velocity".into(),
         score: 97,
+        pattern: None,
+    }
+}
+
+pub fn cleared() -> FraudCleared {
+    FraudCleared {
+        order_id: ORDER.into(),
+        customer_id: "cus-1".into(),
+        rule: FraudRule {
+            min_orders: 5,
+            window_seconds: 60,
+            min_locations: 2,
+        },
+        orders_in_window: 1,
+        locations_in_window: 1,
     }
 }
 

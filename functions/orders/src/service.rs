@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use contracts::{
-    order_stream, Event, EventData, FraudSuspected, InventoryOutOfStock, InventoryReleased,
-    InventoryReserved, OrderPlaced, OrderShipped, PaymentFailed, PaymentProcessed, PaymentRefunded,
+    order_stream, Event, EventData, FraudCleared, FraudSuspected, InventoryOutOfStock,
+    InventoryReleased, InventoryReserved, OrderPlaced, OrderShipped, PaymentFailed,
+    PaymentProcessed, PaymentRefunded,
 };
 use eventkit::store::Appended;
 use eventkit::{
@@ -41,6 +42,7 @@ pub const ROUTES: &[Route] = &[
     InventoryOutOfStock::ROUTE,
     InventoryReleased::ROUTE,
     FraudSuspected::ROUTE,
+    FraudCleared::ROUTE,
     OrderShipped::ROUTE,
 ];
 
@@ -98,6 +100,7 @@ fn fact_order(event: &Event) -> Option<&str> {
         | Event::InventoryOutOfStock(InventoryOutOfStock { order_id, .. })
         | Event::InventoryReleased(InventoryReleased { order_id, .. })
         | Event::FraudSuspected(FraudSuspected { order_id, .. })
+        | Event::FraudCleared(FraudCleared { order_id, .. })
         | Event::OrderShipped(OrderShipped { order_id, .. }) => Some(order_id),
         _ => None,
     }

@@ -183,6 +183,7 @@ mod tests {
             }],
             total: unit_price * 2,
             payment_token: token.into(),
+            shipping_address: None,
         }
     }
 

@@ -320,6 +320,7 @@ mod tests {
             }],
             total: 2500,
             payment_token: token.into(),
+            shipping_address: None,
         }))
     }
 
@@ -599,6 +600,7 @@ mod tests {
             order_id: "ord-1".into(),
             reason: "velocity".into(),
             score: 90,
+            pattern: None,
         }));
 
         let err = w.deliver(&event).await.unwrap_err();

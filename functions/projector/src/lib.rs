@@ -276,6 +276,7 @@ mod tests {
             }],
             total: 500,
             payment_token: "tok".into(),
+            shipping_address: None,
         })
     }
 

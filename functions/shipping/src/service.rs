@@ -329,6 +329,7 @@ mod tests {
             order_id: "ord-1".into(),
             reason: "velocity".into(),
             score: 90,
+            pattern: None,
         }));
 
         let err = w.deliver(&event).await.unwrap_err();
@@ -355,6 +356,7 @@ mod tests {
             order_id: "ord-1".into(),
             reason: "velocity".into(),
             score: 90,
+            pattern: None,
         }));
         assert_eq!(take_in(&other.to_raw()), "not-routed");
     }

@@ -602,19 +602,27 @@ pub fn order_id(prefix: &str) -> String {
     )
 }
 
-/// An `OrderPlaced` detail (metadata + data) for `order_id`.
+/// An `OrderPlaced` detail (metadata + data) for `order_id`, schema version 2, shipping to
+/// Paris (one location: the e2e customer never completes the fraud rule).
 pub fn order_placed(order_id: &str, token: &str, event_id: Option<&str>) -> Value {
-    let mut detail = json!({
-        "data": {
-            "orderId": order_id, "customerId": "cus-e2e", "customerEmail": "e2e@example.com",
-            "currency": "EUR",
-            "lines": [{"sku": "MUG-RED", "quantity": 2, "unitPrice": 1250}],
-            "total": 2500, "paymentToken": token
-        }
-    });
+    let mut detail = order_of(order_id, "MUG-RED", 2, 1250, token);
     if let Some(id) = event_id {
-        detail["metadata"] =
-            json!({"eventId": id, "schemaVersion": 1, "correlationId": format!("corr-{order_id}")});
+        detail["metadata"]["eventId"] = id.into();
+        detail["metadata"]["correlationId"] = format!("corr-{order_id}").into();
+    }
+    detail
+}
+
+/// A shipping address (OrderPlaced version 2).
+pub fn address(country: &str, city: &str) -> Value {
+    json!({"line1": "1 Test Street", "city": city, "postalCode": "10001", "country": country})
+}
+
+/// The same OrderPlaced detail as an older producer sends it: schema version 1, no address.
+pub fn as_version_1(mut detail: Value) -> Value {
+    detail["metadata"]["schemaVersion"] = 1.into();
+    if let Some(data) = detail["data"].as_object_mut() {
+        data.remove("shippingAddress");
     }
     detail
 }
@@ -624,14 +632,16 @@ pub fn about_order(order_id: &str) -> Value {
     json!({ "source": [{"prefix": "orderflow."}], "detail": { "data": { "orderId": [order_id] } } })
 }
 
-/// An `OrderPlaced` detail for one line of `sku`.
+/// An `OrderPlaced` detail (schema version 2) for one line of `sku`, shipping to Paris.
 pub fn order_of(order_id: &str, sku: &str, quantity: u32, unit_price: u64, token: &str) -> Value {
     json!({
+        "metadata": {"schemaVersion": 2},
         "data": {
             "orderId": order_id, "customerId": "cus-e2e", "customerEmail": "e2e@example.com",
             "currency": "EUR",
             "lines": [{"sku": sku, "quantity": quantity, "unitPrice": unit_price}],
-            "total": u64::from(quantity) * unit_price, "paymentToken": token
+            "total": u64::from(quantity) * unit_price, "paymentToken": token,
+            "shippingAddress": address("FR", "Paris")
         }
     })
 }

@@ -229,6 +229,14 @@ async fn facts_of_one_order_from_parallel_invocations_make_one_consistent_stream
             serde_json::json!({"data": {"orderId": order, "reservationId": format!("res-{order}"),
                 "lines": [{"sku": sku, "quantity": 1}]}}),
         ),
+        bus_event(
+            &format!("{order}-cleared"),
+            "orderflow.fraud",
+            "FraudCleared",
+            serde_json::json!({"data": {"orderId": order, "customerId": "cus-e2e",
+                "rule": {"minOrders": 5, "windowSeconds": 60, "minLocations": 2},
+                "ordersInWindow": 1, "locationsInWindow": 1}}),
+        ),
     ];
     // Four copies of each fact, interleaved, one message per invocation.
     let mut deliveries: Vec<serde_json::Value> = Vec::new();
@@ -292,7 +300,12 @@ async fn facts_of_one_order_from_parallel_invocations_make_one_consistent_stream
             .filter(|e| e["eventType"] == event_type)
             .count()
     };
-    for fact in ["OrderPlaced", "PaymentProcessed", "InventoryReserved"] {
+    for fact in [
+        "OrderPlaced",
+        "PaymentProcessed",
+        "InventoryReserved",
+        "FraudCleared",
+    ] {
         assert_eq!(count(fact), 1, "{fact} stored exactly once: {stream:?}");
     }
     assert_eq!(count("OrderConfirmed"), 1, "confirmed exactly once");
@@ -319,7 +332,7 @@ async fn facts_of_one_order_from_parallel_invocations_make_one_consistent_stream
         .filter(|l| l.contains(&stream_id))
         .count();
     println!(
-        "saga burst: {} deliveries of 3 facts in {} parallel invocations, {} rounds; \
+        "saga burst: {} deliveries of 4 facts in {} parallel invocations, {} rounds; \
          {} appends lost to a concurrent writer and were decided again",
         deliveries.len(),
         deliveries.len(),

@@ -5,7 +5,7 @@
 //! a rule tightened later never stops a stored order from being shown.
 
 use contracts::money::display_amount;
-use contracts::{order_stream, Event, OrderLine};
+use contracts::{order_stream, Event, OrderLine, ShippingAddress};
 use eventkit::{DecodeError, Payload, StoredEvent};
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 /// projection are then re-projected from their streams (by a rebuild, or by the projector
 /// when their order next changes), while views of this projection only ever move forward
 /// (see [`crate::repository::supersedes`]).
-pub const PROJECTION_VERSION: u32 = 1;
+///
+/// 2: the shipping address (OrderPlaced v2) and the fraud verdict.
+pub const PROJECTION_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -33,6 +35,12 @@ pub struct OrderView {
     pub total: u64,
     #[serde(default)]
     pub lines: Vec<OrderLine>,
+    /// Where it ships; `None` for orders placed with OrderPlaced version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<ShippingAddress>,
+    /// Fraud detection's latest verdict. A suspicion after shipping stays here as a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraud: Option<FraudView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment: Option<PaymentView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +88,21 @@ pub enum ReservationStatus {
     Reserved,
     OutOfStock,
     Released,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FraudVerdict {
+    Cleared,
+    Suspected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FraudView {
+    pub verdict: FraudVerdict,
+    /// Why, in words: the window and its locations, or what the check found.
+    pub detail: String,
 }
 
 /// A compensation the saga asked for.
@@ -196,6 +219,7 @@ fn apply(view: &mut OrderView, event: &StoredEvent) -> String {
                 display_amount(o.total, &o.currency)
             );
             view.lines = o.lines;
+            view.shipping_address = o.shipping_address;
             summary
         }
         Event::PaymentProcessed(p) => {
@@ -259,10 +283,43 @@ fn apply(view: &mut OrderView, event: &StoredEvent) -> String {
             }
             format!("refunded {}", display_amount(p.amount, &p.currency))
         }
-        Event::FraudSuspected(f) => format!("fraud suspected (score {}): {}", f.score, f.reason),
-        // Added so the crate builds with contracts' FraudCleared (the fraud branch owns the
-        // real projection of fraud verdicts).
-        Event::FraudCleared(_) => "fraud check passed".into(),
+        Event::FraudSuspected(f) => {
+            let detail = match &f.pattern {
+                Some(p) => format!(
+                    "{} orders between {} and {} from {}",
+                    p.order_ids.len(),
+                    p.window_start.format("%H:%M:%S%.3f"),
+                    p.window_end.format("%H:%M:%S%.3f"),
+                    p.locations
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => format!("score {}", f.score),
+            };
+            let summary = format!("fraud suspected ({}): {detail}", f.reason);
+            view.fraud = Some(FraudView {
+                verdict: FraudVerdict::Suspected,
+                detail,
+            });
+            summary
+        }
+        Event::FraudCleared(f) => {
+            let detail = format!(
+                "{} order(s) from {} location(s) in the busiest window",
+                f.orders_in_window, f.locations_in_window
+            );
+            let summary = format!("fraud check cleared: {detail}");
+            // A suspicion is never overturned by a clearance (they may arrive in any order).
+            if view.fraud.is_none() {
+                view.fraud = Some(FraudView {
+                    verdict: FraudVerdict::Cleared,
+                    detail,
+                });
+            }
+            summary
+        }
         Event::OrderConfirmed(_) => {
             view.status = OrderStatus::Confirmed;
             "confirmed".into()
@@ -489,6 +546,71 @@ mod tests {
         );
     }
 
+    fn suspicion() -> contracts::FraudSuspected {
+        contracts::FraudSuspected {
+            order_id: "o1".into(),
+            reason: "velocity-locations".into(),
+            score: 90,
+            pattern: None,
+        }
+    }
+
+    fn clearance() -> contracts::FraudCleared {
+        contracts::FraudCleared {
+            order_id: "o1".into(),
+            customer_id: "c1".into(),
+            rule: contracts::FraudRule {
+                min_orders: 5,
+                window_seconds: 60,
+                min_locations: 2,
+            },
+            orders_in_window: 2,
+            locations_in_window: 1,
+        }
+    }
+
+    #[test]
+    fn a_version_2_order_shows_where_it_ships_and_a_version_1_order_does_not() {
+        let mut v2 = placed();
+        v2.shipping_address = Some(contracts::ShippingAddress {
+            line1: "1 Rue de Rivoli".into(),
+            city: "Paris".into(),
+            postal_code: "75001".into(),
+            country: contracts::Country::try_from("FR".to_string()).unwrap(),
+        });
+        let view = replay(&[stored(1, v2.clone())]).unwrap();
+        assert_eq!(view.shipping_address, v2.shipping_address);
+        let view = replay(&[stored(1, placed())]).unwrap();
+        assert_eq!(view.shipping_address, None);
+    }
+
+    #[test]
+    fn a_suspicion_wins_over_a_clearance_in_either_order() {
+        for events in [
+            vec![
+                stored(1, placed()),
+                stored(2, clearance()),
+                stored(3, suspicion()),
+            ],
+            vec![
+                stored(1, placed()),
+                stored(2, suspicion()),
+                stored(3, clearance()),
+            ],
+        ] {
+            let view = replay(&events).unwrap();
+            assert_eq!(view.fraud.map(|f| f.verdict), Some(FraudVerdict::Suspected));
+        }
+        let view = replay(&[stored(1, placed()), stored(2, clearance())]).unwrap();
+        assert_eq!(
+            view.fraud,
+            Some(FraudView {
+                verdict: FraudVerdict::Cleared,
+                detail: "2 order(s) from 1 location(s) in the busiest window".into()
+            })
+        );
+    }
+
     #[test]
     fn a_view_stored_before_views_carried_their_projection_reads_as_projection_zero() {
         let view = replay(&happy_path()).unwrap();
@@ -518,7 +640,7 @@ mod tests {
         unknown.event_type = "OrderTeleported".into();
         let events = [stored(1, placed()), broken, unknown];
         let view = replay(&events).unwrap();
-        assert_eq!(view.timeline[1].summary, "(unreadable OrderPlaced v1)");
+        assert_eq!(view.timeline[1].summary, "(unreadable OrderPlaced v2)");
         assert_eq!(view.timeline[2].summary, "OrderTeleported");
         assert_eq!(view.last_version, 3);
         assert_eq!(view.status, OrderStatus::Placed);

@@ -44,10 +44,41 @@ impl Scenario {
 }
 
 #[test]
-fn paid_and_reserved_confirms() {
-    let mut s = given(vec![event(placed()), event(paid())]);
+fn paid_reserved_and_cleared_confirms() {
+    let mut s = given(vec![event(placed()), event(cleared()), event(paid())]);
     assert_eq!(s.when(event(reserved())), vec![confirmed()]);
     assert_eq!(s.order.status, OrderStatus::Confirmed);
+}
+
+#[test]
+fn confirmation_waits_for_the_fraud_verdict() {
+    let mut s = given(vec![event(placed()), event(paid()), event(reserved())]);
+    assert_eq!(s.order.status, OrderStatus::Pending);
+    assert_eq!(s.when(event(cleared())), vec![confirmed()]);
+}
+
+#[test]
+fn a_suspicion_before_the_results_cancels_without_confirming() {
+    let mut s = given(vec![event(placed()), event(fraud())]);
+    assert_eq!(
+        s.order.status,
+        OrderStatus::Cancelled {
+            reason: "fraud-suspected".into()
+        }
+    );
+    assert_eq!(
+        s.when(event(paid())),
+        vec![refund_requested("fraud-suspected")]
+    );
+    assert_eq!(
+        s.when(event(reserved())),
+        vec![release_requested("fraud-suspected")]
+    );
+    assert!(
+        s.when(event(cleared())).is_empty(),
+        "a clearance never undoes a suspicion"
+    );
+    assert!(!s.stream.contains(&confirmed()));
 }
 
 #[test]
@@ -116,8 +147,13 @@ fn out_of_stock_first_then_a_late_payment_is_refunded_once() {
 }
 
 #[test]
-fn fraud_cancels_with_every_compensation_needed() {
-    let mut s = given(vec![event(placed()), event(paid()), event(reserved())]);
+fn a_later_suspicion_cancels_a_confirmed_order_with_every_compensation() {
+    let mut s = given(vec![
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+    ]);
     assert_eq!(s.order.status, OrderStatus::Confirmed);
     assert_eq!(
         s.when(event(fraud())),
@@ -139,17 +175,24 @@ fn fraud_cancels_with_every_compensation_needed() {
 fn fraud_after_shipping_is_only_recorded() {
     let mut s = given(vec![
         event(placed()),
+        event(cleared()),
         event(paid()),
         event(reserved()),
         event(shipped()),
     ]);
     assert_eq!(s.order.status, OrderStatus::Shipped);
     assert!(s.when(event(fraud())).is_empty());
+    assert_eq!(s.order.status, OrderStatus::Shipped);
+    assert_eq!(
+        s.order.fraud,
+        Some(Fraud::Suspected),
+        "recorded on the order"
+    );
 }
 
 #[test]
 fn results_before_order_placed_wait_for_it() {
-    let mut s = given(vec![event(paid()), event(reserved())]);
+    let mut s = given(vec![event(paid()), event(reserved()), event(cleared())]);
     assert_eq!(s.order.status, OrderStatus::Pending);
     assert!(
         s.stream
@@ -168,7 +211,7 @@ fn a_declined_payment_before_order_placed_cancels_when_it_arrives() {
 
 #[test]
 fn the_same_event_twice_changes_nothing() {
-    let mut s = given(vec![event(placed()), event(paid())]);
+    let mut s = given(vec![event(placed()), event(cleared()), event(paid())]);
     let reservation = event(reserved());
     assert_eq!(s.when(reservation.clone()), vec![confirmed()]);
     let len = s.stream.len();
@@ -178,7 +221,12 @@ fn the_same_event_twice_changes_nothing() {
 
 #[test]
 fn shipping_moves_a_confirmed_order_to_shipped() {
-    let mut s = given(vec![event(placed()), event(paid()), event(reserved())]);
+    let mut s = given(vec![
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+    ]);
     assert!(s.when(event(shipped())).is_empty());
     assert_eq!(s.order.status, OrderStatus::Shipped);
 }
@@ -238,7 +286,7 @@ struct Outcome {
     status: OrderStatus,
     payment: Option<Payment>,
     stock: Option<Stock>,
-    fraud: bool,
+    fraud: Option<Fraud>,
     refund_requested: bool,
     release_requested: bool,
 }
@@ -315,9 +363,13 @@ fn every_order_agrees(facts: Vec<Envelope<Event>>) -> (Outcome, Vec<&'static str
 }
 
 #[test]
-fn paid_and_reserved_confirm_once_in_any_order() {
-    let (outcome, decided) =
-        every_order_agrees(vec![event(placed()), event(paid()), event(reserved())]);
+fn paid_reserved_and_cleared_confirm_once_in_any_order() {
+    let (outcome, decided) = every_order_agrees(vec![
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+    ]);
     assert_eq!(outcome.status, OrderStatus::Confirmed);
     assert_eq!(decided, vec!["OrderConfirmed"]);
 }
@@ -354,7 +406,7 @@ fn missing_stock_cancels_and_refunds_once_in_any_order() {
 }
 
 #[test]
-fn fraud_cancels_with_both_compensations_once_in_any_order() {
+fn a_suspicion_without_a_clearance_cancels_once_and_never_confirms_in_any_order() {
     let (outcome, decided) = every_order_agrees(vec![
         event(placed()),
         event(paid()),
@@ -368,7 +420,33 @@ fn fraud_cancels_with_both_compensations_once_in_any_order() {
         }
     );
     assert!(outcome.refund_requested && outcome.release_requested);
-    // Confirmed first only when fraud was the last fact to arrive.
+    assert_eq!(
+        decided,
+        vec![
+            "OrderCancelled",
+            "RefundPaymentRequested",
+            "ReleaseInventoryRequested"
+        ]
+    );
+}
+
+#[test]
+fn a_clearance_then_a_suspicion_cancel_with_both_compensations_once_in_any_order() {
+    let (outcome, decided) = every_order_agrees(vec![
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+        event(fraud()),
+    ]);
+    assert_eq!(
+        outcome.status,
+        OrderStatus::Cancelled {
+            reason: "fraud-suspected".into()
+        }
+    );
+    assert!(outcome.refund_requested && outcome.release_requested);
+    // Confirmed first only when the suspicion was the last fact to arrive.
     for decision in [
         "OrderCancelled",
         "RefundPaymentRequested",

@@ -168,7 +168,7 @@ async fn an_order_placed_is_stored_and_waits_for_its_results() {
 
 #[tokio::test]
 async fn paid_and_reserved_confirm_the_order() {
-    let saga = given(&[event(placed()), event(paid())]).await;
+    let saga = given(&[event(placed()), event(cleared()), event(paid())]).await;
     assert_eq!(
         saga.when(&event(reserved())).await.unwrap(),
         Handled::Processed
@@ -177,6 +177,7 @@ async fn paid_and_reserved_confirm_the_order() {
         saga.events(),
         vec![
             placed().into(),
+            cleared().into(),
             paid().into(),
             reserved().into(),
             confirmed()
@@ -187,7 +188,13 @@ async fn paid_and_reserved_confirm_the_order() {
 #[tokio::test]
 async fn decisions_are_correlated_and_have_the_ids_they_always_had() {
     let reservation = event(reserved());
-    let saga = given(&[event(placed()), event(paid()), reservation.clone()]).await;
+    let saga = given(&[
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        reservation.clone(),
+    ])
+    .await;
     let decision = saga.stream().pop().unwrap();
     assert_eq!(decision.data, confirmed());
     assert_eq!(
@@ -235,10 +242,16 @@ async fn missing_stock_cancels_and_refunds_the_payment() {
 
 #[tokio::test]
 async fn fraud_cancels_a_confirmed_order_with_both_compensations() {
-    let saga = given(&[event(placed()), event(paid()), event(reserved())]).await;
+    let saga = given(&[
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+    ])
+    .await;
     saga.when(&event(fraud())).await.unwrap();
     assert_eq!(
-        saga.events()[4..],
+        saga.events()[5..],
         [
             fraud().into(),
             cancelled("fraud-suspected"),
@@ -250,12 +263,18 @@ async fn fraud_cancels_a_confirmed_order_with_both_compensations() {
 
 #[tokio::test]
 async fn shipping_is_recorded_and_decides_nothing() {
-    let saga = given(&[event(placed()), event(paid()), event(reserved())]).await;
+    let saga = given(&[
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+    ])
+    .await;
     assert_eq!(
         saga.when(&event(shipped())).await.unwrap(),
         Handled::Processed
     );
-    assert_eq!(saga.events()[4..], [shipped().into()]);
+    assert_eq!(saga.events()[5..], [shipped().into()]);
 }
 
 #[tokio::test]
@@ -275,7 +294,13 @@ async fn completed_compensations_are_recorded_and_decide_nothing() {
 #[tokio::test]
 async fn a_redelivered_fact_is_a_duplicate_and_changes_nothing() {
     let reservation = event(reserved());
-    let saga = given(&[event(placed()), event(paid()), reservation.clone()]).await;
+    let saga = given(&[
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        reservation.clone(),
+    ])
+    .await;
     let before = saga.stream();
     assert_eq!(saga.when(&reservation).await.unwrap(), Handled::Duplicate);
     assert_eq!(saga.stream(), before);
@@ -283,7 +308,7 @@ async fn a_redelivered_fact_is_a_duplicate_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_lost_race_reloads_the_stream_and_decides_again() {
-    let saga = given(&[event(placed())]).await;
+    let saga = given(&[event(placed()), event(cleared())]).await;
     // While the payment result is being decided on, another invocation stores the
     // reservation (which alone decided nothing).
     saga.streams
@@ -293,6 +318,7 @@ async fn a_lost_race_reloads_the_stream_and_decides_again() {
         saga.events(),
         vec![
             placed().into(),
+            cleared().into(),
             reserved().into(),
             paid().into(),
             confirmed()
@@ -302,7 +328,7 @@ async fn a_lost_race_reloads_the_stream_and_decides_again() {
 
 #[tokio::test]
 async fn the_same_fact_in_two_invocations_at_once_is_stored_once() {
-    let saga = given(&[event(placed()), event(paid())]).await;
+    let saga = given(&[event(placed()), event(cleared()), event(paid())]).await;
     let reservation = event(reserved());
     let copy_stored_first = [
         reservation.to_raw(),
@@ -315,6 +341,7 @@ async fn the_same_fact_in_two_invocations_at_once_is_stored_once() {
         saga.events(),
         vec![
             placed().into(),
+            cleared().into(),
             paid().into(),
             reserved().into(),
             confirmed()
@@ -324,12 +351,12 @@ async fn the_same_fact_in_two_invocations_at_once_is_stored_once() {
 
 #[tokio::test]
 async fn a_failed_append_is_retried_by_redelivery_with_the_same_decision_ids() {
-    let saga = given(&[event(placed()), event(paid())]).await;
+    let saga = given(&[event(placed()), event(cleared()), event(paid())]).await;
     let reservation = event(reserved());
     saga.streams.fail_next(1);
     let err = saga.when(&reservation).await.unwrap_err();
     assert!(!err.is_permanent(), "{err}");
-    assert_eq!(saga.events().len(), 2, "nothing stored");
+    assert_eq!(saga.events().len(), 3, "nothing stored");
     assert_eq!(saga.when(&reservation).await.unwrap(), Handled::Processed);
     let decision = saga.stream().pop().unwrap();
     assert_eq!(decision.data, confirmed());
@@ -359,7 +386,11 @@ async fn a_stored_order_that_fails_todays_validation_still_folds() {
     let saga = saga();
     saga.streams.seed(
         &order_stream(ORDER),
-        &[old.to_raw(), event(paid()).to_raw()],
+        &[
+            old.to_raw(),
+            event(cleared()).to_raw(),
+            event(paid()).to_raw(),
+        ],
     );
     assert_eq!(
         saga.when(&event(reserved())).await.unwrap(),
