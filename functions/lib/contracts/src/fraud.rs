@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use eventcore::envelope::unsupported_version;
 use eventcore::ids::{check_data_id, check_data_ids};
+use eventcore::versions::{add_null_field, required_since};
 use eventcore::{DecodeError, EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -80,23 +81,12 @@ impl EventData for FraudSuspected {
     }
 
     fn validate_sent(&self, version: u32) -> Result<(), FieldError> {
-        if version >= 2 && self.pattern.is_none() {
-            return Err(FieldError::new(
-                "data.pattern",
-                "is required from schema version 2 on",
-            ));
-        }
-        Ok(())
+        required_since(version, 2, "pattern", self.pattern.is_some())
     }
 
-    fn upcast(version: u32, mut data: Value) -> Result<Value, DecodeError> {
+    fn upcast(version: u32, data: Value) -> Result<Value, DecodeError> {
         match version {
-            1 => {
-                if let Value::Object(fields) = &mut data {
-                    fields.insert("pattern".into(), Value::Null);
-                }
-                Ok(data)
-            }
+            1 => add_null_field(Self::DETAIL_TYPE, "pattern", data),
             2 => Ok(data),
             _ => Err(unsupported_version::<Self>(version)),
         }

@@ -1,5 +1,6 @@
 use eventcore::envelope::unsupported_version;
 use eventcore::ids::check_data_id;
+use eventcore::versions::{add_null_field, required_since};
 use eventcore::{DecodeError, EventData, FieldError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -61,30 +62,17 @@ impl EventData for OrderPlaced {
     }
 
     fn validate_sent(&self, version: u32) -> Result<(), FieldError> {
-        if version >= 2 && self.shipping_address.is_none() {
-            return Err(FieldError::new(
-                "data.shippingAddress",
-                "is required from schema version 2 on",
-            ));
-        }
-        Ok(())
+        required_since(
+            version,
+            2,
+            "shippingAddress",
+            self.shipping_address.is_some(),
+        )
     }
 
-    fn upcast(version: u32, mut data: Value) -> Result<Value, DecodeError> {
+    fn upcast(version: u32, data: Value) -> Result<Value, DecodeError> {
         match version {
-            1 => {
-                if let Value::Object(fields) = &mut data {
-                    if fields.contains_key("shippingAddress") {
-                        return Err(DecodeError::InvalidData {
-                            detail_type: Self::DETAIL_TYPE.into(),
-                            path: "data.shippingAddress".into(),
-                            message: "is a schema version 2 field; send `schemaVersion: 2`".into(),
-                        });
-                    }
-                    fields.insert("shippingAddress".into(), Value::Null);
-                }
-                Ok(data)
-            }
+            1 => add_null_field(Self::DETAIL_TYPE, "shippingAddress", data),
             2 => Ok(data),
             _ => Err(unsupported_version::<Self>(version)),
         }

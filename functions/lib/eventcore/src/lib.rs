@@ -15,6 +15,7 @@ pub mod error;
 pub mod event_set;
 pub mod ids;
 pub mod routes;
+pub mod versions;
 
 pub use envelope::{Envelope, EventData, EventMetadata, Payload, RawEvent};
 pub use error::{DecodeError, FailureKind, HandlerError};
