@@ -209,6 +209,10 @@ impl FraudWindows for DynamoFraudWindows {
                 .expression_attribute_values(":c", s(customer_id))
                 .expression_attribute_values(":low", s(low.as_str()))
                 .expression_attribute_values(":high", s(high.as_str()))
+                // A strongly consistent read reflects every write that succeeded before it;
+                // tables support it, global secondary indexes do not, which is why the window
+                // is the table's own key ("DynamoDB read consistency",
+                // https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html).
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
