@@ -345,8 +345,15 @@ async fn a_replay_to_the_bus_is_absorbed_and_a_rebuild_keeps_the_read_model() {
     let v1 = v1[0]["orderId"].as_str().unwrap().to_string();
     ok(&stack, &["order", &id, "--wait", "120"]);
     ok(&stack, &["order", &v1, "--wait", "120"]);
-    // The last email and counters trail the shipment.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The shipping email trails the shipment: wait until both emails (confirmed, shipped)
+    // are in the audit trail, so the "before" snapshot is the whole story.
+    until_output(
+        &stack,
+        &["trace", &id, "--json"],
+        "both emails audited",
+        |out| out.matches("\"EmailSent\"").count() >= 2,
+    )
+    .await;
     let to = chrono::Utc::now();
     let stream_before = stack.order_stream(&id).await;
     let payment_before = stack.get_item("payments", "orderId", &id).await.unwrap();
