@@ -53,6 +53,15 @@ else
   #  LAMBDA_RUNTIME_EXECUTOR our plugin runs bootstrap binaries as local processes
   #  DISABLE_EVENTS=1       4.13.1 ignores LOCALSTACK_TELEMETRY_DISABLED; without this the
   #                         shutdown hook retries posting analytics offline and SIGTERM takes >10 s
+  #  LAMBDA_EVENT_SOURCE_MAPPING_*  how LocalStack's event source mappings wait between polls.
+  #                         Its defaults (1 s after every batch, backing off to 10 s on an empty
+  #                         queue or stream) put up to 10 s on each hop of an idle pipeline. AWS
+  #                         keeps long-polling the queue instead ("Lambda uses long polling to poll
+  #                         a queue until it becomes active", Using Lambda with Amazon SQS,
+  #                         https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html), so an idle
+  #                         hop costs milliseconds there. Polling again at once after a batch and
+  #                         capping the empty backoff at LocalStack's 1 s floor brings it closer.
+  #                         Configuration, not a patch; batching windows still apply as on AWS.
   # setsid: LocalStack leads its own process group, so stop.sh can kill it together
   # with every bootstrap child in one go.
   cd "$REPO_ROOT"
@@ -67,6 +76,8 @@ else
     DISABLE_EVENTS=1 \
     LAMBDA_RUNTIME_EXECUTOR=orderflow-local \
     SERVICES="${LOCALSTACK_SERVICES:-cloudformation,s3,sqs,events,dynamodb,dynamodbstreams,lambda,logs,iam,sts,ses,kms,cloudwatch,sns,ssm}" \
+    LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC="${LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC:-0}" \
+    LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC="${LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC:-1}" \
     DEBUG="${DEBUG:-0}" \
     setsid "$LOCAL_DIR/venv/bin/python" -m localstack.runtime.main >>"$LOG_FILE" 2>&1 </dev/null &
   echo $! >"$PID_FILE"

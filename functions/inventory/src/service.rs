@@ -1,10 +1,15 @@
 //! Handles one event for the inventory function.
 //!
-//! Exactly once, in two layers: the idempotency record turns a redelivery into a cheap
-//! duplicate, and the conditional transactions in [`crate::repository`] make sure stock moves
-//! at most once per order even when the idempotency record is gone (expired, or removed
-//! after a failed publish). Every published event has an id derived from its cause, so
-//! publishing again after a crash between the write and the publish is the same event.
+//! Exactly once: the conditional transactions in [`crate::repository`] make sure stock moves
+//! at most once per order, whether the event is redelivered, a different event about the
+//! same order arrives, or a crash fell between the write and the publish. Every published
+//! event has an id derived from its cause, so a redelivery that publishes the recorded
+//! answer again publishes the same event, which downstream consumers drop as a duplicate.
+//!
+//! There is no separate idempotency record (eventkit's `Idempotency`): the reservation
+//! record is keyed by the order and written in the same transaction as the stock, so it is
+//! the record. One per event would cost two more DynamoDB writes per event and guard
+//! nothing the transaction does not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +20,8 @@ use contracts::{
 };
 use eventkit::envelope::format_time;
 use eventkit::{
-    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Idempotency,
-    Invocation, Publish, Publisher, RetryPolicy,
+    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation, Publish,
+    Publisher, RetryPolicy,
 };
 
 use crate::decision::{
@@ -38,18 +43,16 @@ const CONTENTION: RetryPolicy = RetryPolicy {
 pub struct InventoryService {
     repository: Arc<dyn InventoryRepository>,
     publisher: Arc<dyn Publish<Event>>,
-    idempotency: Idempotency,
 }
 
 impl InventoryService {
-    /// Reads `INVENTORY_TABLE`, `RESERVATIONS_TABLE`, `IDEMPOTENCY_TABLE` and
-    /// `EVENT_BUS_NAME`.
+    /// Reads `INVENTORY_TABLE`, `RESERVATIONS_TABLE` and `EVENT_BUS_NAME`.
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         use eventkit::aws::required_env;
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
         Ok(InventoryService::new(
             Arc::new(DynamoInventoryRepository::new(
-                dynamo.clone(),
+                dynamo,
                 required_env("INVENTORY_TABLE")?,
                 required_env("RESERVATIONS_TABLE")?,
             )),
@@ -57,19 +60,16 @@ impl InventoryService {
                 aws_sdk_eventbridge::Client::new(aws),
                 required_env("EVENT_BUS_NAME")?,
             )),
-            Idempotency::new(dynamo, required_env("IDEMPOTENCY_TABLE")?, "inventory"),
         ))
     }
 
     pub fn new(
         repository: Arc<dyn InventoryRepository>,
         publisher: Arc<dyn Publish<Event>>,
-        idempotency: Idempotency,
     ) -> Self {
         InventoryService {
             repository,
             publisher,
-            idempotency,
         }
     }
 
@@ -78,29 +78,17 @@ impl InventoryService {
     pub async fn handle(
         &self,
         event: Envelope<Event>,
-        invocation: Invocation,
+        _invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
         let Envelope { metadata, data, .. } = event;
         match data {
-            Event::OrderPlaced(order) => {
-                self.idempotency
-                    .handle_once(&metadata, &order, &invocation, || {
-                        self.reserve(&metadata, &order)
-                    })
-                    .await
-            }
+            Event::OrderPlaced(order) => self.reserve(&metadata, &order).await,
             Event::ReleaseInventoryRequested(request) => {
-                self.idempotency
-                    .handle_once(&metadata, &request, &invocation, || {
-                        self.release(&metadata, &request.order_id, &request.reason)
-                    })
+                self.release(&metadata, &request.order_id, &request.reason)
                     .await
             }
             Event::OrderCancelled(cancelled) => {
-                self.idempotency
-                    .handle_once(&metadata, &cancelled, &invocation, || {
-                        self.release(&metadata, &cancelled.order_id, &cancelled.reason)
-                    })
+                self.release(&metadata, &cancelled.order_id, &cancelled.reason)
                     .await
             }
             other => Err(DecodeError::not_routed(&other).into()),
@@ -231,10 +219,12 @@ impl InventoryService {
             }
         };
         // The same event as before (derived id): downstream deduplicates it if it got it.
+        // Nothing was reserved again, so this is a duplicate, whether or not the first
+        // publish had failed.
         self.publisher.publish(&[event]).await?;
         tracing::info!(order_id = %existing.order_id, status = existing.status.as_str(),
             "answer published again for a redelivered order");
-        Ok(Handled::Processed)
+        Ok(Handled::Duplicate)
     }
 
     /// Gives the order's held stock back, once, and answers `InventoryReleased`.
@@ -305,7 +295,7 @@ impl InventoryService {
                         order_id,
                         "release published again for a redelivered request"
                     );
-                    return Ok(Handled::Processed);
+                    return Ok(Handled::Duplicate);
                 }
                 ReleasePlan::Nothing(why) => {
                     tracing::info!(order_id, ?why, "nothing to release");
@@ -410,43 +400,33 @@ fn released_event(cause: &EventMetadata, r: &Reservation) -> Envelope<Event> {
 
 #[cfg(test)]
 mod tests {
-    //! `handle` against the in-memory tables (with the DynamoDB adapter's conditions), the
-    //! in-memory idempotency store and a bus that fails on demand: exactly once across
-    //! redeliveries, crashes between the write and the publish, and expired records.
+    //! `handle` against the in-memory tables (with the DynamoDB adapter's conditions) and a
+    //! bus that fails on demand: exactly once across redeliveries and crashes between the
+    //! write and the publish.
 
     use std::collections::HashMap;
 
     use contracts::{Currency, OrderCancelled, OrderLine, ReleaseInventoryRequested};
     use eventkit::envelope::derived_event_id;
-    use eventkit::idempotency::IdempotencyStore;
-    use eventkit::testing::{invocation, MemoryBus, MemoryIdempotencyStore};
+    use eventkit::testing::{invocation, MemoryBus};
 
     use super::*;
     use crate::repository::memory::MemoryInventory;
 
-    /// One inventory function with its tables, its idempotency records and the bus.
+    /// One inventory function with its tables and the bus.
     struct Inventory {
         tables: Arc<MemoryInventory>,
         bus: Arc<MemoryBus<Event>>,
-        handled: Arc<MemoryIdempotencyStore>,
         service: InventoryService,
     }
 
     fn given_stock(levels: &[(&str, i64)]) -> Inventory {
         let tables = Arc::new(MemoryInventory::with_stock(levels));
         let bus = MemoryBus::new();
-        // The store itself (rather than `Idempotency::in_memory`) so a test can forget a
-        // record, as expiry or a failed run does.
-        let handled = MemoryIdempotencyStore::new();
-        let service = InventoryService::new(
-            tables.clone(),
-            bus.clone(),
-            Idempotency::with_store(handled.clone(), "inventory"),
-        );
+        let service = InventoryService::new(tables.clone(), bus.clone());
         Inventory {
             tables,
             bus,
-            handled,
             service,
         }
     }
@@ -454,16 +434,6 @@ mod tests {
     impl Inventory {
         async fn when(&self, event: &Envelope<Event>) -> Result<Handled, HandlerError> {
             self.service.handle(event.clone(), invocation()).await
-        }
-
-        /// What a redelivery meets once the event's idempotency record has expired: only
-        /// the conditional writes stand between it and a second effect.
-        async fn forget_handling(&self, event: &Envelope<Event>) {
-            let key = self
-                .service
-                .idempotency
-                .record_key(&event.metadata.event_id);
-            self.handled.release(&key).await.unwrap();
         }
 
         fn stock(&self) -> HashMap<String, i64> {
@@ -659,11 +629,10 @@ mod tests {
         let order = order_placed("e1", "ord-1", &[("MUG", 2)]);
         inventory.when(&order).await.unwrap();
         inventory.tables.set_stock("MUG", 10);
-        inventory.forget_handling(&order).await;
 
         let handled = inventory.when(&order).await;
 
-        assert_eq!(handled.unwrap(), Handled::Processed);
+        assert_eq!(handled.unwrap(), Handled::Duplicate);
         let answer = Event::InventoryOutOfStock(InventoryOutOfStock {
             order_id: "ord-1".into(),
             shortages: vec![shortage("MUG", 2, 1)],
@@ -676,22 +645,6 @@ mod tests {
             stock(&[("MUG", 10)]),
             "still nothing taken"
         );
-    }
-
-    #[tokio::test]
-    async fn the_same_order_placed_delivered_twice_reserves_once() {
-        let inventory = given_stock(&[("MUG", 5)]);
-        let order = order_placed("e1", "ord-1", &[("MUG", 2)]);
-        inventory.when(&order).await.unwrap();
-
-        let again = inventory.when(&order).await;
-
-        assert_eq!(again.unwrap(), Handled::Duplicate);
-        assert_eq!(
-            inventory.bus.events(),
-            vec![reserved("ord-1", vec![line("MUG", 2)])]
-        );
-        assert_eq!(inventory.stock(), stock(&[("MUG", 3)]));
     }
 
     #[tokio::test]
@@ -732,7 +685,8 @@ mod tests {
 
         let redelivered = inventory.when(&order).await;
 
-        assert_eq!(redelivered.unwrap(), Handled::Processed);
+        // Nothing reserved again; the redelivery adds the publish that failed.
+        assert_eq!(redelivered.unwrap(), Handled::Duplicate);
         assert_eq!(
             inventory.bus.events(),
             vec![reserved("ord-1", vec![line("MUG", 2)])]
@@ -745,15 +699,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn past_the_idempotency_record_a_redelivered_order_republishes_and_takes_nothing() {
+    async fn the_same_order_placed_delivered_twice_reserves_once_and_republishes_its_answer() {
         let inventory = given_stock(&[("MUG", 5)]);
         let order = order_placed("e1", "ord-1", &[("MUG", 2)]);
         inventory.when(&order).await.unwrap();
-        inventory.forget_handling(&order).await;
 
         let handled = inventory.when(&order).await;
 
-        assert_eq!(handled.unwrap(), Handled::Processed);
+        assert_eq!(handled.unwrap(), Handled::Duplicate);
         let answer = reserved("ord-1", vec![line("MUG", 2)]);
         assert_eq!(inventory.bus.events(), vec![answer.clone(), answer]);
         let id = answer_id("e1", "InventoryReserved", "ord-1");
@@ -856,7 +809,14 @@ mod tests {
                 Handled::Duplicate,
                 "{kind}"
             );
-            assert_eq!(inventory.bus.events().len(), 2, "{kind}: nothing more");
+            // The redelivered request publishes the same release again (same id); the
+            // other request publishes nothing.
+            assert_eq!(inventory.bus.events().len(), 3, "{kind}: nothing more");
+            assert_eq!(
+                inventory.published_ids()[2],
+                inventory.published_ids()[1],
+                "{kind}"
+            );
             assert_eq!(
                 inventory.stock(),
                 stock(&[("MUG", 5), ("TEA", 3)]),
@@ -890,7 +850,7 @@ mod tests {
 
             let redelivered = inventory.when(&request).await;
 
-            assert_eq!(redelivered.unwrap(), Handled::Processed, "{kind}");
+            assert_eq!(redelivered.unwrap(), Handled::Duplicate, "{kind}");
             assert_eq!(
                 inventory.bus.events(),
                 vec![
@@ -921,7 +881,6 @@ mod tests {
             .when(&release_requested("r1", "ord-1", "payment-failed"))
             .await
             .unwrap();
-        inventory.forget_handling(&order).await;
 
         let handled = inventory.when(&order).await;
 
@@ -980,7 +939,6 @@ mod tests {
                 .when(&order_placed("e1", "ord-1", &[("MUG", 2)]))
                 .await;
             assert_eq!(late.unwrap(), Handled::Ignored, "{kind}");
-            inventory.forget_handling(&request).await;
             let again = inventory.when(&request).await;
             assert_eq!(again.unwrap(), Handled::Ignored, "{kind}");
 

@@ -1,11 +1,15 @@
 //! Handles one event for the payment function.
 //!
-//! Why a charge or a refund happens once under at-least-once delivery: the idempotency
-//! record turns a redelivered event into [`Handled::Duplicate`] while it lives; the payments
-//! table is what holds after it expires and across different events for one order (first
-//! writer wins per order, and only `CHARGED -> REFUNDED` by a conditional update); and the
-//! outcome's id is derived from its cause, so publishing it again after a failed publish is
-//! the same event downstream.
+//! Why a charge or a refund happens once under at-least-once delivery: the payments table
+//! decides it, for a redelivered event as for a different event about the same order. The
+//! first writer wins per order (a conditional put), and only `CHARGED -> REFUNDED` happens,
+//! by a conditional update. The outcome's id is derived from its cause, so a redelivery that
+//! finds its own record publishes the same event again: after a failed publish that is the
+//! recovery, after a successful one downstream consumers drop it as a duplicate.
+//!
+//! There is no separate idempotency record (eventkit's `Idempotency`): the effect is already
+//! one conditional write keyed by the order, so that write is the record. A record per event
+//! would cost two more DynamoDB writes per event and would guard nothing the table does not.
 
 use std::sync::Arc;
 
@@ -14,8 +18,7 @@ use contracts::{
 };
 use eventkit::envelope::format_time;
 use eventkit::{
-    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Idempotency,
-    Invocation, Publish, Publisher,
+    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation, Publish, Publisher,
 };
 
 use crate::decision::{
@@ -28,12 +31,11 @@ use crate::repository::{
 pub struct PaymentService {
     payments: Arc<dyn PaymentRepository>,
     bus: Arc<dyn Publish<Event>>,
-    idempotency: Idempotency,
     policy: PaymentPolicy,
 }
 
 impl PaymentService {
-    /// Reads `PAYMENTS_TABLE`, `IDEMPOTENCY_TABLE`, `EVENT_BUS_NAME` and optionally
+    /// Reads `PAYMENTS_TABLE`, `EVENT_BUS_NAME` and optionally
     /// `MAX_CHARGE_MINOR` (default 100000).
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         use eventkit::aws::required_env;
@@ -55,7 +57,6 @@ impl PaymentService {
                 aws_sdk_eventbridge::Client::new(aws),
                 required_env("EVENT_BUS_NAME")?,
             )),
-            Idempotency::new(dynamo, required_env("IDEMPOTENCY_TABLE")?, "payment"),
             policy,
         ))
     }
@@ -63,13 +64,11 @@ impl PaymentService {
     pub fn new(
         payments: Arc<dyn PaymentRepository>,
         bus: Arc<dyn Publish<Event>>,
-        idempotency: Idempotency,
         policy: PaymentPolicy,
     ) -> Self {
         PaymentService {
             payments,
             bus,
-            idempotency,
             policy,
         }
     }
@@ -79,24 +78,12 @@ impl PaymentService {
     pub async fn handle(
         &self,
         event: Envelope<Event>,
-        invocation: Invocation,
+        _invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
         let Envelope { metadata, data, .. } = event;
         match data {
-            Event::OrderPlaced(order) => {
-                self.idempotency
-                    .handle_once(&metadata, &order, &invocation, || {
-                        self.charge(&metadata, &order)
-                    })
-                    .await
-            }
-            Event::RefundPaymentRequested(request) => {
-                self.idempotency
-                    .handle_once(&metadata, &request, &invocation, || {
-                        self.refund(&metadata, &request)
-                    })
-                    .await
-            }
+            Event::OrderPlaced(order) => self.charge(&metadata, &order).await,
+            Event::RefundPaymentRequested(request) => self.refund(&metadata, &request).await,
             other => Err(DecodeError::not_routed(&other).into()),
         }
     }
@@ -108,28 +95,31 @@ impl PaymentService {
     ) -> Result<Handled, HandlerError> {
         let decision = decide(order, &self.policy);
         let record = record_of(cause, order, &decision);
-        match self.payments.record_once(&record).await? {
-            FirstWrite::Written => {}
-            // The same event again after a failed publish: publish the stored outcome.
-            FirstWrite::Existing(existing) if existing.event_id == cause.event_id => {}
+        let handled = match self.payments.record_once(&record).await? {
+            FirstWrite::Written => Handled::Processed,
+            // The same event again (after a failed publish, or a plain redelivery): nothing
+            // is charged; the stored outcome is published again, with the same id.
+            FirstWrite::Existing(existing) if existing.event_id == cause.event_id => {
+                Handled::Duplicate
+            }
             FirstWrite::Existing(existing) => {
                 tracing::warn!(order_id = %existing.order_id, payment_id = %existing.payment_id,
                     "order already has a payment from another event; not charging again");
                 return Ok(Handled::Duplicate);
             }
-        }
+        };
         self.bus
             .publish(&[outcome_event(cause, order, &decision)])
             .await?;
         tracing::info!(order_id = %order.order_id, payment_id = decision.payment_id(),
-            status = %record.status, amount = record.amount, "payment recorded");
-        Ok(Handled::Processed)
+            status = %record.status, amount = record.amount, ?handled, "payment recorded");
+        Ok(handled)
     }
 
     /// Refunds the order's charge in full, once, and publishes `PaymentRefunded`.
     ///
-    /// The conditional update (`CHARGED -> REFUNDED`) is what makes it once: it holds past
-    /// the idempotency record's expiry and across different requests for the same order.
+    /// The conditional update (`CHARGED -> REFUNDED`) is what makes it once, for a redelivery
+    /// and across different requests for the same order.
     async fn refund(
         &self,
         cause: &EventMetadata,
@@ -142,8 +132,8 @@ impl PaymentService {
             at: format_time(&chrono::Utc::now()),
         };
         // Write first: a charged payment, the usual case, needs no read.
-        let refunded = match self.payments.refund_once(order_id, &refund).await? {
-            Refund::Refunded(record) => *record,
+        let (refunded, handled) = match self.payments.refund_once(order_id, &refund).await? {
+            Refund::Refunded(record) => (*record, Handled::Processed),
             Refund::NotCharged => {
                 let Some(current) = self.payments.payment(order_id).await? else {
                     return Ok(nothing_to_refund(order_id, NoRefund::NoPayment));
@@ -153,7 +143,7 @@ impl PaymentService {
                     current.refund_event_id.as_deref(),
                     &cause.event_id,
                 ) {
-                    RefundPlan::Republish => current,
+                    RefundPlan::Republish => (current, Handled::Duplicate),
                     RefundPlan::Nothing(why) => return Ok(nothing_to_refund(order_id, why)),
                     // Charged between the update and the read: let SQS bring it back.
                     RefundPlan::Refund => {
@@ -169,8 +159,8 @@ impl PaymentService {
             .publish(&[refunded_event(cause, &refunded)])
             .await?;
         tracing::info!(order_id, payment_id = %refunded.payment_id, amount = refunded.amount,
-            reason = %request.reason, "payment refunded");
-        Ok(Handled::Processed)
+            reason = %request.reason, ?handled, "payment refunded");
+        Ok(handled)
     }
 }
 
@@ -262,8 +252,7 @@ fn outcome_event(
 #[cfg(test)]
 mod tests {
     //! The handler through in-memory adapters of its ports: the payments table with the
-    //! DynamoDB adapter's conditions, a bus that fails on demand, and idempotency records in
-    //! memory.
+    //! DynamoDB adapter's conditions and a bus that fails on demand.
     use super::*;
     use crate::decision::payment_id_for;
     use crate::repository::MemoryPaymentRepository;
@@ -283,7 +272,6 @@ mod tests {
         let service = PaymentService::new(
             payments.clone(),
             bus.clone(),
-            Idempotency::in_memory("payment"),
             PaymentPolicy::default(),
         );
         World {
@@ -431,7 +419,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_same_order_placed_delivered_twice_charges_once_and_publishes_once() {
+    async fn the_same_order_placed_delivered_twice_charges_once_and_publishes_the_same_event() {
         let w = world();
         let order = order_placed("ord-1", "tok_visa");
         w.deliver(&order).await.unwrap();
@@ -440,8 +428,12 @@ mod tests {
         let again = w.deliver(&order).await.unwrap();
 
         assert_eq!(again, Handled::Duplicate);
-        assert_eq!(w.bus.published().len(), 1);
         assert_eq!(w.payment("ord-1"), first);
+        // Published again with the same id: one event downstream.
+        let published = w.bus.published();
+        assert_eq!(published.len(), 2);
+        assert_eq!(published[0].metadata.event_id, published[1].metadata.event_id);
+        assert_eq!(published[0].data, published[1].data);
     }
 
     #[tokio::test]
@@ -471,7 +463,7 @@ mod tests {
 
         let redelivered = w.deliver(&order).await.unwrap();
 
-        assert_eq!(redelivered, Handled::Processed);
+        assert_eq!(redelivered, Handled::Duplicate);
         let published = w.bus.published();
         assert_eq!(published.len(), 1);
         assert_eq!(
@@ -529,8 +521,12 @@ mod tests {
 
         let again = w.deliver(&request).await.unwrap();
 
+        // Refunded once; the redelivery publishes the same PaymentRefunded again.
         assert_eq!(again, Handled::Duplicate);
-        assert_eq!(w.bus.published().len(), 1);
+        let published = w.bus.published();
+        assert_eq!(published.len(), 2);
+        assert_eq!(published[0].metadata.event_id, published[1].metadata.event_id);
+        assert_eq!(w.payment("ord-1").status, PaymentStatus::Refunded);
     }
 
     #[tokio::test]
@@ -549,7 +545,8 @@ mod tests {
 
         let redelivered = w.deliver(&request).await.unwrap();
 
-        assert_eq!(redelivered, Handled::Processed);
+        // Refunded already (not again); what the redelivery adds is the missing publish.
+        assert_eq!(redelivered, Handled::Duplicate);
         let published = w.bus.published();
         assert_eq!(published.len(), 1);
         assert_eq!(
