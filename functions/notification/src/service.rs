@@ -12,7 +12,7 @@
 //! 2. Send. 3. Mark the record SENT with the SES message id. 4. Publish `EmailSent`.
 //!
 //! A later attempt for the same event (SQS redelivery, a retry after a failed publish, a
-//! replay after the idempotency record expired) finds the record:
+//! replay) finds the record:
 //! - SENT: the email went out; only `EmailSent` is published again, with the same derived
 //!   id, so downstream sees one event.
 //! - SENDING: an earlier attempt died between 1 and 3, or could not tell whether SES took
@@ -24,15 +24,20 @@
 //! Only when SES answered with an error (so the mail certainly did not go out) is the
 //! record marked FAILED, which lets a retry claim it again. That is also why the SES client
 //! makes a single attempt per send (see [`crate::mailer::SesMailer`]).
+//!
+//! There is no separate idempotency record (eventkit's `Idempotency`) in front of this: the
+//! claim is already a conditional write keyed by the event, so it is the record. One more
+//! would cost two DynamoDB writes per email and keep no email from going out twice that the
+//! claim does not.
 
 use std::sync::Arc;
 
 use contracts::{
-    CustomerRegistered, EmailSent, Event, OrderCancelled, OrderConfirmed, OrderShipped, Payload,
+    CustomerRegistered, EmailSent, Event, OrderCancelled, OrderConfirmed, OrderShipped,
 };
 use eventkit::{
-    DecodeError, Envelope, EventData, EventMetadata, FirstWrite, Handled, HandlerError,
-    Idempotency, Invocation, Publish, Publisher, Route,
+    DecodeError, Envelope, EventData, EventMetadata, FirstWrite, Handled, HandlerError, Invocation,
+    Publish, Publisher, Route,
 };
 
 use crate::mailer::{Mailer, SendError, SesMailer};
@@ -52,17 +57,16 @@ pub struct NotificationService {
     repository: Arc<dyn EmailRepository>,
     mailer: Arc<dyn Mailer>,
     bus: Arc<dyn Publish<Event>>,
-    idempotency: Idempotency,
 }
 
 impl NotificationService {
-    /// Reads `EMAILS_TABLE`, `EMAIL_SENDER`, `IDEMPOTENCY_TABLE` and `EVENT_BUS_NAME`.
+    /// Reads `EMAILS_TABLE`, `EMAIL_SENDER` and `EVENT_BUS_NAME`.
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         use eventkit::aws::required_env;
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
         Ok(NotificationService::new(
             Arc::new(DynamoEmailRepository::new(
-                dynamo.clone(),
+                dynamo,
                 required_env("EMAILS_TABLE")?,
             )),
             Arc::new(SesMailer::new(aws, required_env("EMAIL_SENDER")?)),
@@ -70,7 +74,6 @@ impl NotificationService {
                 aws_sdk_eventbridge::Client::new(aws),
                 required_env("EVENT_BUS_NAME")?,
             )),
-            Idempotency::new(dynamo, required_env("IDEMPOTENCY_TABLE")?, "notification"),
         ))
     }
 
@@ -78,30 +81,21 @@ impl NotificationService {
         repository: Arc<dyn EmailRepository>,
         mailer: Arc<dyn Mailer>,
         bus: Arc<dyn Publish<Event>>,
-        idempotency: Idempotency,
     ) -> Self {
         NotificationService {
             repository,
             mailer,
             bus,
-            idempotency,
         }
     }
 
     pub async fn handle(
         &self,
         event: Envelope<Event>,
-        invocation: Invocation,
+        _invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
-        let payload = event.data.to_data();
         let email = render(event.data)?;
-        // The idempotency record makes ordinary duplicates cheap (no emails-table write);
-        // the emails record below is what actually keeps the email from going out twice.
-        self.idempotency
-            .handle_once(&event.metadata, &payload, &invocation, || {
-                self.deliver(&event.metadata, &email)
-            })
-            .await
+        self.deliver(&event.metadata, &email).await
     }
 
     /// Claims, sends, records and announces the email of event `cause`.
@@ -257,12 +251,7 @@ mod tests {
         let emails = Arc::new(MemoryEmails::default());
         let mailer = Arc::new(MemoryMailer::default());
         let bus = MemoryBus::new();
-        let service = NotificationService::new(
-            emails.clone(),
-            mailer.clone(),
-            bus.clone(),
-            Idempotency::in_memory("notification"),
-        );
+        let service = NotificationService::new(emails.clone(), mailer.clone(), bus.clone());
         World {
             emails,
             mailer,
@@ -389,7 +378,8 @@ mod tests {
     }
 
     /// Given `cause`, when it is delivered twice, then one email with `subject` goes out
-    /// and one `EmailSent` announces it.
+    /// and one `EmailSent` announces it (published again, with the same id, by the
+    /// redelivery).
     async fn one_email_for(cause: Envelope<Event>, template: &str, subject: &str) {
         let w = world();
 
@@ -398,7 +388,8 @@ mod tests {
 
         assert_eq!((first, again), (Handled::Processed, Handled::Duplicate));
         assert_eq!(w.subjects_sent(), vec![subject.to_string()]);
-        assert_eq!(w.bus.events(), vec![announced(&cause, template, subject)]);
+        let announcement = announced(&cause, template, subject);
+        assert_eq!(w.bus.events(), vec![announcement.clone(), announcement]);
         w.assert_announced_as_caused_by(&cause, template);
         let record = w.record(&cause).unwrap();
         assert_eq!(

@@ -18,7 +18,8 @@ use contracts::{
 };
 use eventkit::envelope::format_time;
 use eventkit::{
-    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation, Publish, Publisher,
+    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation, Publish,
+    Publisher,
 };
 
 use crate::decision::{
@@ -269,11 +270,7 @@ mod tests {
     fn world() -> World {
         let payments = Arc::new(MemoryPaymentRepository::default());
         let bus = MemoryBus::new();
-        let service = PaymentService::new(
-            payments.clone(),
-            bus.clone(),
-            PaymentPolicy::default(),
-        );
+        let service = PaymentService::new(payments.clone(), bus.clone(), PaymentPolicy::default());
         World {
             payments,
             bus,
@@ -432,7 +429,10 @@ mod tests {
         // Published again with the same id: one event downstream.
         let published = w.bus.published();
         assert_eq!(published.len(), 2);
-        assert_eq!(published[0].metadata.event_id, published[1].metadata.event_id);
+        assert_eq!(
+            published[0].metadata.event_id,
+            published[1].metadata.event_id
+        );
         assert_eq!(published[0].data, published[1].data);
     }
 
@@ -525,7 +525,10 @@ mod tests {
         assert_eq!(again, Handled::Duplicate);
         let published = w.bus.published();
         assert_eq!(published.len(), 2);
-        assert_eq!(published[0].metadata.event_id, published[1].metadata.event_id);
+        assert_eq!(
+            published[0].metadata.event_id,
+            published[1].metadata.event_id
+        );
         assert_eq!(w.payment("ord-1").status, PaymentStatus::Refunded);
     }
 

@@ -1,17 +1,21 @@
 //! Handles one event for the shipping function.
 //!
-//! Why an order ships once under at-least-once delivery: the idempotency record turns a
-//! redelivered event into [`Handled::Duplicate`] while it lives; the shipments table (first
-//! writer wins per order) holds after it expires and across different events; and
-//! `OrderShipped`'s id is derived from its cause, so publishing it again is the same event.
+//! Why an order ships once under at-least-once delivery: the shipments table decides it
+//! (first writer wins per order), for a redelivered event as for a different event about the
+//! same order; and `OrderShipped`'s id is derived from its cause, so a redelivery that finds
+//! its own shipment publishes the same event again, which downstream drops as a duplicate.
+//!
+//! There is no separate idempotency record (eventkit's `Idempotency`): the shipment is
+//! already one conditional write keyed by the order, so that write is the record. One per
+//! event would cost two more DynamoDB writes per event and guard nothing the table does not.
 
 use std::sync::Arc;
 
 use contracts::{Event, OrderConfirmed, OrderShipped};
 use eventkit::envelope::format_time;
 use eventkit::{
-    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Idempotency,
-    Invocation, Publish, Publisher,
+    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation, Publish,
+    Publisher,
 };
 
 use crate::plan::plan_shipment;
@@ -20,37 +24,27 @@ use crate::repository::{DynamoShipmentRepository, ShipmentRecord, ShipmentReposi
 pub struct ShippingService {
     shipments: Arc<dyn ShipmentRepository>,
     bus: Arc<dyn Publish<Event>>,
-    idempotency: Idempotency,
 }
 
 impl ShippingService {
-    /// Reads `SHIPMENTS_TABLE`, `IDEMPOTENCY_TABLE` and `EVENT_BUS_NAME`.
+    /// Reads `SHIPMENTS_TABLE` and `EVENT_BUS_NAME`.
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         use eventkit::aws::required_env;
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
         Ok(ShippingService::new(
             Arc::new(DynamoShipmentRepository::new(
-                dynamo.clone(),
+                dynamo,
                 required_env("SHIPMENTS_TABLE")?,
             )),
             Arc::new(Publisher::new(
                 aws_sdk_eventbridge::Client::new(aws),
                 required_env("EVENT_BUS_NAME")?,
             )),
-            Idempotency::new(dynamo, required_env("IDEMPOTENCY_TABLE")?, "shipping"),
         ))
     }
 
-    pub fn new(
-        shipments: Arc<dyn ShipmentRepository>,
-        bus: Arc<dyn Publish<Event>>,
-        idempotency: Idempotency,
-    ) -> Self {
-        ShippingService {
-            shipments,
-            bus,
-            idempotency,
-        }
+    pub fn new(shipments: Arc<dyn ShipmentRepository>, bus: Arc<dyn Publish<Event>>) -> Self {
+        ShippingService { shipments, bus }
     }
 
     /// Handles one event. Only `OrderConfirmed` is routed here; anything else is misrouted
@@ -58,35 +52,31 @@ impl ShippingService {
     pub async fn handle(
         &self,
         event: Envelope<Event>,
-        invocation: Invocation,
+        _invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
         let Envelope { metadata, data, .. } = event;
         match data {
-            Event::OrderConfirmed(order) => {
-                self.idempotency
-                    .handle_once(&metadata, &order, &invocation, || {
-                        self.ship(&metadata, &order)
-                    })
-                    .await
-            }
+            Event::OrderConfirmed(order) => self.ship(&metadata, &order).await,
             other => Err(DecodeError::not_routed(&other).into()),
         }
     }
 
-    /// Records the shipment, then announces it. The table, not the idempotency record, is
-    /// what guarantees one shipment per order: idempotency records expire and are keyed by
-    /// event, while a second `OrderConfirmed` for the same order is a different event.
+    /// Records the shipment, then announces it. The table is what guarantees one shipment
+    /// per order, also when a second `OrderConfirmed` for the same order (a different event)
+    /// arrives.
     async fn ship(
         &self,
         cause: &EventMetadata,
         order: &OrderConfirmed,
     ) -> Result<Handled, HandlerError> {
         let planned = record_of(cause, order);
-        let shipment = match self.shipments.create_once(&planned).await? {
-            FirstWrite::Written => planned,
-            // Our own earlier attempt stored it but died before (or while) publishing:
-            // publish the stored shipment; the derived event id makes it the same event.
-            FirstWrite::Existing(stored) if stored.event_id == cause.event_id => stored,
+        let (shipment, handled) = match self.shipments.create_once(&planned).await? {
+            FirstWrite::Written => (planned, Handled::Processed),
+            // Our own earlier attempt stored it (and may have died before publishing): publish
+            // the stored shipment; the derived event id makes it the same event.
+            FirstWrite::Existing(stored) if stored.event_id == cause.event_id => {
+                (stored, Handled::Duplicate)
+            }
             FirstWrite::Existing(stored) => {
                 tracing::warn!(order_id = %stored.order_id, shipment_id = %stored.shipment_id,
                     first_event_id = %stored.event_id,
@@ -97,8 +87,8 @@ impl ShippingService {
         self.bus.publish(&[shipped_event(cause, &shipment)]).await?;
         tracing::info!(order_id = %shipment.order_id, shipment_id = %shipment.shipment_id,
             carrier = %shipment.carrier, tracking_number = %shipment.tracking_number,
-            "order shipped");
-        Ok(Handled::Processed)
+            ?handled, "order shipped");
+        Ok(handled)
     }
 }
 
@@ -135,8 +125,7 @@ fn shipped_event(cause: &EventMetadata, shipment: &ShipmentRecord) -> Envelope<E
 #[cfg(test)]
 mod tests {
     //! The handler through in-memory adapters of its ports: the shipments table with the
-    //! DynamoDB adapter's condition, a bus that fails on demand, and idempotency records in
-    //! memory.
+    //! DynamoDB adapter's condition and a bus that fails on demand.
     use super::*;
     use crate::repository::MemoryShipmentRepository;
     use contracts::{sources, Currency, FraudSuspected, StockLine};
@@ -152,11 +141,7 @@ mod tests {
     fn world() -> World {
         let shipments = Arc::new(MemoryShipmentRepository::default());
         let bus = MemoryBus::new();
-        let service = ShippingService::new(
-            shipments.clone(),
-            bus.clone(),
-            Idempotency::in_memory("shipping"),
-        );
+        let service = ShippingService::new(shipments.clone(), bus.clone());
         World {
             shipments,
             bus,
@@ -167,15 +152,6 @@ mod tests {
     impl World {
         async fn deliver(&self, event: &Envelope<Event>) -> Result<Handled, HandlerError> {
             self.service.handle(event.clone(), invocation()).await
-        }
-
-        /// The same tables and bus, with the idempotency records gone (expired).
-        fn forgetting_events(&self) -> ShippingService {
-            ShippingService::new(
-                self.shipments.clone(),
-                self.bus.clone(),
-                Idempotency::in_memory("shipping"),
-            )
         }
     }
 
@@ -257,8 +233,16 @@ mod tests {
 
         let again = w.deliver(&order).await.unwrap();
 
+        // Shipped once; the redelivery publishes the same OrderShipped (same id) again.
         assert_eq!(again, Handled::Duplicate);
-        assert_eq!(w.bus.events(), vec![shipped()]);
+        assert_eq!(w.bus.events(), vec![shipped(), shipped()]);
+        let ids: Vec<String> = w
+            .bus
+            .published()
+            .into_iter()
+            .map(|e| e.metadata.event_id)
+            .collect();
+        assert_eq!(ids, vec![shipped_id(&order), shipped_id(&order)]);
         assert_eq!(w.shipments.table.items(), first);
     }
 
@@ -277,33 +261,11 @@ mod tests {
 
         let redelivered = w.deliver(&order).await.unwrap();
 
-        assert_eq!(redelivered, Handled::Processed);
+        // Not shipped again; the redelivery adds the publish that failed.
+        assert_eq!(redelivered, Handled::Duplicate);
         assert_eq!(w.bus.events(), vec![shipped()]);
         assert_eq!(w.bus.published()[0].metadata.event_id, shipped_id(&order));
         assert_eq!(w.shipments.table.items(), stored, "shipped once");
-    }
-
-    #[tokio::test]
-    async fn the_same_event_after_its_idempotency_record_expired_publishes_the_same_id() {
-        let w = world();
-        let order = order_confirmed("ord-1");
-        w.deliver(&order).await.unwrap();
-
-        let handled = w
-            .forgetting_events()
-            .handle(order.clone(), invocation())
-            .await
-            .unwrap();
-
-        assert_eq!(handled, Handled::Processed);
-        let ids: Vec<String> = w
-            .bus
-            .published()
-            .into_iter()
-            .map(|e| e.metadata.event_id)
-            .collect();
-        assert_eq!(ids, vec![shipped_id(&order), shipped_id(&order)]);
-        assert_eq!(w.shipments.table.items().len(), 1);
     }
 
     #[tokio::test]

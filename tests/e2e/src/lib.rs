@@ -88,17 +88,35 @@ impl Stack {
             .collect()
     }
 
-    /// Waits until `function` has finished handling event `event_id` (its idempotency
-    /// record is COMPLETED): the precise "this delivery was processed" signal.
-    pub async fn wait_until_handled(&self, function: &str, event_id: &str) -> Value {
-        let key = format!("{function}#{event_id}");
+    /// Waits until `function` has finished handling event `event_id` and returns the
+    /// outcome it logged (`Processed`, `Duplicate`, `Ignored`): the precise "this delivery
+    /// was processed" signal, eventkit's `message handled` log line, which every function
+    /// writes after its effects and before SQS deletes the message.
+    pub async fn wait_until_handled(&self, function: &str, event_id: &str) -> String {
+        self.wait_until_handled_times(function, event_id, 1).await
+    }
+
+    /// Like [`Stack::wait_until_handled`], for the `times`-th delivery of the same event id;
+    /// returns the outcome of the latest one.
+    pub async fn wait_until_handled_times(
+        &self,
+        function: &str,
+        event_id: &str,
+        times: usize,
+    ) -> String {
+        let field = format!("\"event_id\":\"{event_id}\"");
         eventually(
-            &format!("{key} handled"),
+            &format!("{function} handled {event_id} {times} time(s)"),
             Duration::from_secs(90),
             || async {
-                self.get_item("idempotency", "id", &key)
-                    .await
-                    .filter(|r| r["status"] == "COMPLETED")
+                let outcomes: Vec<String> = self
+                    .log_lines(function, &field)
+                    .iter()
+                    .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+                    .filter(|line| line["message"] == "message handled")
+                    .map(|line| line["outcome"].as_str().unwrap_or_default().to_string())
+                    .collect();
+                (outcomes.len() >= times).then(|| outcomes[outcomes.len() - 1].clone())
             },
         )
         .await
@@ -547,7 +565,22 @@ impl Observer {
         }
     }
 
+    /// The events of a type as a consumer sees them: one per event id. A producer that
+    /// publishes its recorded answer again for a redelivered cause publishes the same event
+    /// (the same id), which consumers drop.
     pub fn of_type(&self, detail_type: &str) -> Vec<Value> {
+        let mut ids = std::collections::HashSet::new();
+        self.copies_of_type(detail_type)
+            .into_iter()
+            .filter(|e| {
+                let id = &e["detail"]["metadata"]["eventId"];
+                id.is_null() || ids.insert(id.to_string())
+            })
+            .collect()
+    }
+
+    /// Every delivery of a type seen on the bus, copies of one event included.
+    pub fn copies_of_type(&self, detail_type: &str) -> Vec<Value> {
         self.seen
             .iter()
             .filter(|e| e["detail-type"] == detail_type)

@@ -93,11 +93,6 @@ async fn the_same_event_delivered_twice_charges_once_and_publishes_once() {
         .await
         .expect("payment");
     assert_eq!(first, after, "the payment record was not written again");
-    let record = stack
-        .get_item("idempotency", "id", &format!("payment#{event_id}"))
-        .await
-        .expect("idempotency record");
-    assert_eq!(record["status"], "COMPLETED");
     bus.close().await;
 }
 

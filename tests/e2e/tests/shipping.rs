@@ -105,11 +105,6 @@ async fn the_same_order_confirmed_delivered_twice_ships_once() {
         .await
         .expect("shipment");
     assert_eq!(first, after, "the shipment was not written again");
-    let record = stack
-        .get_item("idempotency", "id", &format!("shipping#{event_id}"))
-        .await
-        .expect("idempotency record");
-    assert_eq!(record["status"], "COMPLETED");
     bus.close().await;
 }
 
