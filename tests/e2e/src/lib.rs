@@ -145,6 +145,74 @@ impl Stack {
         self.get_item_by_key(table_suffix, &[(key, value)]).await
     }
 
+    /// Stops or restarts the event source mapping that feeds `function` from its queue, and
+    /// waits until Lambda reports it `Disabled` or `Enabled`. While it is stopped, messages
+    /// gather in the queue, so a test can make sure they arrive in one batch.
+    pub async fn set_consumer_enabled(&self, function: &str, enabled: bool) {
+        let mappings = self
+            .lambda
+            .list_event_source_mappings()
+            .function_name(self.name(function))
+            .send()
+            .await
+            .expect("list event source mappings");
+        let uuid = mappings
+            .event_source_mappings()
+            .first()
+            .and_then(|m| m.uuid())
+            .expect("the function has an event source mapping")
+            .to_string();
+        self.lambda
+            .update_event_source_mapping()
+            .uuid(&uuid)
+            .enabled(enabled)
+            .send()
+            .await
+            .expect("update event source mapping");
+        let wanted = if enabled { "Enabled" } else { "Disabled" };
+        eventually(
+            &format!("{function}'s event source mapping {wanted}"),
+            Duration::from_secs(60),
+            || async {
+                let mapping = self
+                    .lambda
+                    .get_event_source_mapping()
+                    .uuid(&uuid)
+                    .send()
+                    .await
+                    .ok()?;
+                (mapping.state() == Some(wanted)).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Waits until at least `count` messages are visible in the queue.
+    pub async fn wait_until_queued(&self, queue_suffix: &str, count: u64) {
+        let url = self.queue_url(queue_suffix).await;
+        eventually(
+            &format!("{count} message(s) in queue {queue_suffix}"),
+            Duration::from_secs(60),
+            || async {
+                let out = self
+                    .sqs
+                    .get_queue_attributes()
+                    .queue_url(&url)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                    .send()
+                    .await
+                    .ok()?;
+                let visible = out
+                    .attributes()?
+                    .get(&QueueAttributeName::ApproximateNumberOfMessages)?
+                    .parse::<u64>()
+                    .ok()?;
+                (visible >= count).then_some(())
+            },
+        )
+        .await
+    }
+
     /// Waits until the queue has no visible and no in-flight messages.
     pub async fn wait_until_drained(&self, queue_suffix: &str) {
         let url = self.queue_url(queue_suffix).await;
