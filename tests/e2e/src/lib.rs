@@ -600,7 +600,8 @@ impl Observer {
         }
     }
 
-    /// Waits until at least `count` events of `detail_type` were seen; returns them all.
+    /// Waits until at least `count` deliveries of `detail_type` were seen (copies of one
+    /// event count: see [`Observer::copies_of_type`]); returns them all.
     pub async fn wait_for(
         &mut self,
         detail_type: &str,
@@ -609,7 +610,7 @@ impl Observer {
     ) -> Vec<Value> {
         let start = Instant::now();
         loop {
-            let matching = self.of_type(detail_type);
+            let matching = self.copies_of_type(detail_type);
             if matching.len() >= count {
                 return matching;
             }
