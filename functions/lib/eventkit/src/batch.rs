@@ -11,6 +11,7 @@
 //! - Permanent failures (undecodable, invalid) do not burn retries: the message goes to the
 //!   dead-letter queue at once, with its reason as message attributes, and is acknowledged.
 //!   If that send fails the message is reported failed instead, so nothing is dropped.
+//! - The handlers of a batch share their PutEvents requests ([`crate::coalesce`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -183,14 +184,17 @@ impl BatchProcessor {
                 ),
             }
         });
-        let outcomes: Vec<(String, MessageOutcome)> = stream::iter(groups)
-            .map(|group| self.run_group(group, fifo, handler))
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        // One publish scope per batch: the handlers' events share PutEvents requests.
+        let outcomes: Vec<(String, MessageOutcome)> = crate::coalesce::scoped(
+            stream::iter(groups)
+                .map(|group| self.run_group(group, fifo, handler))
+                .buffer_unordered(self.concurrency)
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
 
         BatchReport::from_outcomes(outcomes)
     }
@@ -242,7 +246,10 @@ impl BatchProcessor {
         }
         async {
             let result = match event {
-                Ok(event) => handler(event).await,
+                Ok(event) => {
+                    let _running = crate::coalesce::running();
+                    handler(event).await
+                }
                 Err(e) => Err(HandlerError::from(e)),
             };
             match result {

@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod aws;
 pub mod batch;
+pub mod coalesce;
 pub mod dead_letter;
 pub mod dynamo;
 pub mod error;

@@ -2,11 +2,17 @@
 //! adapter [`Publisher`]: PutEvents in requests of at most 10 entries and 256 KiB,
 //! per-entry results read, only the failed entries retried with exponential backoff and
 //! full jitter, and an error naming every entry that still failed when retries run out.
+//! Within an SQS batch the handlers' publishes share requests ([`crate::coalesce`]).
 //! (The in-memory adapter is `testing::MemoryBus`.)
+
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::coalesce::{self, PublishScope};
 
 use crate::envelope::{Envelope, RawEvent};
 use crate::error::{sdk_error_text, HandlerError};
@@ -145,6 +151,14 @@ pub struct Publisher<T = aws_sdk_eventbridge::Client> {
     transport: T,
     bus_name: String,
     retry: RetryPolicy,
+    /// Publishes of the current batch waiting to be sent together (see [`crate::coalesce`]).
+    queued: Mutex<Vec<Queued>>,
+}
+
+/// One handler's entries waiting for a shared send, and where its outcome goes.
+struct Queued {
+    entries: Vec<Pending>,
+    outcome: oneshot::Sender<Result<(), PublishError>>,
 }
 
 impl<T: PutEventsTransport> Publisher<T> {
@@ -153,6 +167,7 @@ impl<T: PutEventsTransport> Publisher<T> {
             transport,
             bus_name: bus_name.into(),
             retry: RetryPolicy::default(),
+            queued: Mutex::new(Vec::new()),
         }
     }
 
@@ -172,8 +187,18 @@ impl<T: PutEventsTransport> Publisher<T> {
 
     /// Publishes every event as it is (e.g. events read back from the store), or fails
     /// naming the ones that could not be published. Events are sent in order, in as few
-    /// requests as the limits allow.
+    /// requests as the limits allow; within a batch, together with the other handlers'
+    /// events ([`crate::coalesce`]).
     pub async fn publish_raw(&self, events: &[RawEvent]) -> Result<(), PublishError> {
+        let entries = self.entries(events)?;
+        match coalesce::current() {
+            Some(scope) => self.send_together(&scope, entries).await,
+            None => self.send(entries).await,
+        }
+    }
+
+    /// The entries for `events`, refusing any that can never be accepted.
+    fn entries(&self, events: &[RawEvent]) -> Result<Vec<Pending>, PublishError> {
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
             let entry = put_events_entry(event, &self.bus_name);
@@ -193,7 +218,99 @@ impl<T: PutEventsTransport> Publisher<T> {
                 last_error: String::new(),
             });
         }
+        Ok(pending)
+    }
 
+    fn queued(&self) -> MutexGuard<'_, Vec<Queued>> {
+        // A poisoned queue still holds whole entries: pushing and taking never half-happen.
+        self.queued
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `entries` and waits until they were sent, by this handler or another one,
+    /// once every running handler of the batch waits to publish or has finished.
+    async fn send_together(
+        &self,
+        scope: &PublishScope,
+        entries: Vec<Pending>,
+    ) -> Result<(), PublishError> {
+        let (outcome, mut sent) = oneshot::channel();
+        self.queued().push(Queued { entries, outcome });
+        scope.wait();
+        loop {
+            // Enabled before looking, so a change between the look and the wait is not lost.
+            let changed = scope.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if scope.all_waiting() {
+                let queued = std::mem::take(&mut *self.queued());
+                if !queued.is_empty() {
+                    scope.served(queued.len());
+                    self.send_for(queued).await;
+                    scope.sent();
+                }
+            }
+            tokio::select! {
+                biased;
+                result = &mut sent => {
+                    return result.unwrap_or_else(|_| Err(PublishError::NotPublished {
+                        attempts: 0,
+                        failed: vec![],
+                    }));
+                }
+                _ = &mut changed => {}
+            }
+        }
+    }
+
+    /// Sends the queued handlers' entries together and gives each handler its own outcome.
+    async fn send_for(&self, queued: Vec<Queued>) {
+        let handlers = queued.len();
+        let mut owners = Vec::with_capacity(handlers);
+        let mut all = Vec::new();
+        for Queued { entries, outcome } in queued {
+            owners.push((
+                entries
+                    .iter()
+                    .map(|p| p.event_id.clone())
+                    .collect::<Vec<_>>(),
+                outcome,
+            ));
+            all.extend(entries);
+        }
+        let result = self.send(all).await;
+        tracing::debug!(handlers, ok = result.is_ok(), "shared PutEvents sent");
+        for (ids, outcome) in owners {
+            let own = match &result {
+                Ok(()) => Ok(()),
+                Err(PublishError::NotPublished { attempts, failed }) => {
+                    let failed: Vec<FailedEntry> = failed
+                        .iter()
+                        .filter(|f| ids.contains(&f.event_id))
+                        .cloned()
+                        .collect();
+                    if failed.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(PublishError::NotPublished {
+                            attempts: *attempts,
+                            failed,
+                        })
+                    }
+                }
+                // Refused before sending (sizes are checked per handler, so not expected
+                // here): every handler retries.
+                Err(other) => Err(other.clone()),
+            };
+            // The handler is gone only if its message was abandoned; nothing to tell.
+            let _ = outcome.send(own);
+        }
+    }
+
+    /// Sends `pending` now, retrying failed entries.
+    async fn send(&self, pending: Vec<Pending>) -> Result<(), PublishError> {
+        let mut pending = pending;
         let mut attempt = 0;
         while !pending.is_empty() {
             attempt += 1;
@@ -381,6 +498,132 @@ mod tests {
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
         }
+    }
+
+    fn request_sizes(publisher: &Publisher<ScriptedTransport>) -> Vec<usize> {
+        publisher
+            .transport
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .collect()
+    }
+
+    /// `handlers` handlers of one batch, each running, publishing its event after
+    /// `delay_ms[i]` milliseconds; returns each handler's outcome.
+    async fn batch_publishing(
+        publisher: &Publisher<ScriptedTransport>,
+        delays_ms: &[u64],
+    ) -> Vec<Result<(), PublishError>> {
+        crate::coalesce::scoped(futures::future::join_all(delays_ms.iter().enumerate().map(
+            |(i, delay)| async move {
+                let _running = crate::coalesce::running();
+                tokio::time::sleep(Duration::from_millis(*delay)).await;
+                publisher.publish_raw(&[event(i, 10)]).await
+            },
+        )))
+        .await
+    }
+
+    #[tokio::test]
+    async fn the_handlers_of_a_batch_share_one_request() {
+        let publisher = Publisher::new(ScriptedTransport::default(), "bus").with_retry(fast());
+
+        let outcomes = batch_publishing(&publisher, &[0, 0, 0]).await;
+
+        assert_eq!(outcomes, vec![Ok(()), Ok(()), Ok(())]);
+        assert_eq!(request_sizes(&publisher), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_shared_send_waits_for_the_slowest_handler_still_running() {
+        let publisher = Publisher::new(ScriptedTransport::default(), "bus").with_retry(fast());
+
+        let outcomes = batch_publishing(&publisher, &[0, 30, 5]).await;
+
+        assert_eq!(outcomes, vec![Ok(()), Ok(()), Ok(())]);
+        assert_eq!(request_sizes(&publisher), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_ends_without_publishing_releases_the_others() {
+        let publisher = Publisher::new(ScriptedTransport::default(), "bus").with_retry(fast());
+
+        let outcomes = crate::coalesce::scoped(futures::future::join(
+            async {
+                let _running = crate::coalesce::running();
+                publisher.publish_raw(&[event(1, 10)]).await
+            },
+            async {
+                let _running = crate::coalesce::running();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            },
+        ))
+        .await;
+
+        assert_eq!(outcomes.0, Ok(()));
+        assert_eq!(request_sizes(&publisher), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn each_handler_gets_the_outcome_of_its_own_entries() {
+        let transport = ScriptedTransport::default();
+        // e1 fails on every attempt; e0 and e2 go through.
+        transport
+            .failures_left
+            .lock()
+            .unwrap()
+            .insert("e1".into(), 100);
+        let publisher = Publisher::new(transport, "bus").with_retry(fast());
+
+        let outcomes = batch_publishing(&publisher, &[0, 0, 0]).await;
+
+        assert_eq!(outcomes[0], Ok(()));
+        assert_eq!(outcomes[2], Ok(()));
+        match &outcomes[1] {
+            Err(PublishError::NotPublished { failed, .. }) => {
+                let ids: Vec<&str> = failed.iter().map(|f| f.event_id.as_str()).collect();
+                assert_eq!(ids, vec!["e1"]);
+            }
+            other => panic!("expected e1 not published, got {other:?}"),
+        }
+        let delivered: HashSet<String> = publisher
+            .transport
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect();
+        assert_eq!(
+            delivered,
+            HashSet::from(["e0".to_string(), "e2".to_string()])
+        );
+    }
+
+    #[tokio::test]
+    async fn outside_a_batch_each_publish_is_sent_at_once() {
+        let publisher = Publisher::new(ScriptedTransport::default(), "bus").with_retry(fast());
+
+        futures::future::join_all((0..3).map(|i| {
+            let publisher = &publisher;
+            async move { publisher.publish_raw(&[event(i, 10)]).await.unwrap() }
+        }))
+        .await;
+
+        assert_eq!(request_sizes(&publisher), vec![1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_shared_send_keeps_the_request_limits() {
+        let publisher = Publisher::new(ScriptedTransport::default(), "bus").with_retry(fast());
+
+        let outcomes = batch_publishing(&publisher, &[0; 12]).await;
+
+        assert!(outcomes.iter().all(Result::is_ok));
+        assert_eq!(request_sizes(&publisher), vec![10, 2]);
     }
 
     #[tokio::test]
