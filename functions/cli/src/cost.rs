@@ -223,6 +223,8 @@ pub struct CostReport {
     pub empty_receives_per_order: f64,
     /// Requests of other clients (this CLI sending and watching the orders): not counted.
     pub excluded_client_requests: u64,
+    /// LocalStack's internal requests of its own (no AWS service principal): not counted.
+    pub excluded_localstack_requests: u64,
     pub dropped_records: u64,
     pub assumptions: Vec<String>,
 }
@@ -269,10 +271,18 @@ pub fn summarize(
     let mut ops: BTreeMap<(String, String), (u64, Unit, f64)> = BTreeMap::new();
     let mut callers: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut excluded = 0;
+    let mut housekeeping = 0;
     let mut empty_receives = 0;
     for r in usage.requests.iter().filter(|r| in_window(r.time)) {
         let caller = match r.caller_kind.as_str() {
             "function" => short_function(&r.caller, stage),
+            // An internal call without a service principal is LocalStack's own machinery
+            // (CloudFormation, alarms, the Kinesis behind DynamoDB Streams, log delivery, the
+            // ESM's Invoke), not a request AWS would bill.
+            "service" if r.caller == "localstack" => {
+                housekeeping += 1;
+                continue;
+            }
             "service" => format!("{} (AWS side)", r.caller),
             _ => {
                 excluded += 1;
@@ -327,6 +337,7 @@ pub fn summarize(
                     * 1e6,
             }),
     );
+    lines.sort_by(|a, b| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)));
     let mut services: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for l in &lines {
         let s = services.entry(l.service.clone()).or_default();
@@ -358,6 +369,7 @@ pub fn summarize(
             .collect(),
         empty_receives_per_order: empty_receives as f64 / n,
         excluded_client_requests: excluded,
+        excluded_localstack_requests: housekeeping,
         dropped_records: usage.dropped,
         assumptions: ASSUMPTIONS.iter().map(|s| s.to_string()).collect(),
     }
@@ -436,8 +448,11 @@ pub fn render(report: &CostReport) -> String {
         &format!("{:.2}", report.dollars_per_million_orders),
     ));
     out.push_str(&format!(
-        "  (SQS includes {:.2} empty ReceiveMessage per order; not counted: {} requests of this CLI)\n",
-        report.empty_receives_per_order, report.excluded_client_requests
+        "  (SQS includes {:.2} empty ReceiveMessage per order; not counted: {} requests of this CLI, \
+         {} of LocalStack's own)\n",
+        report.empty_receives_per_order,
+        report.excluded_client_requests,
+        report.excluded_localstack_requests
     ));
     out.push_str("\nrequests per order by caller\n");
     for c in &report.by_caller {
@@ -654,8 +669,11 @@ mod tests {
         cli.caller_kind = "client".into();
         let mut late = req("dynamodb", "PutItem");
         late.time = 99.0;
+        let mut housekeeping = req("kinesis", "PutRecords");
+        housekeeping.caller_kind = "service".into();
+        housekeeping.caller = "localstack".into();
         let usage = Usage {
-            requests: vec![put.clone(), put, events, receive, cli, late],
+            requests: vec![put.clone(), put, events, receive, cli, late, housekeeping],
             invocations: vec![InvocationRecord {
                 time: 10.0,
                 function: "orderflow-dev-orders".into(),
@@ -678,6 +696,8 @@ mod tests {
         let lambda = 0.5 * 0.20 + 0.0625 * 1e6 * LAMBDA_PER_GB_SECOND_ARM64;
         assert!((orders.dollars_per_million_orders - lambda).abs() < 1e-9);
         assert_eq!(report.excluded_client_requests, 1);
+        assert_eq!(report.excluded_localstack_requests, 1);
+        assert!(!report.lines.iter().any(|l| l.service == "kinesis"));
         assert_eq!(report.empty_receives_per_order, 0.5);
         let total: f64 = 0.625 + 1.0 + 0.2 + lambda;
         assert!((report.dollars_per_million_orders - total).abs() < 1e-9);

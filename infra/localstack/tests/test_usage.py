@@ -70,6 +70,18 @@ def test_each_request_is_recorded_once_with_who_made_it(monkeypatch):
     ]
 
 
+def test_the_caller_is_the_one_seen_before_the_provider_rewrote_the_request(monkeypatch):
+    log = usage.BoundedLog()
+    monkeypatch.setattr(usage, "REQUESTS", log)
+    caller = iam_enforcer.Caller("000000000000", "arn:aws:iam::000000000000:role/r", "orderflow-test-orders")
+    monkeypatch.setattr(iam_enforcer, "find_caller", lambda key: caller if key == "LSIAKEY" else None)
+    ctx = context(key="LSIAKEY")
+    usage._request_handler(None, ctx, None)
+    ctx.request = context(key="rewritten").request  # as LocalStack's DynamoDB provider does
+    usage.record_request(ctx, SimpleNamespace(status_code=200))
+    assert log.since(0)[0]["caller"] == "orderflow-test-orders"
+
+
 def test_invocations_are_kept_from_a_time_on(monkeypatch):
     log = usage.BoundedLog(limit=2)
     monkeypatch.setattr(usage, "INVOCATIONS", log)

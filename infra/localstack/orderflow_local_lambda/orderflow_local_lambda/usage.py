@@ -168,11 +168,21 @@ def who(context) -> tuple[str, str]:
     return ("function", caller.session) if caller else ("client", "")
 
 
+_CALLER = "_orderflow_caller"
+
+
+def _request_handler(chain, context, response) -> None:
+    # Who is asked before the provider runs: some providers rewrite the Authorization header
+    # (DynamoDB's, for DynamoDB Local) before the response handlers see the request.
+    if context.service is not None:
+        setattr(context, _CALLER, who(context))
+
+
 def record_request(context, response) -> None:
     if context.service is None or context.operation is None:
         return
     service, operation = context.service.service_name, context.operation.name
-    kind, name = who(context)
+    kind, name = getattr(context, _CALLER, None) or who(context)
     REQUESTS.add(
         {
             "time": time.time(),
@@ -230,6 +240,7 @@ def install() -> None:
     custom = handlers.run_custom_response_handlers
     if _response_handler in custom.handlers:
         return
+    handlers.serve_custom_service_request_handlers.append(_request_handler)
     custom.append(_response_handler)
     ROUTER.add(ROUTE, endpoint=_usage_endpoint, methods=["GET"])
     LOG.info("orderflow: AWS requests and Lambda invocations are recorded for cost reports (%s)", ROUTE)
