@@ -400,7 +400,7 @@ pub fn render(report: &CostReport) -> String {
         ));
     }
     let row = |service: &str, operation: &str, requests: &str, units: &str, dollars: &str| {
-        format!("  {service:<9} {operation:<22} {requests:>10} {units:>17} {dollars:>13}\n")
+        format!("  {service:<15} {operation:<22} {requests:>10} {units:>17} {dollars:>13}\n")
     };
     out.push_str(&row(
         "service",
