@@ -1,6 +1,10 @@
-//! Public on-demand prices, US East (N. Virginia), in US dollars, as the pages below listed
-//! them when checked on 2026-11-21. Free tiers are left out: a cost per million orders is
-//! meant for volumes far past them. Update a constant and its date together.
+//! Public on-demand prices, US East (N. Virginia), in US dollars. Each constant cites AWS's
+//! pricing page. Checked on 2026-11-21: AWS's Lambda page (terms: per request, per GB-s,
+//! rounded up to 1 ms) was readable from here, its price table and the other AWS pages were
+//! not; the numbers were checked against pages quoting them for us-east-1 that day (for
+//! DynamoDB after the November 2024 on-demand price cut). Recheck against AWS's pages when
+//! a number matters. Free tiers are left out: a cost per million orders is meant for volumes
+//! far past them. Update a constant and this date together.
 
 /// AWS Lambda pricing, https://aws.amazon.com/lambda/pricing/: $0.20 per 1M requests.
 pub const LAMBDA_PER_REQUEST: f64 = 0.20 / 1e6;
