@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help setup build unit validate test demo local-up local-down local-logs local-deploy \
         logs order rebuild-read-model bench schemas fmt lint clean package \
-        cli send trace dlq redrive replay load stats
+        cli send trace dlq redrive replay load cost stats
 
 LOCALSTACK_PORT ?= 4566
 STAGE ?= dev
@@ -86,6 +86,10 @@ replay: cli ## replay stored events: make replay FROM=<time> TO=<time> [TYPE=Ord
 load: cli ## load test: make load N=20 [RATE=5] [DUP=2] [DECLINE=0.1] [JSON=1]: throughput, latency percentiles, per hop
 	@$(run_cli) load --orders $(or $(N),20) $(if $(RATE),--rate $(RATE)) $(if $(DUP),--duplicates $(DUP)) \
 	  $(if $(DECLINE),--decline-share $(DECLINE)) $(if $(JSON),--json)
+
+cost: cli ## cost report of a load run: make cost N=20 [RATE=5] [DUP=2] [DECLINE=0.1] [JSON=1]: AWS requests per order, $ per million orders
+	@$(run_cli) load --orders $(or $(N),20) $(if $(RATE),--rate $(RATE)) $(if $(DUP),--duplicates $(DUP)) \
+	  $(if $(DECLINE),--decline-share $(DECLINE)) $(if $(JSON),--json) --cost
 
 stats: cli ## the analytics counters as tables
 	@$(run_cli) stats

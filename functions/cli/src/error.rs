@@ -24,6 +24,9 @@ pub enum CliError {
     /// A function answered with an error.
     #[error("{function} failed: {body}")]
     Function { function: String, body: String },
+    /// A plain HTTP call (LocalStack's own endpoints) failed.
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
     #[error("timed out after {seconds} s waiting for {what}")]
     Timeout { what: String, seconds: u64 },
 }

@@ -4,10 +4,12 @@
 //! are thin and whose formatting and computing are pure functions with unit tests.
 
 pub mod context;
+pub mod cost;
 pub mod dlq;
 pub mod error;
 pub mod load;
 pub mod order;
+pub mod pricing;
 pub mod replay;
 pub mod send;
 pub mod stats;

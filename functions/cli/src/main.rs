@@ -3,7 +3,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use orderflow_cli::{dlq, load, order, replay, send, stats, trace, Context};
+use indicatif::ProgressBar;
+use orderflow_cli::{cost, dlq, load, order, replay, send, stats, trace, Context};
 
 /// Operate an Orderflow stage (on AWS, or on LocalStack when AWS_ENDPOINT_URL is set).
 #[derive(Parser)]
@@ -97,6 +98,14 @@ enum Command {
         /// Seconds to wait for the orders to finish.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Then a cost report: AWS requests and Lambda time per order, in dollars per million
+        /// orders (LocalStack only: reads its usage log).
+        #[arg(long)]
+        cost: bool,
+        /// Seconds to wait, after the orders finished, for every queue to drain and every
+        /// function to go idle before counting.
+        #[arg(long, default_value_t = 120, requires = "cost")]
+        quiet_timeout: u64,
         #[arg(long)]
         json: bool,
     },
@@ -281,6 +290,8 @@ async fn main() -> anyhow::Result<()> {
             duplicates,
             decline_share,
             timeout,
+            cost,
+            quiet_timeout,
             json,
         } => {
             let plan = send::OrderPlan {
@@ -290,11 +301,52 @@ async fn main() -> anyhow::Result<()> {
                 version: 2,
                 run_id: run_id(),
             };
+            // Fail before sending anything if the report could not be made.
+            let endpoint = if cost { Some(cost::endpoint()?) } else { None };
+            let since = cost::now_epoch();
             let report = load::run(&ctx, &plan, rate, Duration::from_secs(timeout), json).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", load::render(&report));
+            let costs = match &endpoint {
+                Some(endpoint) => {
+                    let spinner = if json {
+                        ProgressBar::hidden()
+                    } else {
+                        ProgressBar::new_spinner()
+                    };
+                    spinner.set_message(
+                        "waiting for the queues to drain and the functions to go idle",
+                    );
+                    spinner.enable_steady_tick(Duration::from_millis(200));
+                    let quiet =
+                        cost::wait_quiet(&ctx, endpoint, Duration::from_secs(quiet_timeout))
+                            .await?;
+                    let until = cost::now_epoch();
+                    let usage = cost::fetch_usage(endpoint, since).await?;
+                    spinner.finish_and_clear();
+                    Some(cost::summarize(
+                        &usage,
+                        report.orders,
+                        &ctx.stage,
+                        since,
+                        until,
+                        quiet,
+                    ))
+                }
+                None => None,
+            };
+            match (json, &costs) {
+                (true, Some(costs)) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"load": report, "cost": costs})
+                    )?
+                ),
+                (true, None) => println!("{}", serde_json::to_string_pretty(&report)?),
+                (false, _) => {
+                    print!("{}", load::render(&report));
+                    if let Some(costs) = &costs {
+                        print!("{}", cost::render(costs));
+                    }
+                }
             }
             anyhow::ensure!(
                 report.unfinished.is_empty(),

@@ -45,6 +45,8 @@ from localstack.services.lambda_.invocation.runtime_executor import (
     RuntimeExecutor,
 )
 
+from . import usage
+
 LOG = logging.getLogger(__name__)
 
 API_PREFIX = "/2018-06-01/runtime"
@@ -478,12 +480,15 @@ class OrderflowLocalExecutor(RuntimeExecutor):
                 f"Memory Size: {self.function_version.config.memory_size} MB\t"
                 f"Max Memory Used: {memory_mb} MB"
             )
-            if self._init_ms is not None:
-                report += f"\tInit Duration: {self._init_ms:.2f} ms"
-                self._init_ms = None
+            init_ms, self._init_ms = self._init_ms, None
+            if init_ms is not None:
+                report += f"\tInit Duration: {init_ms:.2f} ms"
             if status:
                 report += f"\tStatus: {status}"
             lines.append(report)
+            usage.record_invocation(
+                self._name(), rid, duration_ms, init_ms, self.function_version.config.memory_size, status
+            )
             logs = _join(lines)
             self._recent_logs = logs
             return InvocationResult(rid, body, is_error=is_error, logs=logs)

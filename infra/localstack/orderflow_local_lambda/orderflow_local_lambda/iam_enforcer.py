@@ -24,7 +24,10 @@ Where: a handler in `serve_custom_service_request_handlers` of LocalStack's gate
 parameters known) and before the provider acts, so a denied request changes nothing.
 Errors are `CommonServiceException`s, which LocalStack serializes in the service's protocol.
 
-Decisions are kept in memory (bounded) and served at `GET /_orderflow/iam`.
+Decisions are kept in memory (bounded) and served at `GET /_orderflow/iam`, each with the
+request id LocalStack gave the request.
+
+The same hook installs usage.py (every request and invocation, for cost reports).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from localstack.aws.api import CommonServiceException, RequestContext
 from localstack.http import Request, Response
 from localstack.runtime import hooks
 
+from . import usage
 from .iam_policy import Statement, UnsupportedPolicy, evaluate, parse_policy
 from .iam_requests import Unmapped, checks_for
 
@@ -155,6 +159,9 @@ def authorize(context: RequestContext) -> None:
     service, operation = context.service.service_name, context.operation.name
     base = {
         "time": time.time(),
+        # One request can make several checks (a transaction over two tables): the id lets a
+        # reader count requests, not checks.
+        "request_id": getattr(context, "request_id", None),
         "function": caller.session,
         "role": caller.role_name,
         "role_arn": caller.role_arn,
@@ -239,3 +246,4 @@ def orderflow_enforce_lambda_iam():
     custom.append(_enforce_handler)
     ROUTER.add(ROUTE, endpoint=_decisions_endpoint, methods=["GET"])
     LOG.info("orderflow: Lambda functions' AWS requests are checked against their execution roles (%s)", ROUTE)
+    usage.install()

@@ -131,9 +131,11 @@ def report(prefix: str, since: float, out=sys.stdout) -> int:
     denied = [d for d in ours if not d["allowed"]]
     failures = 0
 
+    # A request can make several checks; records from before request ids count one each.
+    requests = len({d.get("request_id") or id(d) for d in ours})
     say(
-        f"IAM enforced locally: {len(ours)} authorization checks of {len({d['function'] for d in ours})} "
-        f"functions ({prefix}*), {len(denied)} denied"
+        f"IAM enforced locally: {len(ours)} authorization checks ({requests} requests) of "
+        f"{len({d['function'] for d in ours})} functions ({prefix}*), {len(denied)} denied"
     )
     if denied:
         say("\nDENIED requests (the function's role does not allow them; on AWS these calls fail):")
