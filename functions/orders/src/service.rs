@@ -309,7 +309,9 @@ impl SagaService {
     async fn read_after(&self, stream: &str, mut known: Known) -> Result<Known, HandlerError> {
         let newer = self.streams.read_stream(stream, known.version + 1).await;
         let newer = newer.inspect_err(|_| self.forget(stream))?;
-        known.catch_up(&newer).inspect_err(|_| self.forget(stream))?;
+        known
+            .catch_up(&newer)
+            .inspect_err(|_| self.forget(stream))?;
         Ok(known)
     }
 }

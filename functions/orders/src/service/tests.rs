@@ -491,8 +491,10 @@ mod reads {
     async fn an_order_this_instance_has_not_seen_is_read_once() {
         let saga = saga();
         let stream = order_stream(ORDER);
-        saga.streams
-            .seed(&stream, &[event(placed()).to_raw(), event(cleared()).to_raw()]);
+        saga.streams.seed(
+            &stream,
+            &[event(placed()).to_raw(), event(cleared()).to_raw()],
+        );
         saga.when(&event(paid())).await.unwrap();
         saga.when(&event(reserved())).await.unwrap();
         assert_eq!(saga.streams.requests(), (1, 2));
