@@ -207,7 +207,7 @@ impl SagaService {
     }
 
     /// A service that remembers at most `orders` orders between facts (0: none, every fact
-    /// reads its stream).
+    /// but an `OrderPlaced` reads its stream).
     pub fn with_memory(streams: Arc<dyn OrderStreams>, orders: usize) -> Self {
         SagaService {
             streams,
