@@ -1,20 +1,52 @@
-//! One incoming fact for the saga: load the order's stream, decide, append.
+//! One incoming fact for the saga: know the order's stream, decide, append.
 //!
 //! The saga reads a standard SQS queue, so facts of one order can arrive in any order and
 //! be handled by parallel invocations at the same moment. Consistency per order comes from
 //! the event store, not from the queue: every append names the version it was decided on,
-//! and a writer that lost the race to another one reloads the stream and decides again
-//! (the aggregate accepts facts in any order). After [`CONFLICT_RETRY`] runs out the
+//! and a writer that lost the race to another one catches up with the stream and decides
+//! again (the aggregate accepts facts in any order). After [`CONFLICT_RETRY`] runs out the
 //! message goes back to SQS and is retried later, like any transient failure.
 //!
-//! Exactly once: the fact and its decisions are one atomic append, and the store keeps an
-//! event id once. A redelivered fact finds its id in the stream and decides nothing; one
-//! that raced its own copy loses the append (the ids are stored) and decides nothing
-//! either. Decision ids derive from the fact's id, so a fact handled again after a failed
-//! append produces the same decisions with the same ids.
+//! # Reading the stream only when needed
+//!
+//! Each of an order's facts used to cost a full read of its stream (a Query) before its
+//! append. A warm instance now remembers, for the last [`KNOWN_ORDERS`] orders it handled,
+//! the state it folded, the version it was at and the event ids in it ([`Known`]), and
+//! appends the next fact at that version without reading. It learns nothing it has not
+//! written or read itself, so what it remembers is the stream's true prefix, possibly
+//! short of events another instance appended since:
+//! - if it is short, the append at the remembered version loses on the store's version
+//!   condition ([`StoreError::Conflict`]); the service then reads only the events after
+//!   that version, folds them in and decides again, which is the conflict loop there has
+//!   always been (a stale memory costs what a race costs, never a wrong decision);
+//! - an `OrderPlaced` nothing is known of starts from the empty stream without reading:
+//!   it is nearly always an order's first event (the other facts are answers to it), and
+//!   if it is not, the append at version 0 loses in the same way.
+//!
+//! Why a memory across invocations rather than one read per batch (grouping a batch's
+//! facts by order): the batch processor already runs one order's facts one after the
+//! other ([`order_of`] is its sequence key), so with the memory the second fact of an order
+//! in a batch reads nothing either, and so do the facts of later batches that reach the
+//! same instance; a per-batch read would still cost one Query per batch an order appears
+//! in. Each fact is still its own append, so one fact's failure holds back no other.
+//!
+//! # Why exactly-once holds
+//!
+//! The fact and its decisions are one atomic append, and the store keeps an event id once
+//! (its guard items). A redelivered fact is found in the stream (read, or remembered) and
+//! decides nothing; one that raced its own copy, or whose stored copy the instance has not
+//! seen, loses the append (the ids are stored) and decides nothing either. Decision ids
+//! derive from the fact's id, so a fact handled again after a failed append produces the
+//! same decisions with the same ids. The memory cannot weaken this: an append is decided on
+//! a remembered version, and the store refuses it unless that is still the stream's
+//! version, i.e. unless the remembered state is the whole stream. Whatever the outcome of
+//! an append other than a complete write (an error, ids already stored, a lost race), the
+//! memory of that order is dropped or caught up from the store before it is used again.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use contracts::{
@@ -29,6 +61,11 @@ use eventkit::{
 };
 
 use crate::aggregate::Order;
+
+/// How many orders a warm instance remembers (least recently used ones are forgotten
+/// first). An order's state is a few KB at most, so this stays far below the function's
+/// memory; a load run's orders each live for seconds, far fewer than this at once.
+pub const KNOWN_ORDERS: usize = 4096;
 
 /// The facts the saga takes in, each from the source that owns it: the results of the
 /// services it coordinates and the order itself. `OrdersRule` in `infra/template.yaml`
@@ -60,7 +97,12 @@ pub const CONFLICT_RETRY: RetryPolicy = RetryPolicy {
 /// the stream's version, and skip events whose id is already stored.
 #[async_trait]
 pub trait OrderStreams: Send + Sync {
-    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The stream's events from `from_version` (inclusive) on, in version order.
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
     async fn append(
         &self,
         stream_id: &str,
@@ -71,8 +113,12 @@ pub trait OrderStreams: Send + Sync {
 
 #[async_trait]
 impl OrderStreams for EventStore {
-    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        EventStore::read_stream(self, stream_id, 1).await
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        EventStore::read_stream(self, stream_id, from_version).await
     }
 
     async fn append(
@@ -87,6 +133,39 @@ impl OrderStreams for EventStore {
 
 pub struct SagaService {
     streams: Arc<dyn OrderStreams>,
+    /// By stream id; see the module doc for why it can be trusted.
+    known: quick_cache::sync::Cache<String, Known>,
+    remember: bool,
+}
+
+/// What the saga knows of an order's stream: the events up to `version`, folded, and their
+/// ids. Only ever a prefix of the stored stream (events are never removed or changed).
+#[derive(Debug, Clone, Default)]
+struct Known {
+    version: u64,
+    order: Order,
+    event_ids: HashSet<String>,
+}
+
+impl Known {
+    /// Folds in stored events that follow `version`.
+    fn catch_up(&mut self, stored: &[StoredEvent]) -> Result<(), HandlerError> {
+        for (event, data) in stored.iter().zip(history(stored)?) {
+            self.order.apply(&data);
+            self.event_ids.insert(event.event_id.clone());
+            self.version = event.version;
+        }
+        Ok(())
+    }
+
+    /// Folds in `events`, just written in one append after `version`.
+    fn written(&mut self, facts_and_decisions: &[Event], events: &[RawEvent]) {
+        for (data, raw) in facts_and_decisions.iter().zip(events) {
+            self.order.apply(data);
+            self.event_ids.insert(raw.metadata.event_id.clone());
+        }
+        self.version += events.len() as u64;
+    }
 }
 
 /// The order a routed fact is about; `None` for anything the saga does not take in.
@@ -124,7 +203,17 @@ impl SagaService {
     }
 
     pub fn new(streams: Arc<dyn OrderStreams>) -> Self {
-        SagaService { streams }
+        SagaService::with_memory(streams, KNOWN_ORDERS)
+    }
+
+    /// A service that remembers at most `orders` orders between facts (0: none, every fact
+    /// but an `OrderPlaced` reads its stream).
+    pub fn with_memory(streams: Arc<dyn OrderStreams>, orders: usize) -> Self {
+        SagaService {
+            streams,
+            known: quick_cache::sync::Cache::new(orders.max(1)),
+            remember: orders > 0,
+        }
     }
 
     /// Records the fact in the order's stream together with the decisions it leads to, in
@@ -138,26 +227,42 @@ impl SagaService {
             return Err(DecodeError::not_routed(&fact.data).into());
         };
         let stream = order_stream(order_id);
+        let fact_id = fact.metadata.event_id.as_str();
+        let mut known = match self.recall(&stream) {
+            Some(known) => known,
+            // The order's first event, as far as anyone can tell: see the module doc.
+            None if matches!(fact.data, Event::OrderPlaced(_)) => Known::default(),
+            None => self.read_after(&stream, Known::default()).await?,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let stored = self.streams.read_stream(&stream).await?;
-            if stored.iter().any(|e| e.event_id == fact.metadata.event_id) {
+            if known.event_ids.contains(fact_id) {
+                self.remember(&stream, known);
                 return Ok(Handled::Duplicate);
             }
-            let expected = stored.last().map_or(0, |e| e.version);
-            let order = Order::replay(&history(&stored)?);
-            let decisions = order.handle(&fact.data);
+            let decisions = known.order.handle(&fact.data);
             let mut batch = Vec::with_capacity(1 + decisions.len());
             batch.push(fact.to_raw());
             // The order id is the discriminator: the ids stay what they have always been.
             batch.extend(
                 decisions
-                    .into_iter()
-                    .map(|d| Envelope::caused_by(&fact.metadata, order_id, d).to_raw()),
+                    .iter()
+                    .map(|d| Envelope::caused_by(&fact.metadata, order_id, d.clone()).to_raw()),
             );
-            match self.streams.append(&stream, expected, &batch).await {
+            match self.streams.append(&stream, known.version, &batch).await {
                 Ok(appended) => {
+                    if appended.written.len() == batch.len() {
+                        let mut events = Vec::with_capacity(batch.len());
+                        events.push(fact.data.clone());
+                        events.extend(decisions);
+                        known.written(&events, &batch);
+                        self.remember(&stream, known);
+                    } else {
+                        // Some ids were stored already, by a writer this instance has not
+                        // seen: what it knows of the order is no longer the whole stream.
+                        self.forget(&stream);
+                    }
                     if appended.written.is_empty() {
                         return Ok(Handled::Duplicate);
                     }
@@ -168,12 +273,46 @@ impl SagaService {
                     return Ok(Handled::Processed);
                 }
                 Err(StoreError::Conflict { .. }) if CONFLICT_RETRY.allows_another(attempt) => {
-                    tracing::info!(stream = %stream, attempt, "concurrent append; reloading");
+                    tracing::info!(stream = %stream, attempt, "concurrent append; catching up");
                     tokio::time::sleep(CONFLICT_RETRY.delay(attempt)).await;
+                    // What is known is still a true prefix: only the newer events are read.
+                    known = self.read_after(&stream, known).await?;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // An append that timed out may still have been written.
+                    self.forget(&stream);
+                    return Err(e.into());
+                }
             }
         }
+    }
+
+    fn recall(&self, stream: &str) -> Option<Known> {
+        if self.remember {
+            self.known.get(stream)
+        } else {
+            None
+        }
+    }
+
+    fn remember(&self, stream: &str, known: Known) {
+        if self.remember {
+            self.known.insert(stream.to_string(), known);
+        }
+    }
+
+    fn forget(&self, stream: &str) {
+        self.known.remove(stream);
+    }
+
+    /// `known` caught up with the events stored after it.
+    async fn read_after(&self, stream: &str, mut known: Known) -> Result<Known, HandlerError> {
+        let newer = self.streams.read_stream(stream, known.version + 1).await;
+        let newer = newer.inspect_err(|_| self.forget(stream))?;
+        known
+            .catch_up(&newer)
+            .inspect_err(|_| self.forget(stream))?;
+        Ok(known)
     }
 }
 

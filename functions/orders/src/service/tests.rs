@@ -3,6 +3,7 @@
 //! version is a conflict, and an event id is stored once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use contracts::OrderConfirmed;
@@ -20,6 +21,9 @@ struct MemoryStreams {
     /// Appended by another writer just before the next append, which then loses the race.
     racing: Mutex<Option<Vec<RawEvent>>>,
     failures_left: Mutex<u32>,
+    /// Requests made, as the table would count them.
+    reads: AtomicU32,
+    appends: AtomicU32,
 }
 
 impl MemoryStreams {
@@ -34,6 +38,14 @@ impl MemoryStreams {
 
     fn fail_next(&self, n: u32) {
         *lock(&self.failures_left) = n;
+    }
+
+    /// (reads, appends) so far.
+    fn requests(&self) -> (u32, u32) {
+        (
+            self.reads.load(Ordering::SeqCst),
+            self.appends.load(Ordering::SeqCst),
+        )
     }
 
     /// Skips stored ids first, then checks the version, as `EventStore::append` does.
@@ -83,10 +95,20 @@ impl MemoryStreams {
 
 #[async_trait]
 impl OrderStreams for MemoryStreams {
-    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(lock(&self.streams)
             .get(stream_id)
-            .cloned()
+            .map(|s| {
+                s.iter()
+                    .filter(|e| e.version >= from_version)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -96,6 +118,7 @@ impl OrderStreams for MemoryStreams {
         expected_version: u64,
         events: &[RawEvent],
     ) -> Result<Appended, StoreError> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
         if let Some(racing) = lock(&self.racing).take() {
             self.seed(stream_id, &racing);
         }
@@ -429,4 +452,143 @@ fn a_batch_runs_one_orders_facts_in_turn() {
     let mut forged = event(paid()).to_raw();
     forged.source = contracts::sources::ORDERS.into();
     assert_eq!(order_of(&forged), None, "untrusted source");
+}
+
+/// Requests per order: the reads a warm instance saves.
+mod reads {
+    use super::*;
+
+    /// An order's happy path: placed, cleared, paid, reserved (confirmed), shipped.
+    fn happy_path() -> Vec<Envelope<Event>> {
+        vec![
+            event(placed()),
+            event(cleared()),
+            event(paid()),
+            event(reserved()),
+            event(shipped()),
+        ]
+    }
+
+    #[tokio::test]
+    async fn without_memory_every_fact_reads_the_stream() {
+        let streams = Arc::new(MemoryStreams::default());
+        let service = SagaService::with_memory(streams.clone(), 0);
+        for fact in happy_path() {
+            service.handle(fact, invocation()).await.unwrap();
+        }
+        assert_eq!(streams.requests(), (4, 5), "all but OrderPlaced read");
+    }
+
+    #[tokio::test]
+    async fn a_warm_instance_appends_an_orders_facts_without_reading() {
+        let saga = given(&happy_path()).await;
+        assert_eq!(saga.streams.requests(), (0, 5), "(reads, appends)");
+        assert_eq!(saga.events()[4], confirmed());
+        assert_eq!(saga.events()[5], shipped().into());
+    }
+
+    #[tokio::test]
+    async fn an_order_this_instance_has_not_seen_is_read_once() {
+        let saga = saga();
+        let stream = order_stream(ORDER);
+        saga.streams.seed(
+            &stream,
+            &[event(placed()).to_raw(), event(cleared()).to_raw()],
+        );
+        saga.when(&event(paid())).await.unwrap();
+        saga.when(&event(reserved())).await.unwrap();
+        assert_eq!(saga.streams.requests(), (1, 2));
+        assert_eq!(saga.events().last(), Some(&confirmed()));
+    }
+
+    #[tokio::test]
+    async fn a_stale_memory_loses_the_append_catches_up_and_decides_on_the_whole_stream() {
+        let saga = given(&[event(placed()), event(cleared())]).await;
+        // Another instance stores the reservation; this one does not see it.
+        saga.streams
+            .seed(&order_stream(ORDER), &[event(reserved()).to_raw()]);
+        assert_eq!(saga.when(&event(paid())).await.unwrap(), Handled::Processed);
+        assert_eq!(
+            saga.events(),
+            vec![
+                placed().into(),
+                cleared().into(),
+                reserved().into(),
+                paid().into(),
+                confirmed()
+            ]
+        );
+        assert_eq!(saga.streams.requests(), (1, 4), "one lost append, one read");
+        // Caught up: the next fact neither reads nor conflicts.
+        saga.when(&event(shipped())).await.unwrap();
+        assert_eq!(saga.streams.requests(), (1, 5));
+    }
+
+    #[tokio::test]
+    async fn an_order_placed_after_its_results_reads_when_its_append_loses() {
+        let saga = saga();
+        let stream = order_stream(ORDER);
+        saga.streams.seed(
+            &stream,
+            &[
+                event(cleared()).to_raw(),
+                event(paid()).to_raw(),
+                event(reserved()).to_raw(),
+            ],
+        );
+        assert_eq!(
+            saga.when(&event(placed())).await.unwrap(),
+            Handled::Processed
+        );
+        assert_eq!(saga.events()[3..], [placed().into(), confirmed()]);
+        assert_eq!(saga.streams.requests(), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_remembered_fact_is_a_duplicate_without_a_request() {
+        let reservation = event(reserved());
+        let saga = given(&[
+            event(placed()),
+            event(cleared()),
+            event(paid()),
+            reservation.clone(),
+        ])
+        .await;
+        let (before, requests) = (saga.stream(), saga.streams.requests());
+        assert_eq!(saga.when(&reservation).await.unwrap(), Handled::Duplicate);
+        assert_eq!(saga.stream(), before);
+        assert_eq!(saga.streams.requests(), requests);
+    }
+
+    #[tokio::test]
+    async fn a_fact_another_instance_stored_is_a_duplicate_and_the_order_is_read_again() {
+        let saga = given(&[event(placed()), event(cleared()), event(paid())]).await;
+        let reservation = event(reserved());
+        // Another instance handled the same fact and decided; this one does not know.
+        saga.streams.seed(
+            &order_stream(ORDER),
+            &[
+                reservation.to_raw(),
+                Envelope::caused_by(&reservation.metadata, ORDER, confirmed()).to_raw(),
+            ],
+        );
+        assert_eq!(saga.when(&reservation).await.unwrap(), Handled::Duplicate);
+        assert_eq!(saga.events().len(), 5, "nothing decided twice");
+        // Nothing of the order is trusted any more: the next fact reads the whole stream,
+        // and finds the order confirmed (so shipping decides nothing).
+        assert_eq!(saga.streams.requests(), (0, 4));
+        saga.when(&event(shipped())).await.unwrap();
+        assert_eq!(saga.streams.requests(), (1, 5));
+        assert_eq!(saga.events()[5..], [shipped().into()]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_is_forgotten_and_read_again() {
+        let saga = given(&[event(placed()), event(cleared()), event(paid())]).await;
+        saga.streams.fail_next(1);
+        saga.when(&event(reserved())).await.unwrap_err();
+        saga.when(&event(reserved())).await.unwrap();
+        assert_eq!(saga.streams.requests(), (1, 5));
+        assert_eq!(saga.events().last(), Some(&confirmed()));
+    }
 }
