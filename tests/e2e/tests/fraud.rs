@@ -8,21 +8,14 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// One burst at a time: each test stops the fraud function's consumer while it sends.
-static BURSTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Five orders of one new customer, one unit each of a new SKU (stock 50), shipping to
-/// `cities`, sent in one PutEvents call (a burst) and judged in one batch.
+/// `cities`, sent in one PutEvents call (a burst).
 ///
-/// One batch is what these tests are about: a burst judged together is cancelled before
-/// any of it is confirmed. Whether a burst sent at once lands in one batch depends on
-/// where the poller's batching window happens to start, so the test makes it certain: the
-/// fraud function's event source mapping is stopped while the burst arrives and started
-/// again once all of it waits in the queue. (A burst split over batches is a different
-/// story: the orders judged before the pattern was complete are cleared and confirmed,
-/// then cancelled by the suspicion unless already shipped; the saga's tests cover that.)
+/// A burst sent at once usually lands in one fraud batch and is judged together, but not
+/// always: where the poller's batching window starts decides it, on AWS as here. Orders
+/// judged before the pattern was complete are cleared and may be confirmed; the suspicion
+/// then cancels them (refund, release), and one that had already shipped is only recorded.
 async fn burst(stack: &Stack, prefix: &str, cities: &[(&str, &str)]) -> (Vec<String>, String) {
-    let _one_burst = BURSTS.lock().await;
     let customer = order_id(prefix);
     let sku = format!("SKU-{customer}");
     stack.set_stock(&sku, 50).await;
@@ -39,10 +32,7 @@ async fn burst(stack: &Stack, prefix: &str, cities: &[(&str, &str)]) -> (Vec<Str
             ("orderflow.orders", "OrderPlaced", detail)
         })
         .collect();
-    stack.set_consumer_enabled("fraud", false).await;
     stack.put_events(&events).await;
-    stack.wait_until_queued("fraud", events.len() as u64).await;
-    stack.set_consumer_enabled("fraud", true).await;
     (orders, sku)
 }
 
@@ -66,18 +56,18 @@ async fn a_burst_from_two_cities_is_cancelled_refunded_and_its_stock_released() 
     ];
     let (orders, sku) = burst(&stack, "cus-fraud", &cities).await;
 
+    let mut shipped_before_suspicion = 0;
+    let mut cancelled_unshipped = 0;
     for order in &orders {
         let view = stack
-            .wait_for_order(order, "cancelled for fraud, refunded and released", |v| {
-                v["status"] == "CANCELLED"
-                    && v["payment"]["status"] == "REFUNDED"
-                    && v["reservation"]["status"] == "RELEASED"
+            .wait_for_order(order, "suspected, then cancelled or already shipped", |v| {
+                v["fraud"]["verdict"] == "SUSPECTED"
+                    && (v["status"] == "SHIPPED"
+                        || (v["status"] == "CANCELLED"
+                            && v["payment"]["status"] == "REFUNDED"
+                            && v["reservation"]["status"] == "RELEASED"))
             })
             .await;
-        assert_eq!(view["cancelReason"], "fraud-suspected", "{view}");
-        assert_eq!(view["fraud"]["verdict"], "SUSPECTED", "{view}");
-        assert!(view.get("shipment").is_none(), "nothing shipped: {view}");
-
         let stream = stack.order_stream(order).await;
         let suspicions = of_type(&stream, "FraudSuspected");
         assert_eq!(suspicions.len(), 1, "flagged once: {order}");
@@ -91,11 +81,41 @@ async fn a_burst_from_two_cities_is_cancelled_refunded_and_its_stock_released() 
             "the suspicion belongs to the order's own conversation"
         );
         assert!(of_type(&stream, "OrderConfirmed").len() <= 1);
-        assert_eq!(of_type(&stream, "RefundPaymentRequested").len(), 1);
-        assert_eq!(of_type(&stream, "ReleaseInventoryRequested").len(), 1);
+        let version_of = |event_type: &str| {
+            of_type(&stream, event_type).first().and_then(|e| {
+                let version = &e["version"];
+                version
+                    .as_u64()
+                    .or_else(|| version.as_f64().map(|v| v as u64))
+            })
+        };
+        let shipped_first = matches!(
+            (version_of("OrderShipped"), version_of("FraudSuspected")),
+            (Some(shipped), Some(suspected)) if shipped < suspected
+        );
+        if shipped_first {
+            // Too late to stop: the suspicion is recorded, nothing is compensated.
+            assert_eq!(view["status"], "SHIPPED", "{view}");
+            assert!(
+                of_type(&stream, "RefundPaymentRequested").is_empty(),
+                "{order}"
+            );
+            shipped_before_suspicion += 1;
+        } else {
+            assert_eq!(view["status"], "CANCELLED", "{view}");
+            assert_eq!(view["cancelReason"], "fraud-suspected", "{view}");
+            assert_eq!(of_type(&stream, "RefundPaymentRequested").len(), 1);
+            assert_eq!(of_type(&stream, "ReleaseInventoryRequested").len(), 1);
+            if view.get("shipment").is_none() {
+                cancelled_unshipped += 1;
+            }
+        }
     }
-    eventually("all stock released", WAIT, || async {
-        (stack.stock(&sku).await == Some(50)).then_some(())
+    // The order whose arrival completed the pattern was suspected before it could be
+    // cleared: at least that one never gets near shipping. Usually all five.
+    assert!(cancelled_unshipped >= 1, "the detecting order is cancelled");
+    eventually("the cancelled orders' stock released", WAIT, || async {
+        (stack.stock(&sku).await == Some(50 - shipped_before_suspicion)).then_some(())
     })
     .await;
 }
