@@ -13,6 +13,8 @@
 //! revenue (net = `amount` - `refunded`), so a refund that arrives on another day than its
 //! charge does not make a day's gross negative.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use contracts::{Event, Payload, PaymentProcessed, PaymentRefunded};
 use eventkit::Envelope;
@@ -32,11 +34,13 @@ pub struct CounterKey {
     pub sk: String,
 }
 
-/// Atomic additions to one counter item.
+/// Atomic additions to one counter item. `u128`: a transaction adds the sum of up to 100
+/// events' `u64` amounts to one item, which can exceed `u64` but never `u128` (nor the 38
+/// digits of a DynamoDB number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterUpdate {
     pub key: CounterKey,
-    pub add: Vec<(&'static str, u64)>,
+    pub add: Vec<(&'static str, u128)>,
 }
 
 /// `counts#2026-11-21T10`: the partition of per-type counts for the hour of `t`.
@@ -80,17 +84,38 @@ pub fn plan(event: &Envelope<Event>) -> Vec<CounterUpdate> {
             amount, currency, ..
         }) => updates.push(CounterUpdate {
             key: revenue_key(at, currency.as_str()),
-            add: vec![(AMOUNT, *amount), (ORDERS, 1)],
+            add: vec![(AMOUNT, u128::from(*amount)), (ORDERS, 1)],
         }),
         Event::PaymentRefunded(PaymentRefunded {
             amount, currency, ..
         }) => updates.push(CounterUpdate {
             key: revenue_key(at, currency.as_str()),
-            add: vec![(REFUNDED, *amount), (REFUNDS, 1)],
+            add: vec![(REFUNDED, u128::from(*amount)), (REFUNDS, 1)],
         }),
         _ => {}
     }
     updates
+}
+
+/// The updates of many events as one update per counter item, additions to an attribute
+/// summed, in key order. A transaction may not name an item twice (`TransactWriteItems`:
+/// "no two actions can target the same item"), and a busy hour's count item is moved by
+/// most events of a batch, so this is also what keeps a batch's transaction small.
+pub fn merge<'a>(updates: impl IntoIterator<Item = &'a CounterUpdate>) -> Vec<CounterUpdate> {
+    let mut items: BTreeMap<&CounterKey, BTreeMap<&'static str, u128>> = BTreeMap::new();
+    for update in updates {
+        let item = items.entry(&update.key).or_default();
+        for (attribute, amount) in &update.add {
+            *item.entry(*attribute).or_default() += amount;
+        }
+    }
+    items
+        .into_iter()
+        .map(|(key, add)| CounterUpdate {
+            key: key.clone(),
+            add: add.into_iter().collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -169,6 +194,54 @@ mod tests {
                 },
                 add: vec![(AMOUNT, 2500), (ORDERS, 1)],
             }
+        );
+    }
+
+    #[test]
+    fn merging_sums_each_attribute_of_each_counter_item_once() {
+        // given a batch's plans: two payments in one hour and currency, a refund of another
+        let hour = count_key(&"2026-11-21T10:00:00Z".parse().unwrap(), "PaymentProcessed");
+        let eur = revenue_key(&"2026-11-21T10:00:00Z".parse().unwrap(), "EUR");
+        let xts = revenue_key(&"2026-11-21T10:00:00Z".parse().unwrap(), "XTS");
+        let update = |key: &CounterKey, add: Vec<(&'static str, u128)>| CounterUpdate {
+            key: key.clone(),
+            add,
+        };
+        let planned = [
+            update(&hour, vec![(COUNT, 1)]),
+            update(&eur, vec![(AMOUNT, 100), (ORDERS, 1)]),
+            update(&hour, vec![(COUNT, 1)]),
+            update(&eur, vec![(AMOUNT, 250), (ORDERS, 1)]),
+            update(&xts, vec![(REFUNDED, 40), (REFUNDS, 1)]),
+        ];
+
+        // when they are merged
+        let merged = merge(&planned);
+
+        // then each item is updated once, in key order, with the sums
+        assert_eq!(
+            merged,
+            vec![
+                update(&hour, vec![(COUNT, 2)]),
+                update(&eur, vec![(AMOUNT, 350), (ORDERS, 2)]),
+                update(&xts, vec![(REFUNDED, 40), (REFUNDS, 1)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn merged_amounts_do_not_overflow_at_u64_max() {
+        let eur = revenue_key(&"2026-11-21T10:00:00Z".parse().unwrap(), "EUR");
+        let max = CounterUpdate {
+            key: eur.clone(),
+            add: vec![(AMOUNT, u128::from(u64::MAX))],
+        };
+        assert_eq!(
+            merge([&max, &max]),
+            vec![CounterUpdate {
+                key: eur,
+                add: vec![(AMOUNT, 2 * u128::from(u64::MAX))],
+            }]
         );
     }
 

@@ -2,10 +2,12 @@
 //! and refunded revenue per currency per day, each event exactly once.
 //!
 //! - [`counters`]: the pure part: bucket keys and which counter updates an event implies.
-//! - [`repository`]: the analytics table (port and DynamoDB adapter): one transaction per
-//!   event that writes a "seen" marker and the counters together.
-//! - [`service`]: the per-event handler.
+//! - [`batch`]: the pure part of batching: a batch's events as few transactions as fit.
+//! - [`repository`]: the analytics table (port and DynamoDB adapter): one transaction that
+//!   writes "seen" markers and the counters together; why that counts each event once.
+//! - [`service`]: the batch handler.
 
+pub mod batch;
 pub mod counters;
 pub mod repository;
 pub mod service;
@@ -13,7 +15,8 @@ pub mod service;
 use contracts::{Event, EventSet};
 use eventkit::Route;
 
-pub use counters::{plan, CounterKey, CounterUpdate};
+pub use batch::{Counting, TransactionPlan, MAX_TRANSACTION_ITEMS};
+pub use counters::{merge, plan, CounterKey, CounterUpdate};
 pub use repository::{Applied, CounterStore, DynamoCounterStore, Marker, RepositoryError};
 pub use service::AnalyticsService;
 

@@ -7,8 +7,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = eventkit::aws::load_config().await;
     let service = AnalyticsService::from_env(&aws)?;
     let processor = eventkit::lambda::processor_from_env(&aws);
-    eventkit::serve_events::<Event, _, _>("analytics", ROUTES, processor, |event, invocation| {
-        service.handle(event, invocation)
-    })
+    // A batch as a whole: its events share one transaction (per 100 items) instead of one
+    // each. Nobody waits on analytics, so the queue's batching window trades latency for it.
+    eventkit::serve_event_batches::<Event, _, _>(
+        "analytics",
+        ROUTES,
+        processor,
+        |events, invocation| service.handle_batch(events, invocation),
+    )
     .await
 }

@@ -1,5 +1,7 @@
 //! The analytics table: counters, and a marker per counted event, written together.
 //!
+//! # Why each event is counted exactly once
+//!
 //! Why one transaction instead of the usual idempotency step followed by the update: the
 //! two-step way has a window between its steps that a crash (timeout, OOM, a lost
 //! response) can fall into. Mark first, then count, and a crash in between loses the count
@@ -9,6 +11,14 @@
 //! harmless. In one `TransactWriteItems` the marker and the counters commit together or not
 //! at all: whatever crashes when, an event is either fully counted with its marker, or not
 //! at all and free to be retried. There is no window left, and it costs one round trip.
+//!
+//! A batch's events share that round trip: one transaction holds every event's marker and
+//! the sum of their counter additions ([`crate::batch`]). It stays exactly once per event,
+//! because it is all or nothing for the whole batch: if any marker exists, the transaction
+//! is cancelled and writes nothing, DynamoDB names the markers whose condition failed
+//! ([`Applied::Duplicates`]), and the caller writes the others again without them. A
+//! redelivered event therefore adds zero, and the others of its batch add once, in the
+//! transaction that commits.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,6 +31,7 @@ use eventkit::dynamo::attr::{n, s};
 use eventkit::dynamo::{transact_write, Transaction};
 use eventkit::{DynamoError, HandlerError};
 
+use crate::batch::TransactionPlan;
 use crate::counters::{CounterKey, CounterUpdate};
 
 /// How long a marker keeps a redelivery from being counted again. Longer than any way the
@@ -55,19 +66,22 @@ pub fn marker_key(event_id: &str) -> CounterKey {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// The marker was written and the counters moved.
+    /// Every marker was written and the counters moved.
     Counted,
-    /// The marker was there already: nothing was written.
-    AlreadyCounted,
+    /// Nothing was written: the markers at these indexes of the plan's `markers` exist
+    /// already (their events were counted before). Never empty. The other events are not
+    /// counted yet; DynamoDB may not name every failed condition, so a retry without these
+    /// can still find more.
+    Duplicates(Vec<usize>),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
     /// Another transaction touched the same items at the same time (e.g. a counter of a
-    /// busy hour, or a concurrent copy of this event). Retrying resolves it. Holds the
-    /// per-item cancellation reasons, marker first.
+    /// busy hour, or a concurrent copy of an event). Retrying resolves it. Holds the
+    /// per-item cancellation reasons, markers first.
     #[error("analytics table: transaction conflict: transaction cancelled: {0:?}")]
     Conflict(Vec<Option<String>>),
     /// The marker of `note_duplicate` is gone (expired, or never written).
@@ -92,12 +106,9 @@ impl From<RepositoryError> for HandlerError {
 /// The analytics table, as the handler needs it.
 #[async_trait]
 pub trait CounterStore: Send + Sync {
-    /// Applies `updates` and writes `marker`, atomically, unless the marker exists.
-    async fn apply_once(
-        &self,
-        marker: &Marker,
-        updates: &[CounterUpdate],
-    ) -> Result<Applied, RepositoryError>;
+    /// Writes the plan's markers and applies its counter updates, atomically, unless one of
+    /// the markers exists.
+    async fn apply_once(&self, plan: &TransactionPlan) -> Result<Applied, RepositoryError>;
 
     /// Best effort: notes on an existing marker that the event came again. Only for
     /// operators (and tests) to see redeliveries; counters are not touched.
@@ -160,15 +171,13 @@ impl DynamoCounterStore {
 
 #[async_trait]
 impl CounterStore for DynamoCounterStore {
-    async fn apply_once(
-        &self,
-        marker: &Marker,
-        updates: &[CounterUpdate],
-    ) -> Result<Applied, RepositoryError> {
-        // The marker goes first: `classify` reads its cancellation reason at index 0.
-        let mut items = Vec::with_capacity(updates.len() + 1);
-        items.push(self.marker_put(marker)?);
-        for update in updates {
+    async fn apply_once(&self, plan: &TransactionPlan) -> Result<Applied, RepositoryError> {
+        // The markers go first: `classify` reads the reasons at their indexes.
+        let mut items = Vec::with_capacity(plan.items());
+        for marker in &plan.markers {
+            items.push(self.marker_put(marker)?);
+        }
+        for update in &plan.counters {
             items.push(self.counter_update(update)?);
         }
         let codes = match transact_write(&self.client, items).await? {
@@ -176,8 +185,8 @@ impl CounterStore for DynamoCounterStore {
             Transaction::Cancelled(codes) => codes,
         };
         let reasons: Vec<Option<&str>> = codes.iter().map(Option::as_deref).collect();
-        match classify(&reasons) {
-            Cancelled::MarkerExists => Ok(Applied::AlreadyCounted),
+        match classify(&reasons, plan.markers.len()) {
+            Cancelled::MarkersExist(indexes) => Ok(Applied::Duplicates(indexes)),
             Cancelled::Conflict => Err(RepositoryError::Conflict(codes)),
             Cancelled::Other => {
                 Err(DynamoError::Unavailable(format!("transaction cancelled: {codes:?}")).into())
@@ -212,21 +221,31 @@ impl CounterStore for DynamoCounterStore {
     }
 }
 
-/// Why a transaction was cancelled, from its per-item reason codes (marker first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a transaction was cancelled, from its per-item reason codes (markers first).
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Cancelled {
-    /// The marker's `attribute_not_exists` failed: the event was counted before.
-    MarkerExists,
+    /// The `attribute_not_exists` of the markers at these indexes failed: their events were
+    /// counted before.
+    MarkersExist(Vec<usize>),
     /// A concurrent transaction on one of the items.
     Conflict,
     Other,
 }
 
-fn classify(codes: &[Option<&str>]) -> Cancelled {
-    // A failed marker condition settles it, whatever else failed alongside: the event is
-    // counted and retrying would only find the marker again.
-    if codes.first().copied().flatten() == Some("ConditionalCheckFailed") {
-        Cancelled::MarkerExists
+/// `markers`: how many of the codes are the markers'.
+fn classify(codes: &[Option<&str>], markers: usize) -> Cancelled {
+    // A failed marker condition settles it for that event, whatever else failed alongside:
+    // the event is counted and retrying it would only find the marker again. The rest are
+    // retried without it, which also sorts out a conflict that came with it.
+    let existing: Vec<usize> = codes
+        .iter()
+        .take(markers)
+        .enumerate()
+        .filter(|(_, code)| **code == Some("ConditionalCheckFailed"))
+        .map(|(i, _)| i)
+        .collect();
+    if !existing.is_empty() {
+        Cancelled::MarkersExist(existing)
     } else if codes.contains(&Some("TransactionConflict")) {
         Cancelled::Conflict
     } else {
@@ -234,15 +253,20 @@ fn classify(codes: &[Option<&str>]) -> Cancelled {
     }
 }
 
-/// The table in memory, with the DynamoDB adapter's conditions: the marker is written only
-/// if absent, and marker and counters change together or not at all.
+/// The table in memory, with the DynamoDB adapter's conditions and limits: markers are
+/// written only if absent, markers and counters change together or not at all, and a
+/// transaction of more than 100 items, naming an item twice, or with a key over 2 KB is
+/// refused as DynamoDB refuses it.
 #[cfg(test)]
 pub(crate) mod memory {
     use super::*;
-    use eventkit::testing::MemoryTable;
-    use eventkit::FirstWrite;
-    use std::collections::BTreeMap;
+    use crate::batch::MAX_TRANSACTION_ITEMS;
+    use eventkit::testing::{lock, MemoryTable};
+    use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Mutex;
+
+    /// DynamoDB's limit on a partition key ("Partition key length: 2048 bytes").
+    const MAX_PARTITION_KEY: usize = 2048;
 
     /// A marker item as the DynamoDB adapter writes it.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,61 +281,107 @@ pub(crate) mod memory {
         /// Keyed by the marker's `pk`.
         pub markers: MemoryTable<StoredMarker>,
         /// Keyed by `<pk> <sk>`; attribute -> value.
-        pub counters: MemoryTable<BTreeMap<&'static str, u64>>,
+        pub counters: MemoryTable<BTreeMap<&'static str, u128>>,
+        /// Every transaction asked for, committed or not, as its event ids.
+        transactions: Mutex<Vec<Vec<String>>>,
         conflicts_left: Mutex<u32>,
+        /// Name at most this many failed marker conditions per cancellation.
+        duplicates_named: Mutex<Option<usize>>,
     }
 
     impl MemoryCounterStore {
         /// The next `n` transactions are cancelled as `TransactionConflict`, writing nothing.
         pub fn conflict_next(&self, n: u32) {
-            *self.conflicts_left.lock().unwrap() = n;
+            *lock(&self.conflicts_left) = n;
+        }
+
+        /// Cancellations name only the first `n` existing markers (DynamoDB does not promise
+        /// to evaluate every condition of a cancelled transaction).
+        pub fn name_duplicates_at_most(&self, n: usize) {
+            *lock(&self.duplicates_named) = Some(n);
+        }
+
+        /// The transactions asked for so far, each as its events' ids.
+        pub fn transactions(&self) -> Vec<Vec<String>> {
+            lock(&self.transactions).clone()
         }
 
         /// A counter's value (0 when the item or attribute is missing).
-        pub fn counter(&self, pk: &str, sk: &str, attribute: &str) -> u64 {
+        pub fn counter(&self, pk: &str, sk: &str, attribute: &str) -> u128 {
             self.counters
                 .get(&format!("{pk} {sk}"))
                 .and_then(|item| item.get(attribute).copied())
                 .unwrap_or(0)
         }
+
+        fn refusal(plan: &TransactionPlan) -> Option<String> {
+            if plan.items() > MAX_TRANSACTION_ITEMS {
+                return Some(format!("{} items in one transaction", plan.items()));
+            }
+            let keys: Vec<CounterKey> = plan
+                .markers
+                .iter()
+                .map(Marker::key)
+                .chain(plan.counters.iter().map(|c| c.key.clone()))
+                .collect();
+            if keys.iter().any(|k| k.pk.len() > MAX_PARTITION_KEY) {
+                return Some("partition key over 2048 bytes".into());
+            }
+            let distinct: BTreeSet<&CounterKey> = keys.iter().collect();
+            (distinct.len() < keys.len())
+                .then(|| "multiple operations on one item in a transaction".into())
+        }
     }
 
     #[async_trait]
     impl CounterStore for MemoryCounterStore {
-        async fn apply_once(
-            &self,
-            marker: &Marker,
-            updates: &[CounterUpdate],
-        ) -> Result<Applied, RepositoryError> {
+        async fn apply_once(&self, plan: &TransactionPlan) -> Result<Applied, RepositoryError> {
+            lock(&self.transactions)
+                .push(plan.markers.iter().map(|m| m.event_id.clone()).collect());
+            if let Some(why) = Self::refusal(plan) {
+                return Err(DynamoError::Rejected(why).into());
+            }
             {
-                let mut left = self.conflicts_left.lock().unwrap();
+                let mut left = lock(&self.conflicts_left);
                 if *left > 0 {
                     *left -= 1;
-                    return Err(RepositoryError::Conflict(vec![
-                        Some("None".into()),
-                        Some("TransactionConflict".into()),
-                    ]));
+                    let mut codes = vec![Some("None".to_string()); plan.items()];
+                    if let Some(last) = codes.last_mut() {
+                        *last = Some("TransactionConflict".into());
+                    }
+                    return Err(RepositoryError::Conflict(codes));
                 }
             }
-            let stored = StoredMarker {
-                detail_type: marker.detail_type,
-                expires_at: marker.expires_at(),
-                duplicates: 0,
-            };
-            // Counter additions cannot fail once the marker is in, so writing the marker
-            // first and then the counters is all or nothing, like the transaction.
-            if let FirstWrite::Existing(_) = self.markers.first_write(&marker.key().pk, stored) {
-                return Ok(Applied::AlreadyCounted);
+            let existing: Vec<usize> = plan
+                .markers
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| self.markers.get(&m.key().pk).is_some())
+                .map(|(i, _)| i)
+                .take(lock(&self.duplicates_named).unwrap_or(usize::MAX))
+                .collect();
+            if !existing.is_empty() {
+                return Ok(Applied::Duplicates(existing));
             }
-            for update in updates {
+            // Checked above and nothing awaits in between, so this is all or nothing, like
+            // the transaction.
+            for marker in &plan.markers {
+                self.markers.put(
+                    &marker.key().pk,
+                    StoredMarker {
+                        detail_type: marker.detail_type,
+                        expires_at: marker.expires_at(),
+                        duplicates: 0,
+                    },
+                );
+            }
+            for update in &plan.counters {
                 let key = format!("{} {}", update.key.pk, update.key.sk);
-                self.counters.first_write(&key, BTreeMap::new());
-                self.counters.update_if(&key, |item| {
-                    for (attribute, amount) in &update.add {
-                        *item.entry(attribute).or_default() += amount;
-                    }
-                    true
-                });
+                let mut item = self.counters.get(&key).unwrap_or_default();
+                for (attribute, amount) in &update.add {
+                    *item.entry(*attribute).or_default() += amount;
+                }
+                self.counters.put(&key, item);
             }
             Ok(Applied::Counted)
         }
@@ -351,27 +421,42 @@ mod tests {
     }
 
     #[test]
-    fn cancellation_reasons_tell_duplicates_from_conflicts() {
+    fn cancellation_reasons_name_the_markers_that_exist() {
+        let failed = Some("ConditionalCheckFailed");
+        let none = Some("None");
+        let conflict = Some("TransactionConflict");
+        // given reasons for 3 markers then 2 counters
         assert_eq!(
-            classify(&[Some("ConditionalCheckFailed"), Some("None")]),
-            Cancelled::MarkerExists
+            classify(&[none, failed, failed, none, none], 3),
+            Cancelled::MarkersExist(vec![1, 2])
         );
+        // a failed marker settles its event even alongside a conflict
         assert_eq!(
-            classify(&[Some("ConditionalCheckFailed"), Some("TransactionConflict")]),
-            Cancelled::MarkerExists
+            classify(&[failed, none, none, conflict, none], 3),
+            Cancelled::MarkersExist(vec![0])
         );
+        // a counter's position never names an event
         assert_eq!(
-            classify(&[Some("None"), Some("TransactionConflict")]),
-            Cancelled::Conflict
-        );
-        assert_eq!(
-            classify(&[Some("TransactionConflict"), Some("None")]),
-            Cancelled::Conflict
-        );
-        assert_eq!(
-            classify(&[Some("None"), Some("ValidationError")]),
+            classify(&[none, none, none, failed, none], 3),
             Cancelled::Other
         );
-        assert_eq!(classify(&[]), Cancelled::Other);
+    }
+
+    #[test]
+    fn cancellation_reasons_tell_conflicts_from_other_failures() {
+        assert_eq!(
+            classify(&[Some("None"), Some("TransactionConflict")], 1),
+            Cancelled::Conflict
+        );
+        assert_eq!(
+            classify(&[Some("TransactionConflict"), Some("None")], 1),
+            Cancelled::Conflict
+        );
+        assert_eq!(
+            classify(&[Some("None"), Some("ValidationError")], 1),
+            Cancelled::Other
+        );
+        assert_eq!(classify(&[None, None], 1), Cancelled::Other);
+        assert_eq!(classify(&[], 0), Cancelled::Other);
     }
 }

@@ -1,20 +1,43 @@
-//! Handles one event for the analytics function.
+//! Handles a batch of events for the analytics function: as few transactions as fit.
 //!
-//! Exactly once per event id without the idempotency layer: the marker and the counters are
-//! written in one transaction (see [`crate::repository`]), so there is no step between
-//! "remember" and "count" for a crash to fall into.
+//! Exactly once per event id without the idempotency layer: each event's marker and its
+//! counters are written in the same transaction (see [`crate::repository`]), so there is no
+//! step between "remember" and "count" for a crash to fall into. A batch shares one
+//! transaction per chunk of up to 100 items ([`crate::batch`]):
+//!
+//! - committed: every event of the chunk is counted once;
+//! - cancelled because some markers exist: nothing was written; those events are duplicates
+//!   (counted before) and the rest is written once more without them. If that is cancelled
+//!   for duplicates too (a copy counted concurrently, or DynamoDB named only some), those are
+//!   duplicates as well and the rest goes back to SQS rather than into a third transaction;
+//! - cancelled by a conflict, or failed: nothing was written; every event of the chunk fails
+//!   transiently and SQS redelivers it, to be counted (once) then;
+//! - refused as it can never succeed (a key over DynamoDB's limits): nothing was written; the
+//!   chunk's events are tried one by one, so that only the offending one is dead-lettered.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use contracts::{Event, Payload};
-use eventkit::{Envelope, Handled, HandlerError, Invocation};
+use eventkit::{BatchResults, Envelope, Handled, HandlerError, Invocation};
 
+use crate::batch::{chunks, split_at_indexes, Counting, TransactionPlan, MAX_TRANSACTION_ITEMS};
 use crate::counters::plan;
 use crate::repository::{Applied, CounterStore, DynamoCounterStore, Marker};
 
+/// Transactions per chunk when markers turn out to exist: the first, and one without the
+/// duplicates it named.
+const ATTEMPTS: usize = 2;
+
 pub struct AnalyticsService {
     store: Arc<dyn CounterStore>,
+}
+
+/// What became of a chunk: a result per event, and events to try again one by one.
+struct ChunkOutcome<'a> {
+    results: BatchResults,
+    alone: Vec<&'a Counting>,
 }
 
 impl AnalyticsService {
@@ -31,32 +54,118 @@ impl AnalyticsService {
         AnalyticsService { store }
     }
 
-    /// Counts one event, exactly once per event id.
-    pub async fn handle(
+    /// Counts a batch's events (each event id once in it, as eventkit hands them over),
+    /// exactly once per event id, and answers for every one.
+    pub async fn handle_batch(
         &self,
-        event: Envelope<Event>,
+        events: Vec<Envelope<Event>>,
         _invocation: Invocation,
-    ) -> Result<Handled, HandlerError> {
-        let updates = plan(&event);
-        let marker = Marker {
-            detail_type: event.data.detail_type(),
-            event_id: event.metadata.event_id,
-            counted_at: Utc::now(),
-        };
-        match self.store.apply_once(&marker, &updates).await? {
-            Applied::Counted => {
-                tracing::info!(counters = updates.len(), "event counted");
-                Ok(Handled::Processed)
-            }
-            Applied::AlreadyCounted => {
-                if let Err(e) = self.store.note_duplicate(&marker.event_id).await {
-                    // Only a diagnostic: the duplicate was already not counted.
-                    tracing::warn!(error = %e, "could not note the duplicate on its marker");
+    ) -> BatchResults {
+        let now = Utc::now();
+        let countings: Vec<Counting> = events.iter().map(|e| counting(e, now)).collect();
+        let mut results = BatchResults::with_capacity(countings.len());
+        let mut work: VecDeque<Vec<&Counting>> = chunks(&countings, MAX_TRANSACTION_ITEMS).into();
+        while let Some(chunk) = work.pop_front() {
+            let outcome = self.count_chunk(chunk).await;
+            results.extend(outcome.results);
+            work.extend(outcome.alone.into_iter().map(|event| vec![event]));
+        }
+        results
+    }
+
+    /// One chunk: see the module documentation for what each answer of the store leads to.
+    async fn count_chunk<'a>(&self, chunk: Vec<&'a Counting>) -> ChunkOutcome<'a> {
+        let mut results = BatchResults::new();
+        let mut pending = chunk;
+        for attempt in 1..=ATTEMPTS {
+            let plan = TransactionPlan::of(&pending);
+            match self.store.apply_once(&plan).await {
+                Ok(Applied::Counted) => {
+                    tracing::info!(
+                        events = pending.len(),
+                        counters = plan.counters.len(),
+                        attempt,
+                        "events counted"
+                    );
+                    results.extend(answer(&pending, Ok(Handled::Processed)));
+                    return ChunkOutcome {
+                        results,
+                        alone: Vec::new(),
+                    };
                 }
-                Ok(Handled::Duplicate)
+                Ok(Applied::Duplicates(indexes)) => {
+                    let (duplicates, rest) = split_at_indexes(pending, &indexes);
+                    for duplicate in &duplicates {
+                        self.note_duplicate(duplicate.event_id()).await;
+                    }
+                    results.extend(answer(&duplicates, Ok(Handled::Duplicate)));
+                    pending = rest;
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let error = HandlerError::from(e);
+                    if error.is_permanent() && pending.len() > 1 {
+                        tracing::warn!(events = pending.len(), error = %error,
+                            "the batch's transaction was refused; counting its events one by one");
+                        return ChunkOutcome {
+                            results,
+                            alone: pending,
+                        };
+                    }
+                    tracing::warn!(events = pending.len(), error = %error, "events not counted");
+                    results.extend(answer(&pending, Err(error)));
+                    return ChunkOutcome {
+                        results,
+                        alone: Vec::new(),
+                    };
+                }
             }
         }
+        if !pending.is_empty() {
+            tracing::warn!(
+                events = pending.len(),
+                "duplicates found twice in a row; leaving the rest to SQS"
+            );
+            let error = HandlerError::transient(
+                "duplicates-in-flight",
+                "the transaction was cancelled twice for already counted events",
+            );
+            results.extend(answer(&pending, Err(error)));
+        }
+        ChunkOutcome {
+            results,
+            alone: Vec::new(),
+        }
     }
+
+    /// Best effort: only a diagnostic, the duplicate was already not counted.
+    async fn note_duplicate(&self, event_id: &str) {
+        if let Err(e) = self.store.note_duplicate(event_id).await {
+            tracing::warn!(event_id, error = %e, "could not note the duplicate on its marker");
+        }
+    }
+}
+
+/// `event`'s marker and counter updates, counted at `now`.
+fn counting(event: &Envelope<Event>, now: DateTime<Utc>) -> Counting {
+    Counting {
+        updates: plan(event),
+        marker: Marker {
+            detail_type: event.data.detail_type(),
+            event_id: event.metadata.event_id.clone(),
+            counted_at: now,
+        },
+    }
+}
+
+/// The same `result` for each of `events`.
+fn answer(events: &[&Counting], result: Result<Handled, HandlerError>) -> BatchResults {
+    events
+        .iter()
+        .map(|e| (e.event_id().to_string(), result.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -68,8 +177,9 @@ mod tests {
     use crate::ROUTES;
     use contracts::*;
     use eventkit::testing::invocation;
-    use eventkit::{take_in, RawEvent};
+    use eventkit::{take_in, FailureKind, RawEvent};
     use serde_json::{json, Value};
+    use std::collections::BTreeMap;
 
     const HOUR: &str = "counts#2026-11-21T10";
     const DAY: &str = "revenue#2026-11-21";
@@ -252,26 +362,59 @@ mod tests {
         assert_eq!(sampled, routed);
     }
 
+    /// The results by event id, errors as their kind and reason (comparable as a whole).
+    fn summary(results: BatchResults) -> BTreeMap<String, Result<Handled, (FailureKind, String)>> {
+        results
+            .into_iter()
+            .map(|(id, r)| (id, r.map_err(|e| (e.kind, e.reason))))
+            .collect()
+    }
+
+    fn ids(events: &[Envelope<Event>]) -> Vec<String> {
+        events.iter().map(|e| e.metadata.event_id.clone()).collect()
+    }
+
+    /// `ids` each with `result`.
+    fn each(
+        ids: &[String],
+        result: Result<Handled, (FailureKind, &str)>,
+    ) -> BTreeMap<String, Result<Handled, (FailureKind, String)>> {
+        ids.iter()
+            .map(|id| (id.clone(), result.map_err(|(k, r)| (k, r.to_string()))))
+            .collect()
+    }
+
+    fn orders(n: usize) -> Vec<Envelope<Event>> {
+        (0..n)
+            .map(|i| event_at("2026-11-21T10:30:00Z", processed(100 + i as u64, "EUR")))
+            .collect()
+    }
+
     #[tokio::test]
     async fn every_routed_type_is_counted_once_in_its_hour_even_when_delivered_twice() {
         let (store, service) = service();
         for data in one_of_each() {
             let detail_type = data.detail_type();
             let event = event_at("2026-11-21T10:30:00Z", data);
+            let id = event.metadata.event_id.clone();
 
-            let first = service.handle(event.clone(), invocation()).await.unwrap();
-            let again = service.handle(event.clone(), invocation()).await.unwrap();
+            let first = service
+                .handle_batch(vec![event.clone()], invocation())
+                .await;
+            let again = service
+                .handle_batch(vec![event.clone()], invocation())
+                .await;
 
             assert_eq!(
-                (first, again),
-                (Handled::Processed, Handled::Duplicate),
+                (summary(first), summary(again)),
+                (
+                    each(std::slice::from_ref(&id), Ok(Handled::Processed)),
+                    each(std::slice::from_ref(&id), Ok(Handled::Duplicate))
+                ),
                 "{detail_type}"
             );
             assert_eq!(store.counter(HOUR, detail_type, COUNT), 1, "{detail_type}");
-            let marker = store
-                .markers
-                .get(&marker_key(&event.metadata.event_id).pk)
-                .unwrap();
+            let marker = store.markers.get(&marker_key(&id).pk).unwrap();
             assert_eq!(
                 (marker.detail_type, marker.duplicates),
                 (detail_type, 1),
@@ -285,10 +428,17 @@ mod tests {
         let (store, service) = service();
         let payment = event_at("2026-11-21T10:30:00Z", processed(1234, "XTS"));
 
-        service.handle(payment.clone(), invocation()).await.unwrap();
-        let again = service.handle(payment.clone(), invocation()).await.unwrap();
+        service
+            .handle_batch(vec![payment.clone()], invocation())
+            .await;
+        let again = service
+            .handle_batch(vec![payment.clone()], invocation())
+            .await;
 
-        assert_eq!(again, Handled::Duplicate);
+        assert_eq!(
+            summary(again),
+            each(&ids(std::slice::from_ref(&payment)), Ok(Handled::Duplicate))
+        );
         assert_eq!(store.counter(DAY, "XTS", AMOUNT), 1234);
         assert_eq!(store.counter(DAY, "XTS", ORDERS), 1);
         assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 1);
@@ -302,47 +452,188 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn revenue_is_summed_per_currency_per_day_with_refunds_apart() {
+    async fn a_batch_is_counted_in_one_transaction() {
+        // given a batch of payments, refunds and other events across days and currencies
         let (store, service) = service();
-        for event in [
+        let batch = vec![
             event_at("2026-11-21T00:00:00Z", processed(100, "EUR")),
             event_at("2026-11-21T23:59:59Z", processed(250, "EUR")),
             event_at("2026-11-21T12:00:00Z", processed(999, "XTS")),
             event_at("2026-11-22T00:00:00Z", processed(7, "EUR")),
             event_at("2026-11-21T18:00:00Z", refunded(40, "EUR")),
-        ] {
-            assert_eq!(
-                service.handle(event, invocation()).await.unwrap(),
-                Handled::Processed
-            );
-        }
+            event_at("2026-11-21T10:30:00Z", one_of_each().remove(0)),
+        ];
 
+        // when it is handled
+        let results = service.handle_batch(batch.clone(), invocation()).await;
+
+        // then every event is counted, by one transaction
+        assert_eq!(summary(results), each(&ids(&batch), Ok(Handled::Processed)));
+        assert_eq!(store.transactions(), vec![ids(&batch)]);
         let day = |pk: &str, sk: &str| {
             [AMOUNT, ORDERS, REFUNDED, REFUNDS].map(|a| store.counter(pk, sk, a))
         };
         assert_eq!(day(DAY, "EUR"), [350, 2, 40, 1]);
         assert_eq!(day(DAY, "XTS"), [999, 1, 0, 0]);
         assert_eq!(day("revenue#2026-11-22", "EUR"), [7, 1, 0, 0]);
+        assert_eq!(store.counter(HOUR, "OrderPlaced", COUNT), 1);
+        assert_eq!(
+            store.counter("counts#2026-11-21T23", "PaymentProcessed", COUNT),
+            1
+        );
     }
 
     #[tokio::test]
-    async fn a_transaction_conflict_is_transient_and_the_redelivery_counts_once() {
+    async fn a_batch_with_a_counted_event_counts_the_others_once_and_that_one_not_again() {
+        // given an event counted before, redelivered with new ones
         let (store, service) = service();
-        let payment = event_at("2026-11-21T10:30:00Z", processed(500, "XTS"));
+        let batch = orders(4);
+        service
+            .handle_batch(vec![batch[2].clone()], invocation())
+            .await;
+
+        // when the batch is handled
+        let results = service.handle_batch(batch.clone(), invocation()).await;
+
+        // then the redelivery is a duplicate, the others are counted, in a second transaction
+        let mut expected = each(&ids(&batch), Ok(Handled::Processed));
+        expected.insert(ids(&batch)[2].clone(), Ok(Handled::Duplicate));
+        assert_eq!(summary(results), expected);
+        let others = vec![
+            ids(&batch)[0].clone(),
+            ids(&batch)[1].clone(),
+            ids(&batch)[3].clone(),
+        ];
+        assert_eq!(
+            store.transactions(),
+            vec![vec![ids(&batch)[2].clone()], ids(&batch), others]
+        );
+        assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 4);
+        assert_eq!(store.counter(DAY, "EUR", AMOUNT), 100 + 101 + 102 + 103);
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 4);
+        let marker = store.markers.get(&marker_key(&ids(&batch)[2]).pk).unwrap();
+        assert_eq!(marker.duplicates, 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_redelivered_whole_counts_nothing() {
+        let (store, service) = service();
+        let batch = orders(3);
+        service.handle_batch(batch.clone(), invocation()).await;
+
+        let again = service.handle_batch(batch.clone(), invocation()).await;
+
+        assert_eq!(summary(again), each(&ids(&batch), Ok(Handled::Duplicate)));
+        assert_eq!(store.transactions(), vec![ids(&batch), ids(&batch)]);
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 3);
+    }
+
+    #[tokio::test]
+    async fn duplicates_named_twice_in_a_row_leave_the_rest_to_sqs() {
+        // given two counted events in a batch, and a store that names one duplicate at a time
+        let (store, service) = service();
+        let batch = orders(4);
+        service
+            .handle_batch(vec![batch[0].clone(), batch[1].clone()], invocation())
+            .await;
+        store.name_duplicates_at_most(1);
+
+        // when the batch is handled
+        let results = service.handle_batch(batch.clone(), invocation()).await;
+
+        // then both are duplicates after two transactions, and the rest is retried by SQS
+        let all = ids(&batch);
+        let mut expected = each(
+            &all[2..],
+            Err((FailureKind::Transient, "duplicates-in-flight")),
+        );
+        expected.extend(each(&all[..2], Ok(Handled::Duplicate)));
+        assert_eq!(summary(results), expected);
+        assert_eq!(store.transactions().len(), 3);
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 2);
+
+        // and the redelivery of the rest counts it once
+        let retried = service
+            .handle_batch(batch[2..].to_vec(), invocation())
+            .await;
+        assert_eq!(summary(retried), each(&all[2..], Ok(Handled::Processed)));
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 4);
+    }
+
+    #[tokio::test]
+    async fn a_batch_over_the_item_limit_is_counted_in_chunks() {
+        // given 150 payments of one hour and currency: 150 markers + 2 counters
+        let (store, service) = service();
+        let batch = orders(150);
+
+        // when the batch is handled
+        let results = service.handle_batch(batch.clone(), invocation()).await;
+
+        // then two transactions of at most 100 items count every event
+        assert_eq!(summary(results), each(&ids(&batch), Ok(Handled::Processed)));
+        let all = ids(&batch);
+        assert_eq!(
+            store.transactions(),
+            vec![all[..98].to_vec(), all[98..].to_vec()]
+        );
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 150);
+        assert_eq!(
+            store.counter(DAY, "EUR", AMOUNT),
+            (0..150u128).map(|i| 100 + i).sum::<u128>()
+        );
+        assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 150);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_fails_the_events_of_its_transaction_transiently_and_they_count_once_later()
+    {
+        // given a batch over the limit whose first transaction conflicts
+        let (store, service) = service();
+        let batch = orders(120);
         store.conflict_next(1);
 
-        let err = service
-            .handle(payment.clone(), invocation())
-            .await
-            .unwrap_err();
-        assert!(!err.is_permanent());
-        assert_eq!(err.reason, "transaction-conflict");
-        assert_eq!(store.counter(DAY, "XTS", AMOUNT), 0);
+        // when the batch is handled
+        let results = service.handle_batch(batch.clone(), invocation()).await;
 
-        let retried = service.handle(payment, invocation()).await.unwrap();
-        assert_eq!(retried, Handled::Processed);
-        assert_eq!(store.counter(DAY, "XTS", AMOUNT), 500);
-        assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 1);
+        // then the first chunk's events are retried by SQS, the second chunk's counted
+        let all = ids(&batch);
+        let mut expected = each(
+            &all[..98],
+            Err((FailureKind::Transient, "transaction-conflict")),
+        );
+        expected.extend(each(&all[98..], Ok(Handled::Processed)));
+        assert_eq!(summary(results), expected);
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 22);
+
+        // and their redelivery counts them once
+        let retried = service.handle_batch(batch.clone(), invocation()).await;
+        let mut expected = each(&all[..98], Ok(Handled::Processed));
+        expected.extend(each(&all[98..], Ok(Handled::Duplicate)));
+        assert_eq!(summary(retried), expected);
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 120);
+        assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 120);
+    }
+
+    #[tokio::test]
+    async fn an_event_dynamodb_refuses_is_dead_lettered_alone() {
+        // given a batch with an event whose id is too long for a key
+        let (store, service) = service();
+        let mut batch = orders(3);
+        batch[1].metadata.event_id = "e".repeat(3000);
+
+        // when the batch is handled
+        let results = service.handle_batch(batch.clone(), invocation()).await;
+
+        // then only that event fails, permanently; the others are counted
+        let all = ids(&batch);
+        let mut expected = each(&all, Ok(Handled::Processed));
+        expected.insert(
+            all[1].clone(),
+            Err((FailureKind::Permanent, "dynamodb-rejected".to_string())),
+        );
+        assert_eq!(summary(results), expected);
+        assert_eq!(store.transactions().len(), 4, "the batch, then each alone");
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 2);
     }
 
     #[test]

@@ -68,6 +68,9 @@ impl AuditService {
 
     /// Writes the batch's events together; each event gets the batch's outcome (a failed
     /// write is retried for all of them, and rewriting the ones that did land is harmless).
+    /// A write refused as it can never succeed (DynamoDB's `ValidationException`: an entry
+    /// over its limits) is tried again entry by entry, so that only the offending events
+    /// are dead-lettered and not the up to 100 others of their batch.
     pub async fn handle(&self, events: Vec<Envelope<Event>>) -> BatchResults {
         let entries = entries(&events, self.retention_days, &Utc::now());
         let outcome = self.sink.write(&entries).await.map_err(HandlerError::from);
@@ -75,14 +78,42 @@ impl AuditService {
             Ok(()) => tracing::info!(entries = entries.len(), "events audited"),
             Err(e) => tracing::warn!(error = %e, entries = entries.len(), "audit write failed"),
         }
-        events
-            .into_iter()
-            .map(|e| {
-                let result = outcome.clone().map(|()| Handled::Processed);
-                (e.metadata.event_id, result)
-            })
-            .collect()
+        if matches!(&outcome, Err(e) if e.is_permanent()) && entries.len() > 1 {
+            return self.write_one_by_one(events, entries).await;
+        }
+        answer(events, &outcome)
     }
+
+    async fn write_one_by_one(
+        &self,
+        events: Vec<Envelope<Event>>,
+        entries: Vec<AuditEntry>,
+    ) -> BatchResults {
+        let mut results = BatchResults::with_capacity(events.len());
+        for (event, entry) in events.into_iter().zip(entries) {
+            let outcome = self
+                .sink
+                .write(std::slice::from_ref(&entry))
+                .await
+                .map_err(HandlerError::from);
+            if let Err(e) = &outcome {
+                tracing::warn!(error = %e, event_id = %entry.event_id, "audit write failed");
+            }
+            results.extend(answer(vec![event], &outcome));
+        }
+        results
+    }
+}
+
+/// `outcome` for each of `events`.
+fn answer(events: Vec<Envelope<Event>>, outcome: &Result<(), HandlerError>) -> BatchResults {
+    events
+        .into_iter()
+        .map(|e| {
+            let result = outcome.clone().map(|()| Handled::Processed);
+            (e.metadata.event_id, result)
+        })
+        .collect()
 }
 
 /// The audit entries of a batch.
@@ -107,6 +138,8 @@ mod tests {
     struct MemorySink {
         calls: Mutex<Vec<Vec<AuditEntry>>>,
         fail: Mutex<bool>,
+        /// Refuses (as DynamoDB's ValidationException) any write with an entry of this type.
+        refuse_type: Mutex<Option<String>>,
     }
 
     #[async_trait]
@@ -115,9 +148,25 @@ mod tests {
             if *eventkit::testing::lock(&self.fail) {
                 return Err(DynamoError::Unavailable("throttled".into()));
             }
+            if let Some(refused) = eventkit::testing::lock(&self.refuse_type).as_deref() {
+                if entries.iter().any(|e| e.event_type == refused) {
+                    return Err(DynamoError::Rejected("item too large".into()));
+                }
+            }
             eventkit::testing::lock(&self.calls).push(entries.to_vec());
             Ok(())
         }
+    }
+
+    /// A result as comparable data: handled, or (permanent, reason).
+    type Outcome = Result<Handled, (bool, String)>;
+
+    fn signup() -> Envelope<Event> {
+        Envelope::new(Event::from(CustomerRegistered {
+            customer_id: "cus-1".into(),
+            email: "ada@example.com".into(),
+            name: "Ada".into(),
+        }))
     }
 
     fn email(order: Option<&str>) -> Envelope<Event> {
@@ -140,12 +189,7 @@ mod tests {
     async fn a_batch_is_one_write_with_an_entry_per_event() {
         let sink = Arc::new(MemorySink::default());
         let service = AuditService::new(sink.clone(), 30);
-        let signup = Envelope::new(Event::from(CustomerRegistered {
-            customer_id: "cus-1".into(),
-            email: "ada@example.com".into(),
-            name: "Ada".into(),
-        }));
-        let batch = vec![email(Some("ord-1")), signup];
+        let batch = vec![email(Some("ord-1")), signup()];
 
         let results = service.handle(batch.clone()).await;
 
@@ -159,6 +203,38 @@ mod tests {
         assert_eq!(calls[0][0].event_type, "EmailSent");
         assert_eq!(calls[0][0].source, "orderflow.notification");
         assert_eq!(calls[0][1].order_id, None, "a sign-up is about no order");
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_is_retried_entry_by_entry_and_only_the_offender_fails() {
+        // given a sink that refuses sign-ups, and a batch with one among emails
+        let sink = Arc::new(MemorySink::default());
+        *eventkit::testing::lock(&sink.refuse_type) = Some("CustomerRegistered".into());
+        let service = AuditService::new(sink.clone(), 30);
+        let batch = vec![email(Some("ord-1")), signup(), email(None)];
+
+        // when the batch is handled
+        let results = service.handle(batch.clone()).await;
+
+        // then the emails are written one by one and only the sign-up fails, permanently
+        let outcomes: Vec<(String, Outcome)> = results
+            .into_iter()
+            .map(|(id, r)| (id, r.map_err(|e| (e.is_permanent(), e.reason))))
+            .collect();
+        let id = |i: usize| batch[i].metadata.event_id.clone();
+        assert_eq!(
+            outcomes,
+            vec![
+                (id(0), Ok(Handled::Processed)),
+                (id(1), Err((true, "dynamodb-rejected".to_string()))),
+                (id(2), Ok(Handled::Processed)),
+            ]
+        );
+        let written: Vec<Vec<String>> = eventkit::testing::lock(&sink.calls)
+            .iter()
+            .map(|call| call.iter().map(|e| e.event_id.clone()).collect())
+            .collect();
+        assert_eq!(written, vec![vec![id(0)], vec![id(2)]]);
     }
 
     #[tokio::test]

@@ -8,7 +8,8 @@
 //!
 //! Writes are plain puts keyed by the event id (through the sort key), so writing the same
 //! event twice leaves one identical item: idempotent without a condition, which is what lets
-//! a whole batch go in one `BatchWriteItem` (it takes no conditions).
+//! a whole batch go in `BatchWriteItem`s of 25 (it takes no conditions), and lets a failed
+//! batch be written again whole.
 
 use std::collections::{HashMap, HashSet};
 
