@@ -58,6 +58,28 @@ impl Context {
         ReadModel::new(self.dynamo.clone(), self.name("orders"))
     }
 
+    /// The URLs of every queue of this stage (DLQs included), following pagination.
+    pub async fn queue_urls(&self) -> crate::error::Result<Vec<String>> {
+        let mut urls = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .sqs
+                .list_queues()
+                .queue_name_prefix(self.name(""))
+                .set_next_token(token)
+                .max_results(1000)
+                .send()
+                .await
+                .map_err(|e| crate::error::CliError::aws("sqs", &e))?;
+            urls.extend(out.queue_urls().iter().cloned());
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(urls);
+            }
+        }
+    }
+
     pub fn publisher(&self) -> Publisher<aws_sdk_eventbridge::Client> {
         Publisher::new(self.events.clone(), self.bus())
     }

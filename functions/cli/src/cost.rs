@@ -517,24 +517,7 @@ pub async fn fetch_usage(endpoint: &str, since: f64) -> Result<Usage> {
 /// left out: what sits there stays.
 pub async fn queue_depths(ctx: &Context) -> Result<Vec<(String, u64)>> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
-    let mut urls = Vec::new();
-    let mut token = None;
-    loop {
-        let out = ctx
-            .sqs
-            .list_queues()
-            .queue_name_prefix(ctx.name(""))
-            .set_next_token(token)
-            .max_results(1000)
-            .send()
-            .await
-            .map_err(|e| CliError::aws("sqs", &e))?;
-        urls.extend(out.queue_urls().iter().cloned());
-        token = out.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+    let urls = ctx.queue_urls().await?;
     let mut depths = Vec::new();
     for url in urls.into_iter().filter(|u| !u.ends_with("-dlq")) {
         let attrs = ctx

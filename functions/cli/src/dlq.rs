@@ -149,24 +149,7 @@ pub fn kind_text(kind: Kind) -> &'static str {
 
 /// The stage's DLQs as (name, url), by name.
 pub async fn list_dlqs(ctx: &Context) -> Result<Vec<(String, String)>> {
-    let mut urls = Vec::new();
-    let mut token = None;
-    loop {
-        let out = ctx
-            .sqs
-            .list_queues()
-            .queue_name_prefix(ctx.name(""))
-            .set_next_token(token)
-            .max_results(1000)
-            .send()
-            .await
-            .map_err(|e| CliError::aws("sqs", &e))?;
-        urls.extend(out.queue_urls().iter().cloned());
-        token = out.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+    let urls = ctx.queue_urls().await?;
     let mut dlqs: Vec<(String, String)> = urls
         .into_iter()
         .filter_map(|url| {
