@@ -283,8 +283,13 @@ fn run() -> Result<(), Error> {
             if i >= options.warmup {
                 rust.push(took);
             }
-            if let Some(dir) = &options.baseline_dir {
-                let program = dir.join(&function.binary);
+            // A baseline directory need not have every binary: those it lacks are skipped.
+            if let Some(program) = options
+                .baseline_dir
+                .as_ref()
+                .map(|dir| dir.join(&function.binary))
+                .filter(|program| program.exists())
+            {
                 let took = cold_start(&api, &program, &[], &rust_env, options.timeout)?;
                 if i >= options.warmup {
                     baseline.push(took);
