@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help setup build unit validate test demo local-up local-down local-logs local-deploy \
-        logs order rebuild-read-model bench schemas fmt lint clean package \
+        logs order rebuild-read-model bench bench-coldstart schemas fmt lint clean package \
         cli send trace dlq redrive replay load cost stats
 
 LOCALSTACK_PORT ?= 4566
@@ -100,6 +100,33 @@ rebuild-read-model: ## re-project the orders read model in place from the event 
 
 bench: local-up ## benchmarks: decode and batch overhead, idempotency round trips (numbers printed)
 	@source infra/scripts/env.sh && cargo bench $(CARGO_FLAGS) -p eventkit --bench eventkit
+
+# Cold start as Lambda sees it: process start -> the first GET of the Runtime API's next
+# invocation, for every function of LAMBDA_FUNCTIONS (release build for this host) beside a
+# Python 3.11 + Powertools peer doing the same kind of init, in one run, alternating so that
+# noise hits both alike. The harness (tests/coldstart) stands in for the Runtime API on a free
+# loopback port; the peer's packages go into a venv of their own under ORDERFLOW_LOCAL_DIR.
+# COLDSTART_BASELINE: a directory with other builds of the same binaries (say, copies from
+# before a change), measured in the same rounds as a third column.
+COLDSTART_PEER_PACKAGES := aws-lambda-powertools==3.37.0 boto3==1.44.5
+COLDSTART_RUNS ?= 20
+
+bench-coldstart: ## cold start of every function vs a Python Powertools peer: medians and ratio [COLDSTART_RUNS=20] [COLDSTART_BASELINE=<dir of other builds>]
+	@set -euo pipefail; \
+	venv="$${ORDERFLOW_LOCAL_DIR:-$(CURDIR)/.local}/coldstart-venv"; \
+	if [ "$$(cat "$$venv/packages" 2>/dev/null)" != "$(COLDSTART_PEER_PACKAGES)" ]; then \
+	  echo "installing the Python peer ($(COLDSTART_PEER_PACKAGES)) into $$venv"; \
+	  rm -rf "$$venv" && python3 -m venv "$$venv"; \
+	  "$$venv/bin/pip" install --quiet --disable-pip-version-check $(COLDSTART_PEER_PACKAGES); \
+	  echo "$(COLDSTART_PEER_PACKAGES)" > "$$venv/packages"; \
+	fi; \
+	cargo build --release $(CARGO_FLAGS) --bins -p coldstart \
+	  $(foreach f,$(LAMBDA_FUNCTIONS),-p $(lastword $(subst =, ,$(f)))); \
+	release="$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release"; \
+	"$$release/coldstart" --template "$(CURDIR)/infra/template.yaml" --bin-dir "$$release" \
+	  --python "$$venv/bin/python" --peer-dir "$(CURDIR)/tests/coldstart/peer" --bare "$$release/bare-runtime" \
+	  --runs $(COLDSTART_RUNS) --warmup 1 $(if $(COLDSTART_BASELINE),--baseline-dir "$(COLDSTART_BASELINE)") \
+	  $(LAMBDA_FUNCTIONS)
 
 schemas: ## write new schema versions to events/schemas/ and lock them in PUBLISHED (never rewrites a published one)
 	UPDATE_SCHEMAS=1 cargo test $(CARGO_FLAGS) -p contracts --test schemas
