@@ -72,7 +72,7 @@ use chrono::{DateTime, Utc};
 use contracts::order_stream;
 use eventkit::envelope::format_time;
 use eventkit::store::{TimeCursor, TimePage};
-use eventkit::stream::{inserted_events, retry_from, StoreChange};
+use eventkit::stream::{inserted_events, log_failed_record, record_span, retry_from, StoreChange};
 use eventkit::{DynamoError, EventStore, HandlerError, Invocation, StoreError, StoredEvent};
 use orderview::{
     is_current, order_of_stream, project, replay, OrderView, ReadModel, PROJECTION_VERSION,
@@ -289,7 +289,7 @@ impl Projector {
         let mut folding: HashMap<String, Folding> = HashMap::new();
         let mut retry_at: Option<usize> = None;
         for (position, change) in changes.iter().enumerate() {
-            let span = tracing::info_span!("record", sequence_number = %change.sequence_number);
+            let span = record_span(change);
             let folded = match &change.event {
                 Ok(event) => {
                     let fold = self.fold(&mut folding, position, event);
@@ -298,8 +298,7 @@ impl Projector {
                 Err(e) => Err(HandlerError::from(e.clone())),
             };
             if let Err(e) = folded {
-                tracing::error!(parent: &span, reason = %e.reason, error = %e.message,
-                    "stream record failed; Lambda retries from it");
+                log_failed_record(&span, &e);
                 retry_at = Some(position);
                 break;
             }

@@ -60,6 +60,30 @@ pub fn retry_from(sequence_number: Option<String>) -> DynamoDbEventResponse {
     response
 }
 
+/// The span a consumer handles `change` in: its stream position and, when it decoded, the
+/// event's id, type and correlation id, so every log line about it carries them.
+pub fn record_span(change: &StoreChange) -> tracing::Span {
+    let span = tracing::info_span!(
+        "record",
+        sequence_number = %change.sequence_number,
+        event_id = tracing::field::Empty,
+        event_type = tracing::field::Empty,
+        correlation_id = tracing::field::Empty,
+    );
+    if let Ok(event) = &change.event {
+        span.record("event_id", event.event_id.as_str());
+        span.record("event_type", event.event_type.as_str());
+        span.record("correlation_id", event.metadata.correlation_id.as_str());
+    }
+    span
+}
+
+/// Logs that the record `span` stands for failed and where Lambda will retry from.
+pub fn log_failed_record(span: &tracing::Span, error: &HandlerError) {
+    tracing::error!(parent: span, reason = %error.reason, error = %error.message,
+        "stream record failed; Lambda retries from it");
+}
+
 /// Runs `handler` on each inserted event in order, stopping at the first failure.
 pub async fn process_in_order<F, Fut>(
     changes: Vec<StoreChange>,
@@ -70,27 +94,13 @@ where
     Fut: Future<Output = Result<(), HandlerError>>,
 {
     for change in changes {
-        let span = tracing::info_span!(
-            "record",
-            sequence_number = %change.sequence_number,
-            event_id = tracing::field::Empty,
-            event_type = tracing::field::Empty,
-            correlation_id = tracing::field::Empty,
-        );
-        let _entered = span.enter();
+        let span = record_span(&change);
         let result = match change.event {
-            Ok(event) => {
-                span.record("event_id", event.event_id.as_str());
-                span.record("event_type", event.event_type.as_str());
-                span.record("correlation_id", event.metadata.correlation_id.as_str());
-                drop(_entered);
-                tracing::Instrument::instrument(handler(event), span.clone()).await
-            }
+            Ok(event) => tracing::Instrument::instrument(handler(event), span.clone()).await,
             Err(e) => Err(HandlerError::from(e)),
         };
         if let Err(e) = result {
-            tracing::error!(parent: &span, reason = %e.reason, error = %e.message,
-                "stream record failed; Lambda retries from it");
+            log_failed_record(&span, &e);
             return retry_from(Some(change.sequence_number));
         }
     }
