@@ -30,7 +30,7 @@ use crate::error::{CliError, Result};
 
 pub const DLQ_SUFFIX: &str = "-dlq";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Permanent,
@@ -129,15 +129,62 @@ pub fn source_queue_name(dlq: &str, message: &DlqMessage) -> Option<String> {
     dlq.strip_suffix(DLQ_SUFFIX).map(str::to_string)
 }
 
-/// Counts by reason.
-pub fn counts_by_reason(messages: &[DlqMessage]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
+/// How many messages of a DLQ failed for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReasonCount {
+    pub reason: String,
+    pub kind: Kind,
+    pub count: usize,
+}
+
+/// One line of `dlq list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqSummary {
+    pub queue: String,
+    /// Approximate number of messages (visible and in flight).
+    pub depth: u64,
+    /// Counts of the messages peeked (at most [`LIST_PEEK_MAX`]), by reason and kind.
+    pub by_reason: Vec<ReasonCount>,
+}
+
+/// How many messages `dlq list` peeks per queue to count them by reason.
+pub const LIST_PEEK_MAX: usize = 500;
+
+/// Counts by (reason, kind), in that order.
+pub fn counts_by_reason(messages: &[DlqMessage]) -> Vec<ReasonCount> {
+    let mut counts: BTreeMap<(&str, Kind), usize> = BTreeMap::new();
     for m in messages {
-        *counts
-            .entry(format!("{} ({})", m.reason, kind_text(m.kind)))
-            .or_insert(0) += 1;
+        *counts.entry((m.reason.as_str(), m.kind)).or_insert(0) += 1;
     }
     counts
+        .into_iter()
+        .map(|((reason, kind), count)| ReasonCount {
+            reason: reason.to_string(),
+            kind,
+            count,
+        })
+        .collect()
+}
+
+/// Every DLQ of the stage with its depth and counts by reason.
+pub async fn summaries(ctx: &Context) -> Result<Vec<DlqSummary>> {
+    let mut rows = Vec::new();
+    for (queue, url) in list_dlqs(ctx).await? {
+        let depth = depth(ctx, &url).await?;
+        let messages = if depth > 0 {
+            peek(ctx, &url, LIST_PEEK_MAX).await?
+        } else {
+            vec![]
+        };
+        rows.push(DlqSummary {
+            queue,
+            depth,
+            by_reason: counts_by_reason(&messages),
+        });
+    }
+    Ok(rows)
 }
 
 pub fn kind_text(kind: Kind) -> &'static str {
@@ -416,12 +463,18 @@ pub async fn redrive(
 }
 
 /// `dlq list`: one line per DLQ, with counts by reason.
-pub fn render_list(rows: &[(String, u64, BTreeMap<String, usize>)]) -> String {
+pub fn render_list(rows: &[DlqSummary]) -> String {
     let mut out = format!("{:<40} {:>6}  by reason\n", "dead-letter queue", "depth");
-    for (name, depth, reasons) in rows {
-        let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+    for row in rows {
+        let reasons: Vec<String> = row
+            .by_reason
+            .iter()
+            .map(|r| format!("{} ({}): {}", r.reason, kind_text(r.kind), r.count))
+            .collect();
         out.push_str(&format!(
-            "{name:<40} {depth:>6}  {}\n",
+            "{:<40} {:>6}  {}\n",
+            row.queue,
+            row.depth,
             if reasons.is_empty() {
                 "-".into()
             } else {
@@ -467,6 +520,32 @@ pub fn render_messages(queue: &str, messages: &[DlqMessage]) -> String {
         out.push_str(&format!("    detail: {detail}\n"));
     }
     out
+}
+
+/// `dlq redrive --json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedriveReport {
+    pub queue: String,
+    pub dry_run: bool,
+    /// Messages sent back to their source queue (none in a dry run).
+    pub moved: usize,
+    /// Messages left on the DLQ (in a dry run, all: each says where it would go).
+    pub kept: usize,
+    pub messages: Vec<Moved>,
+}
+
+impl RedriveReport {
+    pub fn new(queue: &str, messages: Vec<Moved>, dry_run: bool) -> Self {
+        let moved = messages.iter().filter(|m| m.kept.is_none()).count();
+        RedriveReport {
+            queue: queue.to_string(),
+            dry_run,
+            moved,
+            kept: messages.len() - moved,
+            messages,
+        }
+    }
 }
 
 /// `dlq redrive`: what moved where, and what stayed and why.
@@ -616,9 +695,51 @@ mod tests {
             message("invalid-data", Kind::Permanent),
             message("max-receive-count", Kind::Transient),
         ];
-        let counts = counts_by_reason(&messages);
-        let text = render_list(&[("orderflow-dev-payment-dlq".into(), 3, counts)]);
-        assert!(text.contains("invalid-data (permanent): 2"), "{text}");
-        assert!(text.contains("max-receive-count (transient): 1"), "{text}");
+        let row = DlqSummary {
+            queue: "orderflow-dev-payment-dlq".into(),
+            depth: 3,
+            by_reason: counts_by_reason(&messages),
+        };
+        let text = render_list(std::slice::from_ref(&row));
+        assert!(
+            text.contains("invalid-data (permanent): 2, max-receive-count (transient): 1"),
+            "{text}"
+        );
+        assert_eq!(
+            serde_json::to_value(&row).unwrap(),
+            serde_json::json!({
+                "queue": "orderflow-dev-payment-dlq", "depth": 3,
+                "byReason": [
+                    {"reason": "invalid-data", "kind": "permanent", "count": 2},
+                    {"reason": "max-receive-count", "kind": "transient", "count": 1}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn a_redrive_report_counts_what_moved_and_what_stayed() {
+        let moved = vec![
+            Moved {
+                message_id: "m-1".into(),
+                reason: "max-receive-count".into(),
+                to: Some("orderflow-dev-payment".into()),
+                kept: None,
+            },
+            Moved {
+                message_id: "m-2".into(),
+                reason: "invalid-data".into(),
+                to: None,
+                kept: Some("permanent failure".into()),
+            },
+        ];
+        let report = RedriveReport::new("orderflow-dev-payment-dlq", moved.clone(), false);
+        assert_eq!((report.moved, report.kept), (1, 1));
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["dryRun"], false);
+        assert_eq!(json["messages"][0]["to"], "orderflow-dev-payment");
+        assert!(json["messages"][1]["to"].is_null());
+        assert!(render_redrive(&report.queue, &moved, false)
+            .starts_with("orderflow-dev-payment-dlq: moved 1 message(s), kept 1\n"));
     }
 }

@@ -72,6 +72,13 @@ pub struct LoadReport {
     pub hops_ms: BTreeMap<String, Percentiles>,
 }
 
+/// `load --cost --json`: both reports in one document.
+#[derive(Debug, Serialize)]
+pub struct LoadWithCost<'a> {
+    pub load: &'a LoadReport,
+    pub cost: &'a crate::cost::CostReport,
+}
+
 /// One order's outcome for the report.
 #[derive(Debug, Clone)]
 pub struct OrderOutcome {

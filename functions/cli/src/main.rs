@@ -1,161 +1,67 @@
+use std::io::{self, Write};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
 use indicatif::ProgressBar;
-use orderflow_cli::{cost, dlq, load, order, replay, send, stats, trace, Context};
-
-/// Operate an Orderflow stage (on AWS, or on LocalStack when AWS_ENDPOINT_URL is set).
-#[derive(Parser)]
-#[command(name = "orderflow", version)]
-struct Cli {
-    /// Stage: resource names are orderflow-<stage>-<suffix>.
-    #[arg(long, global = true, env = "STAGE", default_value = "dev")]
-    stage: String,
-    /// AWS region (default: the SDK's configuration, e.g. AWS_REGION).
-    #[arg(long, global = true)]
-    region: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Send OrderPlaced events: a put-events sample file, or --count made-up orders.
-    Send {
-        /// A put-events entries file (events/samples/*.json); sent to this stage's bus.
-        sample: Option<String>,
-        #[arg(long, conflicts_with = "sample")]
-        count: Option<usize>,
-        /// Orders per second (default: as fast as PutEvents takes them).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Send the first K orders twice, with the same event id.
-        #[arg(long, default_value_t = 0)]
-        duplicates: usize,
-        /// Share (0-1) of orders whose card is declined.
-        #[arg(long, default_value_t = 0.0)]
-        decline_share: f64,
-        /// OrderPlaced schema version: 2 (with shippingAddress) or 1.
-        #[arg(long, default_value_t = 2)]
-        version: u32,
-        #[arg(long)]
-        json: bool,
-    },
-    /// An order's read model and timeline (through the order-query function).
-    Order {
-        id: String,
-        /// Also the order rebuilt from its events as of this time (RFC 3339).
-        #[arg(long)]
-        as_of: Option<DateTime<Utc>>,
-        /// First wait up to this many seconds for the order to be SHIPPED or CANCELLED.
-        #[arg(long)]
-        wait: Option<u64>,
-    },
-    /// The causal tree of everything that happened for an order (or a correlation id).
-    Trace {
-        id: String,
-        /// Print a mermaid sequenceDiagram instead.
-        #[arg(long)]
-        mermaid: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Dead-letter queues: list, show, redrive.
-    Dlq {
-        #[command(subcommand)]
-        command: DlqCommand,
-    },
-    /// Replay stored events of a time range onto the bus, or rebuild the read model.
-    Replay {
-        #[arg(long)]
-        from: DateTime<Utc>,
-        #[arg(long)]
-        to: DateTime<Utc>,
-        /// Only events of this type.
-        #[arg(long = "type")]
-        event_type: Option<String>,
-        #[arg(
-            long,
-            required_unless_present = "rebuild_read_model",
-            conflicts_with = "rebuild_read_model"
-        )]
-        to_bus: bool,
-        #[arg(long)]
-        rebuild_read_model: bool,
-    },
-    /// Send N orders, wait until all are terminal, report throughput and latencies.
-    Load {
-        #[arg(long, default_value_t = 20)]
-        orders: usize,
-        #[arg(long)]
-        rate: Option<f64>,
-        #[arg(long, default_value_t = 0)]
-        duplicates: usize,
-        #[arg(long, default_value_t = 0.0)]
-        decline_share: f64,
-        /// Seconds to wait for the orders to finish.
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
-        /// Then a cost report: AWS requests and Lambda time per order, in dollars per million
-        /// orders (LocalStack only: reads its usage log).
-        #[arg(long)]
-        cost: bool,
-        /// Seconds to wait, after the orders finished, for every queue to drain and every
-        /// function to go idle before counting.
-        #[arg(long, default_value_t = 120, requires = "cost")]
-        quiet_timeout: u64,
-        #[arg(long)]
-        json: bool,
-    },
-    /// The analytics counters.
-    Stats {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum DlqCommand {
-    /// Each DLQ's depth and counts by FailureReason.
-    List,
-    /// The messages of one DLQ (payment, payment-dlq or its full name).
-    Show {
-        queue: String,
-        #[arg(long, default_value_t = 50)]
-        max: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Move messages back to their source queue (send first, then delete).
-    Redrive {
-        queue: String,
-        /// Only messages with this FailureReason.
-        #[arg(long)]
-        reason: Option<String>,
-        #[arg(long)]
-        dry_run: bool,
-        /// Also permanent failures (after fixing their cause).
-        #[arg(long)]
-        include_permanent: bool,
-    },
-}
+use orderflow_cli::cli::{Cli, Command, DlqCommand};
+use orderflow_cli::error::report_lines;
+use orderflow_cli::{cost, dlq, load, order, replay, send, stats, trace};
+use orderflow_cli::{CliError, Context, Result};
+use serde::Serialize;
 
 fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
 }
 
+/// Writes to stdout; an error is the command's (a closed pipe is told apart by the caller).
+fn emit(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CliError::Output)
+}
+
+/// `--json`: one pretty-printed document, then a newline.
+fn emit_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).map_err(CliError::Json)?;
+    text.push('\n');
+    emit(&text)
+}
+
+/// Usage errors never get here: clap reports them and exits 2 while parsing. What fails
+/// from here on is a runtime failure: one `error:` line (and its causes) on stderr, exit 1,
+/// never a panic or a `Debug` dump with a backtrace.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    let cli = Cli::parse_valid();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`orderflow trace x | head`): it has what it wanted.
+        Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut err = io::stderr().lock();
+            for line in report_lines(&e) {
+                // Nowhere left to report a failure to write to stderr.
+                let _ = writeln!(err, "{line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     let ctx = Context::connect(&cli.stage, cli.region.clone()).await;
     match cli.command {
         Command::Send {
-            sample: Some(path), ..
+            sample: Some(path),
+            json,
+            ..
         } => {
-            for (detail_type, order, event) in send::send_sample(&ctx, &path).await? {
-                println!("{detail_type:<14} order {order:<12} event {event}");
+            let sent = send::send_sample(&ctx, &path).await?;
+            if json {
+                emit_json(&sent)
+            } else {
+                emit(&send::render_sample_sent(&sent))
             }
         }
         Command::Send {
@@ -164,68 +70,86 @@ async fn main() -> anyhow::Result<()> {
             rate,
             duplicates,
             decline_share,
-            version,
+            schema_version,
             json,
         } => {
-            let count = count.context("give a sample file or --count N")?;
+            // clap requires a FILE or --count: this is only reached with a count.
+            let count = count.ok_or_else(|| CliError::Usage("give a FILE or --count N".into()))?;
             let plan = send::OrderPlan {
                 count,
                 decline_share,
                 duplicates,
-                version,
+                schema_version,
                 run_id: run_id(),
             };
             let sent = send::send_orders(&ctx, &plan, rate, json).await?;
             let sent: Vec<_> = sent.into_iter().map(|(s, _)| s).collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&sent)?);
+                emit_json(&sent)
             } else {
-                print!("{}", send::render_sent(&sent));
-                println!("sent {} event(s) to {}", sent.len(), ctx.bus());
+                emit(&format!(
+                    "{}sent {} event(s) to {}\n",
+                    send::render_sent(&sent),
+                    sent.len(),
+                    ctx.bus()
+                ))
             }
         }
-        Command::Order { id, as_of, wait } => {
+        Command::Order {
+            id,
+            as_of,
+            wait,
+            json,
+        } => {
             let finished = match wait {
-                Some(secs) => order::wait_terminal(&ctx, &id, Duration::from_secs(secs)).await?,
+                Some(secs) => {
+                    order::wait_terminal(&ctx, &id, Duration::from_secs(secs), json).await?
+                }
                 None => true,
             };
             let answer = order::query(&ctx, &id, as_of.as_ref()).await?;
-            print!("{}", order::render_answer(&id, &answer));
-            anyhow::ensure!(
-                finished,
-                "{id} is not SHIPPED or CANCELLED after {} s",
-                wait.unwrap_or(0)
-            );
+            if !order::is_known(&answer) {
+                return Err(CliError::NotFound(format!("no order {id}")));
+            }
+            if json {
+                emit_json(&order::OrderAnswer::of(&answer))?;
+            } else {
+                emit(&order::render_answer(&id, &answer))?;
+            }
+            // Shown either way, so that one sees where it is stuck.
+            match (finished, wait) {
+                (false, Some(seconds)) => Err(CliError::Timeout {
+                    what: format!("{id} to be SHIPPED or CANCELLED"),
+                    seconds,
+                }),
+                _ => Ok(()),
+            }
         }
         Command::Trace { id, mermaid, json } => {
             let events = trace::collect(&ctx, &id).await?;
-            anyhow::ensure!(
-                !events.is_empty(),
-                "nothing found for {id} (an order id or a correlation id)"
-            );
+            if events.is_empty() {
+                return Err(CliError::NotFound(format!(
+                    "nothing found for {id} (an order id or a correlation id)"
+                )));
+            }
             let roots = trace::build_tree(&events);
             if json {
-                println!("{}", serde_json::to_string_pretty(&roots)?);
+                emit_json(&roots)
             } else if mermaid {
-                print!("{}", trace::render_mermaid(&roots));
+                emit(&trace::render_mermaid(&roots))
             } else {
-                print!("{}", trace::render_tree(&roots));
+                emit(&trace::render_tree(&roots))
             }
         }
         Command::Dlq {
-            command: DlqCommand::List,
+            command: DlqCommand::List { json },
         } => {
-            let mut rows = Vec::new();
-            for (name, url) in dlq::list_dlqs(&ctx).await? {
-                let depth = dlq::depth(&ctx, &url).await?;
-                let messages = if depth > 0 {
-                    dlq::peek(&ctx, &url, 500).await?
-                } else {
-                    vec![]
-                };
-                rows.push((name, depth, dlq::counts_by_reason(&messages)));
+            let rows = dlq::summaries(&ctx).await?;
+            if json {
+                emit_json(&rows)
+            } else {
+                emit(&dlq::render_list(&rows))
             }
-            print!("{}", dlq::render_list(&rows));
         }
         Command::Dlq {
             command: DlqCommand::Show { queue, max, json },
@@ -234,9 +158,9 @@ async fn main() -> anyhow::Result<()> {
             let url = dlq::queue_url(&ctx, &name).await?;
             let messages = dlq::peek(&ctx, &url, max).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&messages)?);
+                emit_json(&messages)
             } else {
-                print!("{}", dlq::render_messages(&name, &messages));
+                emit(&dlq::render_messages(&name, &messages))
             }
         }
         Command::Dlq {
@@ -246,41 +170,46 @@ async fn main() -> anyhow::Result<()> {
                     reason,
                     dry_run,
                     include_permanent,
+                    json,
                 },
         } => {
             let name = dlq::dlq_name(&ctx.stage, &queue);
             let moved =
                 dlq::redrive(&ctx, &name, reason.as_deref(), include_permanent, dry_run).await?;
-            print!("{}", dlq::render_redrive(&name, &moved, dry_run));
+            if json {
+                emit_json(&dlq::RedriveReport::new(&name, moved, dry_run))
+            } else {
+                emit(&dlq::render_redrive(&name, &moved, dry_run))
+            }
         }
         Command::Replay {
             from,
             to,
             event_type,
             to_bus,
-            rebuild_read_model,
+            rebuild_read_model: _,
+            json,
         } => {
+            // clap requires exactly one of --to-bus and --rebuild-read-model.
             if to_bus {
                 let (events, refused) =
-                    replay::to_bus(&ctx, from, to, event_type.as_deref()).await?;
-                println!(
-                    "replayed {} event(s) onto {} with their original ids",
-                    events.len(),
-                    ctx.bus()
-                );
-                for (t, n) in replay::counts(&events) {
-                    println!("  {t:<28} {n}");
+                    replay::to_bus(&ctx, from, to, event_type.as_deref(), json).await?;
+                let report = replay::BusReplay::new(ctx.bus(), &events, &refused);
+                if json {
+                    emit_json(&report)
+                } else {
+                    emit(&replay::render_bus(&report))
                 }
-                for (e, why) in &refused {
-                    println!(
-                        "not replayed {} {}: {why}",
-                        e.detail_type, e.metadata.event_id
-                    );
-                }
-            } else if rebuild_read_model {
-                anyhow::ensure!(event_type.is_none(), "--type applies to --to-bus only");
-                for answer in replay::rebuild(&ctx, from, to).await? {
-                    println!("{answer}");
+            } else {
+                let answers = replay::rebuild(&ctx, from, to, json).await?;
+                if json {
+                    emit_json(&replay::summarize_rebuild(
+                        &ctx.name("projector"),
+                        &answers,
+                    )?)
+                } else {
+                    // The projector's own answers, one JSON line per invocation.
+                    emit(&answers.iter().map(|a| format!("{a}\n")).collect::<String>())
                 }
             }
         }
@@ -298,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
                 count: orders,
                 decline_share,
                 duplicates,
-                version: 2,
+                schema_version: 2,
                 run_id: run_id(),
             };
             // Fail before sending anything if the report could not be made.
@@ -334,34 +263,35 @@ async fn main() -> anyhow::Result<()> {
                 None => None,
             };
             match (json, &costs) {
-                (true, Some(costs)) => println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"load": report, "cost": costs})
-                    )?
-                ),
-                (true, None) => println!("{}", serde_json::to_string_pretty(&report)?),
-                (false, _) => {
-                    print!("{}", load::render(&report));
-                    if let Some(costs) = &costs {
-                        print!("{}", cost::render(costs));
+                (true, Some(costs)) => emit_json(&load::LoadWithCost {
+                    load: &report,
+                    cost: costs,
+                })?,
+                (true, None) => emit_json(&report)?,
+                (false, costs) => {
+                    let mut text = load::render(&report);
+                    if let Some(costs) = costs {
+                        text.push_str(&cost::render(costs));
                     }
+                    emit(&text)?;
                 }
             }
-            anyhow::ensure!(
-                report.unfinished.is_empty(),
-                "{} order(s) did not finish",
-                report.unfinished.len()
-            );
+            if report.unfinished.is_empty() {
+                Ok(())
+            } else {
+                Err(CliError::Unfinished {
+                    unfinished: report.unfinished.len(),
+                    orders: report.orders,
+                })
+            }
         }
         Command::Stats { json } => {
             let stats = stats::load(&ctx).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                emit_json(&stats)
             } else {
-                print!("{}", stats::render(&stats));
+                emit(&stats::render(&stats))
             }
         }
     }
-    Ok(())
 }

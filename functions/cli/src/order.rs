@@ -10,6 +10,7 @@ use contracts::Currency;
 use indicatif::ProgressBar;
 use order_query::QueryResponse;
 use orderview::{OrderStatus, OrderView};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::context::Context;
@@ -64,9 +65,19 @@ pub fn is_terminal(view: &OrderView) -> bool {
     matches!(view.status, OrderStatus::Shipped | OrderStatus::Cancelled)
 }
 
-/// Waits (spinner) until the order's read model is terminal; `Ok(false)` on timeout.
-pub async fn wait_terminal(ctx: &Context, order_id: &str, timeout: Duration) -> Result<bool> {
-    let spinner = ProgressBar::new_spinner();
+/// Waits (spinner, unless `quiet`) until the order's read model is terminal; `Ok(false)` on
+/// timeout.
+pub async fn wait_terminal(
+    ctx: &Context,
+    order_id: &str,
+    timeout: Duration,
+    quiet: bool,
+) -> Result<bool> {
+    let spinner = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
     spinner.enable_steady_tick(Duration::from_millis(120));
     let started = Instant::now();
     let views = ctx.read_model();
@@ -174,6 +185,36 @@ pub fn render_view(title: &str, view: Option<&OrderView>) -> String {
     out
 }
 
+/// `order --json`: every key always present (null when there is nothing), unlike the
+/// function's answer, which leaves out what was not asked for.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderAnswer<'a> {
+    pub order_id: &'a str,
+    pub read_model: Option<&'a OrderView>,
+    /// The `--as-of` time as the function read it.
+    pub as_of: Option<&'a str>,
+    /// The order rebuilt from its events as of `asOf`.
+    pub from_events: Option<&'a OrderView>,
+}
+
+impl<'a> OrderAnswer<'a> {
+    pub fn of(answer: &'a QueryResponse) -> Self {
+        OrderAnswer {
+            order_id: &answer.order_id,
+            read_model: answer.read_model.as_ref(),
+            as_of: answer.as_of.as_deref(),
+            from_events: answer.from_events.as_ref(),
+        }
+    }
+}
+
+/// Whether the answer knows the order at all (now, or as of the time asked for: the read
+/// model can lag behind the stream).
+pub fn is_known(answer: &QueryResponse) -> bool {
+    answer.read_model.is_some() || answer.from_events.is_some()
+}
+
 /// The whole answer of `order`: the rebuilt view first when asked for a time.
 pub fn render_answer(order_id: &str, answer: &QueryResponse) -> String {
     let mut out = String::new();
@@ -240,5 +281,27 @@ mod tests {
         let rebuilt = text.find("as of 2026-11-21T10:00:00.000Z").unwrap();
         let read_model = text.find("(read model)").unwrap();
         assert!(rebuilt < read_model);
+        assert!(is_known(&answer));
+        let json = serde_json::to_value(OrderAnswer::of(&answer)).unwrap();
+        assert_eq!(json["orderId"], "ord-1");
+        assert_eq!(json["readModel"]["status"], "CANCELLED");
+        assert_eq!(json["asOf"], "2026-11-21T10:00:00.000Z");
+        assert!(json["fromEvents"].is_null());
+    }
+
+    #[test]
+    fn an_order_neither_in_the_read_model_nor_in_its_events_is_unknown() {
+        let answer = QueryResponse {
+            order_id: "ord-x".into(),
+            read_model: None,
+            from_events: None,
+            as_of: None,
+        };
+        assert!(!is_known(&answer));
+        let json = serde_json::to_value(OrderAnswer::of(&answer)).unwrap();
+        assert_eq!(
+            json,
+            json!({"orderId": "ord-x", "readModel": null, "asOf": null, "fromEvents": null})
+        );
     }
 }

@@ -14,6 +14,7 @@ use contracts::{Event, EventData, EventSet, OrderPlaced};
 use eventkit::envelope::format_time;
 use eventkit::{RawEvent, StoredEvent};
 use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::context::Context;
@@ -83,19 +84,97 @@ pub fn check_range(from: &DateTime<Utc>, to: &DateTime<Utc>) -> Result<()> {
     Ok(())
 }
 
-/// Publishes the range's stored events again; returns what was published and what was
-/// not (intake would refuse it), with why.
+/// An event published again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayedEvent {
+    pub event_id: String,
+    pub event_type: String,
+}
+
+/// An event not published, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub reason: String,
+}
+
+/// What `replay --to-bus` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BusReplay {
+    pub bus: String,
+    /// Published again, in the store's time order.
+    pub replayed: Vec<ReplayedEvent>,
+    /// How many of each type were published.
+    pub by_type: BTreeMap<String, usize>,
+    /// Not published: intake would refuse them.
+    pub refused: Vec<RefusedEvent>,
+}
+
+impl BusReplay {
+    pub fn new(bus: String, events: &[RawEvent], refused: &[(RawEvent, String)]) -> Self {
+        BusReplay {
+            bus,
+            replayed: events
+                .iter()
+                .map(|e| ReplayedEvent {
+                    event_id: e.metadata.event_id.clone(),
+                    event_type: e.detail_type.clone(),
+                })
+                .collect(),
+            by_type: counts(events),
+            refused: refused
+                .iter()
+                .map(|(e, why)| RefusedEvent {
+                    event_id: e.metadata.event_id.clone(),
+                    event_type: e.detail_type.clone(),
+                    reason: why.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `replay --to-bus` as text.
+pub fn render_bus(replay: &BusReplay) -> String {
+    let mut out = format!(
+        "replayed {} event(s) onto {} with their original ids\n",
+        replay.replayed.len(),
+        replay.bus
+    );
+    for (t, n) in &replay.by_type {
+        out.push_str(&format!("  {t:<28} {n}\n"));
+    }
+    for e in &replay.refused {
+        out.push_str(&format!(
+            "not replayed {} {}: {}\n",
+            e.event_type, e.event_id, e.reason
+        ));
+    }
+    out
+}
+
+/// Publishes the range's stored events again (progress bar unless `quiet`); returns what
+/// was published and what was not (intake would refuse it), with why.
 pub async fn to_bus(
     ctx: &Context,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     event_type: Option<&str>,
+    quiet: bool,
 ) -> Result<(Vec<RawEvent>, Vec<(RawEvent, String)>)> {
     check_range(&from, &to)?;
     let stored = ctx.store().read_all_between(from, to).await?;
     let (events, refused) = admissible(select(&stored, event_type));
     let publisher = ctx.publisher();
-    let bar = ProgressBar::new(events.len() as u64);
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(events.len() as u64)
+    };
     bar.set_style(bar_style("replaying"));
     for chunk in events.chunks(10) {
         publisher.publish_raw(chunk).await?;
@@ -105,10 +184,71 @@ pub async fn to_bus(
     Ok((events, refused))
 }
 
-/// Runs the projector's rebuild over the range to completion; returns its answers.
-pub async fn rebuild(ctx: &Context, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Value>> {
+/// One answer of the projector's rebuild (functions/projector, `Projector::rebuild`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RebuildAnswer {
+    replayed_events: u64,
+    written: u64,
+    already_current: u64,
+    from: String,
+    as_of: String,
+}
+
+/// `replay --rebuild-read-model --json`: the projector's answers added up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebuildReport {
+    /// Projector invocations it took (each continues where the previous one stopped).
+    pub invocations: usize,
+    pub replayed_events: u64,
+    /// Order views written.
+    pub written: u64,
+    /// Order views that were current already.
+    pub already_current: u64,
+    pub from: String,
+    pub as_of: String,
+}
+
+/// The projector's answers added up; an answer of another shape is the function's error.
+pub fn summarize_rebuild(function: &str, answers: &[Value]) -> Result<RebuildReport> {
+    let mut report = RebuildReport {
+        invocations: answers.len(),
+        replayed_events: 0,
+        written: 0,
+        already_current: 0,
+        from: String::new(),
+        as_of: String::new(),
+    };
+    for answer in answers {
+        let a: RebuildAnswer =
+            serde_json::from_value(answer.clone()).map_err(|e| CliError::Function {
+                function: function.to_string(),
+                body: format!("unexpected rebuild answer ({e}): {answer}"),
+            })?;
+        report.replayed_events += a.replayed_events;
+        report.written += a.written;
+        report.already_current += a.already_current;
+        report.from = a.from;
+        report.as_of = a.as_of;
+    }
+    Ok(report)
+}
+
+/// Runs the projector's rebuild over the range to completion (spinner unless `quiet`);
+/// returns its answers.
+pub async fn rebuild(
+    ctx: &Context,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    quiet: bool,
+) -> Result<Vec<Value>> {
     check_range(&from, &to)?;
-    let spinner = ProgressBar::new_spinner();
+    let spinner = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     spinner.set_message("rebuilding the read model");
     let mut request = json!({"rebuild": {"from": format_time(&from), "asOf": format_time(&to)}});
@@ -186,6 +326,48 @@ mod tests {
         assert!(replayed[0].data.get("shippingAddress").is_none());
         let (ok, refused) = admissible(replayed);
         assert_eq!((ok.len(), refused.len()), (1, 0));
+    }
+
+    #[test]
+    fn a_bus_replay_lists_what_was_sent_and_what_was_refused() {
+        let sent = select(&[stored("e1", "OrderPlaced")], None);
+        let refused = vec![(sent[0].clone(), "no such field".to_string())];
+        let replay = BusReplay::new("orderflow-dev".into(), &sent, &refused);
+        assert_eq!(
+            render_bus(&replay),
+            "replayed 1 event(s) onto orderflow-dev with their original ids\n  \
+             OrderPlaced                  1\nnot replayed OrderPlaced e1: no such field\n"
+        );
+        assert_eq!(
+            serde_json::to_value(&replay).unwrap(),
+            json!({
+                "bus": "orderflow-dev",
+                "replayed": [{"eventId": "e1", "eventType": "OrderPlaced"}],
+                "byType": {"OrderPlaced": 1},
+                "refused": [{"eventId": "e1", "eventType": "OrderPlaced", "reason": "no such field"}]
+            })
+        );
+    }
+
+    #[test]
+    fn the_rebuild_answers_add_up() {
+        let page = |n: u64, next: bool| {
+            let mut a = json!({"replayedEvents": n, "written": 1, "alreadyCurrent": 2,
+                               "from": "2026-01-01T00:00:00.000Z", "asOf": "2026-01-02T00:00:00.000Z"});
+            if next {
+                a["next"] = json!({"rebuild": {"cursor": "c"}});
+            }
+            a
+        };
+        let report = summarize_rebuild("p", &[page(100, true), page(5, false)]).unwrap();
+        assert_eq!(report.invocations, 2);
+        assert_eq!(report.replayed_events, 105);
+        assert_eq!((report.written, report.already_current), (2, 4));
+        assert_eq!(report.as_of, "2026-01-02T00:00:00.000Z");
+        assert!(matches!(
+            summarize_rebuild("p", &[json!({"ok": true})]),
+            Err(CliError::Function { .. })
+        ));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct OrderPlan {
     /// The first `duplicates` orders are sent twice with the same event id.
     pub duplicates: usize,
     /// OrderPlaced schema version: 2 with a shipping address, 1 without.
-    pub version: u32,
+    pub schema_version: u32,
     /// Makes this run's order ids unique.
     pub run_id: String,
 }
@@ -51,10 +51,11 @@ pub fn is_declined(index: usize, share: f64) -> bool {
 
 /// The orders of a plan, one OrderPlaced each (duplicates not included: see [`with_duplicates`]).
 pub fn plan_orders(plan: &OrderPlan) -> Result<Vec<(RawEvent, bool)>> {
-    if !(1..=2).contains(&plan.version) {
+    // The CLI refuses other values already; this guards the library's other callers.
+    if !(1..=2).contains(&plan.schema_version) {
         return Err(CliError::Usage(format!(
-            "--version must be 1 or 2, not {}",
-            plan.version
+            "--schema-version must be 1 or 2, not {}",
+            plan.schema_version
         )));
     }
     let currency = Currency::try_from("EUR".to_string())
@@ -88,7 +89,7 @@ pub fn plan_orders(plan: &OrderPlan) -> Result<Vec<(RawEvent, bool)>> {
                 }),
             };
             let mut raw = Envelope::new(Event::from(order)).to_raw();
-            if plan.version == 1 {
+            if plan.schema_version == 1 {
                 raw.metadata.schema_version = 1;
                 if let Value::Object(data) = &mut raw.data {
                     data.remove("shippingAddress");
@@ -193,9 +194,19 @@ pub fn parse_sample(path: &str, text: &str) -> Result<Vec<SampleEntry>> {
     })
 }
 
+/// One entry of a sample file as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleSent {
+    pub detail_type: String,
+    /// The entry's `data.orderId`, if it has one.
+    pub order_id: Option<String>,
+    /// The entry's `metadata.eventId`, or else the id EventBridge gave it.
+    pub event_id: String,
+}
+
 /// Sends a sample file's entries to this stage's bus (whatever bus the file names).
-/// Returns, per entry, (order id, event id: the metadata's or else EventBridge's).
-pub async fn send_sample(ctx: &Context, path: &str) -> Result<Vec<(String, String, String)>> {
+pub async fn send_sample(ctx: &Context, path: &str) -> Result<Vec<SampleSent>> {
     let text = std::fs::read_to_string(path).map_err(|e| CliError::File {
         path: path.into(),
         message: e.to_string(),
@@ -238,11 +249,11 @@ pub async fn send_sample(ctx: &Context, path: &str) -> Result<Vec<(String, Strin
                 .or(result.event_id())
                 .unwrap_or_default()
                 .to_string();
-            sent.push((
-                entry.detail_type.clone(),
-                order_id(&detail["data"]).unwrap_or_else(|| "-".into()),
+            sent.push(SampleSent {
+                detail_type: entry.detail_type.clone(),
+                order_id: order_id(&detail["data"]),
                 event_id,
-            ));
+            });
         }
     }
     Ok(sent)
@@ -262,7 +273,21 @@ pub fn bar_style(prefix: &str) -> ProgressStyle {
     .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
-/// What `send` prints: one line per event.
+/// What `send <FILE>` prints: one line per entry.
+pub fn render_sample_sent(sent: &[SampleSent]) -> String {
+    sent.iter()
+        .map(|s| {
+            format!(
+                "{:<14} order {:<12} event {}\n",
+                s.detail_type,
+                s.order_id.as_deref().unwrap_or("-"),
+                s.event_id
+            )
+        })
+        .collect()
+}
+
+/// What `send --count` prints: one line per event.
 pub fn render_sent(sent: &[Sent]) -> String {
     let mut out = String::new();
     for s in sent {
@@ -292,12 +317,12 @@ pub fn render_sent(sent: &[Sent]) -> String {
 mod tests {
     use super::*;
 
-    fn plan(count: usize, share: f64, version: u32) -> OrderPlan {
+    fn plan(count: usize, share: f64, schema_version: u32) -> OrderPlan {
         OrderPlan {
             count,
             decline_share: share,
             duplicates: 0,
-            version,
+            schema_version,
             run_id: "t".into(),
         }
     }
@@ -346,8 +371,25 @@ mod tests {
             .all(|(r, d)| *d && r.data["paymentToken"] == DECLINED_TOKEN));
         assert!(matches!(
             plan_orders(&plan(1, 0.0, 3)),
-            Err(CliError::Usage(_))
+            Err(CliError::Usage(m)) if m == "--schema-version must be 1 or 2, not 3"
         ));
+    }
+
+    #[test]
+    fn a_sample_entry_without_an_order_shows_a_dash_and_null_in_json() {
+        let sent = [SampleSent {
+            detail_type: "CustomerRegistered".into(),
+            order_id: None,
+            event_id: "e-1".into(),
+        }];
+        assert_eq!(
+            render_sample_sent(&sent),
+            "CustomerRegistered order -            event e-1\n"
+        );
+        assert_eq!(
+            serde_json::to_value(&sent).unwrap(),
+            serde_json::json!([{"detailType": "CustomerRegistered", "orderId": null, "eventId": "e-1"}])
+        );
     }
 
     #[test]

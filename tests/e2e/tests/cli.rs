@@ -135,7 +135,7 @@ async fn send_order_and_stats_show_what_was_sent_and_what_became_of_it() {
     // A v1 order (no address) is still taken in.
     let v1 = json_of(&ok(
         &stack,
-        &["send", "--count", "1", "--version", "1", "--json"],
+        &["send", "--count", "1", "--schema-version", "1", "--json"],
     ));
     let id = v1[0]["orderId"].as_str().unwrap();
     assert!(ok(&stack, &["order", id, "--wait", "120"]).contains("SHIPPED"));
@@ -340,7 +340,7 @@ async fn a_replay_to_the_bus_is_absorbed_and_a_rebuild_keeps_the_read_model() {
     // A version 1 order: the store keeps it upcast; the replay must send it as it was sent.
     let v1 = json_of(&ok(
         &stack,
-        &["send", "--count", "1", "--version", "1", "--json"],
+        &["send", "--count", "1", "--schema-version", "1", "--json"],
     ));
     let v1 = v1[0]["orderId"].as_str().unwrap().to_string();
     ok(&stack, &["order", &id, "--wait", "120"]);
