@@ -1,7 +1,7 @@
 # Every entry point of Orderflow. `make help` lists them.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help setup build unit validate test demo local-up local-down local-logs local-deploy \
+.PHONY: help setup build unit validate test test-aws demo local-up local-down local-logs local-deploy \
         logs order rebuild-read-model bench bench-coldstart schemas fmt lint clean package \
         cli send trace dlq redrive replay load cost stats
 
@@ -27,6 +27,10 @@ validate: setup ## sam validate --lint, cfn-lint with our rules (infra/cfn-rules
 
 test: setup ## everything: template checks, unit tests, then end-to-end tests on a LocalStack this target starts and stops
 	@tests/run.sh
+
+test-aws: setup cli ## the e2e suite against your stage on AWS: make test-aws STAGE=<stage> (your credentials; LocalStack-only tests are listed and skipped)
+	@test "$(origin STAGE)" != file || { echo "usage: make test-aws STAGE=<stage> (a stage of its own: the suite writes test data)"; exit 2; }
+	@tests/run_aws.sh
 
 demo: ## start LocalStack, deploy, send the sample orders and show what happened
 	@$(MAKE) --no-print-directory local-deploy
@@ -62,7 +66,7 @@ cli: ## build the orderflow CLI (target/debug/orderflow)
 send: cli ## send orders: make send FILE=events/samples/order-placed.json, or make send N=5 [RATE=2] [DUP=1] [DECLINE=0.2] [VERSION=1]
 	@test -n "$(FILE)$(N)" || { echo "usage: make send FILE=<put-events file> | N=<count> [RATE=] [DUP=] [DECLINE=] [VERSION=]"; exit 2; }
 	@$(run_cli) send $(if $(FILE),"$(FILE)",--count $(N) $(if $(RATE),--rate $(RATE)) $(if $(DUP),--duplicates $(DUP)) \
-	  $(if $(DECLINE),--decline-share $(DECLINE)) $(if $(VERSION),--version $(VERSION)))
+	  $(if $(DECLINE),--decline-share $(DECLINE)) $(if $(VERSION),--schema-version $(VERSION)))
 
 order: cli ## show an order: make order ID=ord-1001 [AS_OF=2026-11-21T10:00:00Z] (read model, or rebuilt as of a time)
 	@test -n "$(ID)" || { echo "usage: make order ID=<order id> [AS_OF=<RFC 3339 time>]"; exit 2; }
@@ -166,18 +170,18 @@ LAMBDA_FUNCTIONS := PaymentFunction=payment InventoryFunction=inventory Shipping
   OutboxFunction=outbox ProjectorFunction=projector OrderQueryFunction=order-query \
   AuditFunction=audit \
   FraudFunction=fraud
-# Must match the template's Architecture parameter (arm64 by default, as in samconfig.toml):
-# SAM does not tell a makefile build which architecture it resolved.
-LAMBDA_ARCH ?= arm64
-LAMBDA_TRIPLE = $(if $(filter x86_64,$(LAMBDA_ARCH)),x86_64,aarch64)-unknown-linux-gnu
 REPO_ROOT := $(patsubst %/,%,$(dir $(abspath $(firstword $(MAKEFILE_LIST)))))
+# The architecture is the template's one `Architectures:` line (Globals): SAM runs these
+# targets with ARTIFACTS_DIR only, so the template is the one place both can read.
+LAMBDA_ARCH := $(shell sed -n 's/^ *Architectures: *\[ *\(arm64\|x86_64\) *\].*/\1/p' "$(REPO_ROOT)/infra/template.yaml")
+LAMBDA_TRIPLE = $(if $(filter x86_64,$(LAMBDA_ARCH)),x86_64,aarch64)-unknown-linux-gnu
 LAMBDA_DIR = $(or $(CARGO_TARGET_DIR),$(REPO_ROOT)/target)/lambda
 lambda_binary = $(patsubst $(1)=%,%,$(filter $(1)=%,$(LAMBDA_FUNCTIONS)))
 
 build-%:
 	@test -n "$(call lambda_binary,$*)" || { echo "no binary for $*: add $*=<binary> to LAMBDA_FUNCTIONS in $(REPO_ROOT)/Makefile" >&2; exit 2; }
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)" >&2; exit 2; }
-	@case "$(LAMBDA_ARCH)" in arm64|x86_64) ;; *) echo "LAMBDA_ARCH must be arm64 or x86_64, not $(LAMBDA_ARCH)" >&2; exit 2 ;; esac
+	@case "$(LAMBDA_ARCH)" in arm64|x86_64) ;; *) echo "infra/template.yaml needs exactly one 'Architectures: [arm64]' or '[x86_64]' line (Globals), found '$(LAMBDA_ARCH)'" >&2; exit 2 ;; esac
 	@# cargo reports progress on stderr, which SAM only shows when the build fails.
 	cd "$(REPO_ROOT)" && cargo lambda build --release --$(subst _,-,$(LAMBDA_ARCH)) $(CARGO_FLAGS) \
 	  $(foreach f,$(LAMBDA_FUNCTIONS),--bin $(lastword $(subst =, ,$(f)))) 2>&1
@@ -185,7 +189,7 @@ build-%:
 
 PACKAGE_DIR := infra/.aws-sam/zips
 
-package: setup ## sam build for AWS (arm64; one release build of all functions), zip each one and print the sizes
+package: setup ## sam build for AWS (the template's architecture; one release build of all functions), zip each one and print the sizes
 	@set -euo pipefail; \
 	export PATH="$${ORDERFLOW_LOCAL_DIR:-$(CURDIR)/.local}/tools-venv/bin:$$PATH" SAM_CLI_TELEMETRY=0; \
 	if ! diff <(python -c 'import sys; from cfnlint.decode import cfn_yaml; resources = cfn_yaml.load(sys.argv[1])["Resources"]; print("\n".join(name + "=" + str(r.get("Metadata", {}).get("BuildProperties", {}).get("Binary")) for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"))' infra/template.yaml | LC_ALL=C sort) \

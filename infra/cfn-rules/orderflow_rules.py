@@ -604,3 +604,43 @@ class FifoRuleTargetHasContentBasedDeduplication(CloudFormationLintRule):
                     "ContentBasedDeduplication: true; EventBridge sends no deduplication id",
                 ))
         return matches
+
+
+class ParameterIsConstrained(CloudFormationLintRule):
+    """Every parameter has AllowedValues, an AllowedPattern, or (numbers) MinValue and MaxValue.
+
+    AWS checks a parameter's constraints before it creates or changes anything ("Parameters
+    template section syntax", AllowedPattern, AllowedValues, MinValue, MaxValue,
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/parameters-section-structure.html);
+    a value nothing constrains fails only when a resource or an intrinsic function trips over
+    it, halfway through a deploy (an `EmailSender` without "@" at `Fn::Split`), and LocalStack
+    often not at all.
+    """
+
+    id = "E9109"
+    shortdesc = "Parameters must be constrained"
+    description = ("A template parameter has AllowedValues, AllowedPattern, or (Type Number) both "
+                   "MinValue and MaxValue")
+    source_url = "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/parameters-section-structure.html"
+    tags = ["orderflow", "parameters"]
+
+    def match(self, cfn):
+        matches = []
+        parameters = cfn.template.get("Parameters") or {}
+        for name, parameter in parameters.items():
+            if not isinstance(parameter, dict):
+                continue
+            if "AllowedValues" in parameter or "AllowedPattern" in parameter:
+                continue
+            if parameter.get("Type") == "Number" and "MinValue" in parameter and "MaxValue" in parameter:
+                continue
+            # AWS-specific types (AWS::EC2::KeyPair::KeyName, SSM parameter types) are checked by AWS.
+            if str(parameter.get("Type", "")).startswith("AWS::"):
+                continue
+            matches.append(RuleMatch(
+                ["Parameters", name],
+                f"Parameter {name} accepts any value: give it AllowedValues or an AllowedPattern"
+                " (or, for a Number, MinValue and MaxValue), so that a bad value fails before the"
+                " deploy starts",
+            ))
+        return matches

@@ -114,6 +114,9 @@ assert any(e.name == "orderflow-local" for e in eps), [e.name for e in eps]
 # iam_enforcer.py: functions' requests checked against their roles, hooked in at LocalStack start
 hooks = entry_points(group="localstack.hooks.on_infra_start")
 assert any(e.value.startswith("orderflow_local_lambda.iam_enforcer:") for e in hooks), [e.value for e in hooks]
+# cfn_resources.py: CloudFormation resource types LocalStack lacks (the dashboard)
+providers = entry_points(group="localstack.cloudformation.resource_providers")
+assert any(e.value.startswith("orderflow_local_lambda.cfn_resources:") for e in providers), [e.value for e in providers]
 EOF
   stamp_set executor "$EXEC_KEY"
   log "executor plugin: done"

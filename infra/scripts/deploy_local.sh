@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deploys infra/template.yaml to LocalStack with the functions built for this host.
 # A second run updates the stack in place (no change: nothing happens).
+# PARAMETER_OVERRIDES="Key=Value ..." adds template parameters (tests/run.sh: ProducerAccounts).
 # TEMPLATE=path deploys another template instead (e.g. a copy with a permission removed, to
 # see the local IAM enforcement fail); it is packaged into its own .aws-sam/local-<stage>.
 set -euo pipefail
@@ -22,7 +23,7 @@ sam deploy \
   --stack-name "$STACK_NAME" \
   --s3-bucket "$BUCKET" \
   --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
-  --parameter-overrides "Stage=$STAGE" "Architecture=$HOST_ARCH" "LogLevel=${LOG_LEVEL:-info}" \
+  --parameter-overrides "Stage=$STAGE" "LogLevel=${LOG_LEVEL:-info}" ${PARAMETER_OVERRIDES:-} \
   --no-confirm-changeset --no-fail-on-empty-changeset --no-progressbar \
   > "$LOCAL_DIR/deploy-$STAGE.log" 2>&1 || {
     tail -n 40 "$LOCAL_DIR/deploy-$STAGE.log"

@@ -6,7 +6,8 @@ function) cross-compiles a release build, minutes on two cores. Locally we build
 function once with cargo, for the host, and do what `sam build` would do with the result:
 put each function's binary in its own folder as `bootstrap` and point the function's
 CodeUri there. Nothing else in the template
-changes, so LocalStack runs the same resources, rules, policies and settings as AWS.
+changes but the architecture (the host's), so LocalStack runs the same resources, rules,
+policies and settings as AWS.
 
 Usage: package_local.py TEMPLATE BINARY_DIR OUT_DIR
 
@@ -15,6 +16,7 @@ working on one service while the others do not build yet.
 """
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -25,6 +27,12 @@ from cfnlint.decode import cfn_yaml
 
 def main(template_path: str, binary_dir: str, out_dir: str) -> int:
     template = cfn_yaml.load(template_path)
+    # The binaries are built for this host, so the functions say so (the template's one
+    # Architectures line is for `sam build`; see Globals there).
+    host_arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    function_globals = template.get("Globals", {}).get("Function", {})
+    if "Architectures" in function_globals:
+        function_globals["Architectures"] = [host_arch]
     os.makedirs(out_dir, exist_ok=True)
     only = {f for f in os.environ.get("ORDERFLOW_FUNCTIONS", "").split(",") if f}
     packaged = []

@@ -8,8 +8,9 @@ Run it with the tools venv's python (cfn-lint, aws-sam-translator and PyYAML com
 infra/scripts/check_template.sh does). checkov has a venv of its own (infra/localstack/setup.sh):
 `.local/checkov-venv/bin/checkov`, or --checkov PATH.
 
-- cfn-lint: `--include-checks I`, and only the informational findings count here (errors and
-  warnings already fail check_template.sh's cfn-lint part).
+- cfn-lint: `--include-checks I` on the template and on its SAM translation, and only the
+  informational findings count here (errors and warnings already fail check_template.sh's
+  cfn-lint part). Findings on the translation name the template's logical ids, like checkov's.
 - checkov: the template as written (checkov reads `AWS::Serverless::Function` itself, with
   `Globals` merged) and its SAM translation, the plain CloudFormation SAM deploys: the IAM roles,
   functions and event source mappings SAM generates exist only there, so checkov's IAM checks
@@ -83,7 +84,9 @@ def cfn_lint_command(templates: list[Path]) -> list[str]:
             "--include-checks", "I"]
 
 
-def cfn_lint_findings(stdout: str, stderr: str, returncode: int) -> Report:
+def cfn_lint_findings(stdout: str, stderr: str, returncode: int,
+                      sources: dict[str, tuple[str, str]] | None = None) -> Report:
+    """sources: as for checkov_findings, so that findings on a SAM translation name their template."""
     # Exit code bit mask: 1 = cfn-lint could not run; 2/4/8 = errors/warnings/informational found.
     if returncode & 1:
         raise ScanError(f"cfn-lint failed (exit {returncode}):\n{stderr}{stdout}")
@@ -96,10 +99,11 @@ def cfn_lint_findings(stdout: str, stderr: str, returncode: int) -> Report:
             continue
         path = match["Location"].get("Path") or []
         resource = str(path[1]) if len(path) > 1 and path[0] == "Resources" else "/".join(map(str, path))
-        template = display(Path(match["Filename"]))
+        filename = str(Path(match["Filename"]).resolve())
+        template, label = (sources or {}).get(filename, (display(Path(match["Filename"])),) * 2)
         line = match["Location"]["Start"]["LineNumber"]
         findings.append(Finding("cfn-lint", match["Rule"]["Id"], resource or "(template)", template,
-                                f"{template}:{line}", match["Message"]))
+                                f"{label}:{line}", match["Message"]))
     return Report(findings, None)
 
 
@@ -179,10 +183,13 @@ def scan(templates: list[Path], checkov: Path) -> dict[str, Report]:
              *(arg for path in checkov_inputs for arg in ("--file", str(path)))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
         )
-        lint = subprocess.run(cfn_lint_command(templates), capture_output=True, text=True, cwd=ROOT)
+        # The informational checks on the SAM translation too: what SAM generates (roles, their
+        # policies, event source mappings) and what it copies from the functions' Policies are
+        # only there, so a hard-coded partition in a policy (I3042) shows only there.
+        lint = subprocess.run(cfn_lint_command(checkov_inputs), capture_output=True, text=True, cwd=ROOT)
         checkov_out, checkov_err = checkov_run.communicate()
         return {
-            "cfn-lint": cfn_lint_findings(lint.stdout, lint.stderr, lint.returncode),
+            "cfn-lint": cfn_lint_findings(lint.stdout, lint.stderr, lint.returncode, sources),
             "checkov": checkov_findings(checkov_out, checkov_err, checkov_run.returncode, sources),
         }
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use contracts::{Event, Payload};
+use eventkit::metrics::EventTypeCounts;
 use eventkit::{BatchResults, Envelope, Handled, HandlerError, Invocation};
 
 use crate::batch::{chunks, split_at_indexes, Counting, TransactionPlan, MAX_TRANSACTION_ITEMS};
@@ -32,6 +33,9 @@ const ATTEMPTS: usize = 2;
 
 pub struct AnalyticsService {
     store: Arc<dyn CounterStore>,
+    /// Where the per-type counts go as EMF metrics (the dashboard's orders placed, shipped,
+    /// cancelled); None in tests.
+    metrics_namespace: Option<String>,
 }
 
 /// What became of a chunk: a result per event, and events to try again one by one.
@@ -41,17 +45,25 @@ struct ChunkOutcome<'a> {
 }
 
 impl AnalyticsService {
-    /// Reads `ANALYTICS_TABLE`.
+    /// Reads `ANALYTICS_TABLE` and the EMF namespace (`POWERTOOLS_METRICS_NAMESPACE`).
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         let table = eventkit::aws::required_env("ANALYTICS_TABLE")?;
-        Ok(AnalyticsService::new(Arc::new(DynamoCounterStore::new(
+        let namespace = eventkit::aws::required_env(eventkit::lambda::METRICS_NAMESPACE_VAR)?;
+        let service = AnalyticsService::new(Arc::new(DynamoCounterStore::new(
             aws_sdk_dynamodb::Client::new(aws),
             table,
-        ))))
+        )));
+        Ok(AnalyticsService {
+            metrics_namespace: Some(namespace),
+            ..service
+        })
     }
 
     pub fn new(store: Arc<dyn CounterStore>) -> Self {
-        AnalyticsService { store }
+        AnalyticsService {
+            store,
+            metrics_namespace: None,
+        }
     }
 
     /// Counts a batch's events (each event id once in it, as eventkit hands them over),
@@ -69,6 +81,9 @@ impl AnalyticsService {
             let outcome = self.count_chunk(chunk).await;
             results.extend(outcome.results);
             work.extend(outcome.alone.into_iter().map(|event| vec![event]));
+        }
+        if let Some(namespace) = &self.metrics_namespace {
+            counted_by_type(&countings, &results).emit(namespace, "analytics");
         }
         results
     }
@@ -158,6 +173,21 @@ fn counting(event: &Envelope<Event>, now: DateTime<Utc>) -> Counting {
             counted_at: now,
         },
     }
+}
+
+/// The events of the batch this invocation counted (not duplicates, not failures), by type:
+/// each event id is counted by exactly one invocation, so these sum to exactly-once totals.
+fn counted_by_type(countings: &[Counting], results: &BatchResults) -> EventTypeCounts {
+    let counted: std::collections::HashSet<&str> = results
+        .iter()
+        .filter(|(_, result)| matches!(result, Ok(Handled::Processed)))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let mut counts = EventTypeCounts::default();
+    for counting in countings.iter().filter(|c| counted.contains(c.event_id())) {
+        counts.add(counting.marker.detail_type);
+    }
+    counts
 }
 
 /// The same `result` for each of `events`.
@@ -449,6 +479,42 @@ mod tests {
         let week = Utc::now().timestamp() + MARKER_TTL.as_secs() as i64;
         assert!((week - 5..=week).contains(&marker.expires_at));
         assert_eq!(marker.duplicates, 1);
+    }
+
+    #[test]
+    fn the_metrics_count_what_this_invocation_counted_and_nothing_else() {
+        let now = Utc::now();
+        let events = [
+            event_at("2026-11-21T10:30:00Z", processed(1, "EUR")),
+            event_at("2026-11-21T10:30:00Z", processed(2, "EUR")),
+            event_at("2026-11-21T10:30:00Z", refunded(1, "EUR")),
+            event_at("2026-11-21T10:30:00Z", processed(3, "EUR")),
+        ];
+        let countings: Vec<Counting> = events.iter().map(|e| counting(e, now)).collect();
+        let ids = ids(&events);
+        let results: BatchResults = vec![
+            (ids[0].clone(), Ok(Handled::Processed)),
+            (ids[1].clone(), Ok(Handled::Duplicate)),
+            (ids[2].clone(), Ok(Handled::Processed)),
+            (
+                ids[3].clone(),
+                Err(HandlerError::transient("conflict", "try again")),
+            ),
+        ];
+
+        let docs = counted_by_type(&countings, &results).to_emf("Orderflow", "analytics", 0);
+
+        let counts: Vec<(Value, Value)> = docs
+            .iter()
+            .map(|d| (d["eventType"].clone(), d["events"].clone()))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![
+                (json!("PaymentProcessed"), json!(1)),
+                (json!("PaymentRefunded"), json!(1))
+            ]
+        );
     }
 
     #[tokio::test]

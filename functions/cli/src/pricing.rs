@@ -9,7 +9,7 @@
 /// AWS Lambda pricing, https://aws.amazon.com/lambda/pricing/: $0.20 per 1M requests.
 pub const LAMBDA_PER_REQUEST: f64 = 0.20 / 1e6;
 /// Same page, Arm price, first 7.5 billion GB-s a month: $0.0000133334 per GB-s. Arm because
-/// the template's `Architecture` parameter defaults to arm64 (`LAMBDA_ARCH` in the Makefile).
+/// the template's `Architectures` line (Globals) is arm64, which the Makefile's `LAMBDA_ARCH` reads.
 pub const LAMBDA_PER_GB_SECOND_ARM64: f64 = 0.000_013_333_4;
 /// Same page, x86 price, first 6 billion GB-s a month: $0.0000166667 per GB-s (for comparison).
 pub const LAMBDA_PER_GB_SECOND_X86: f64 = 0.000_016_666_7;

@@ -25,22 +25,47 @@
 //! record marked FAILED, which lets a retry claim it again. That is also why the SES client
 //! makes a single attempt per send (see [`crate::mailer::SesMailer`]).
 //!
+//! # Sending rate and throttling
+//!
+//! SES accepts at most the account's send rate, so every send first waits for a slot of the
+//! process's [`SendRateLimiter`] (its share of that rate; see [`crate::rate`]). The slot is
+//! taken *before* the claim: a message whose slot would come too late for this invocation
+//! (after its deadline less [`DEADLINE_MARGIN`]) gives up holding nothing, fails
+//! transiently as `email-rate-limited` and is received again later, claimable as if it had
+//! never been seen. The other order would hold a SENDING claim through the wait, and an
+//! invocation that died while waiting would lose the email for good. (A redelivery of an
+//! email already sent also waits for a slot before its claim tells it so; those are rare.)
+//!
+//! A send that SES throttles anyway ("Maximum sending rate exceeded": more environments
+//! sending than `EMAIL_SENDING_ENVIRONMENTS` says, or other senders on the account) certainly
+//! did not go out, so sending it again keeps to "at most one email": it is retried within
+//! the invocation, after a backoff with full jitter ([`THROTTLE_RETRY`]) and a new slot,
+//! while one still fits before the deadline. Meanwhile the record stays SENDING, so a
+//! concurrent delivery of the same event sends nothing; if no retry fits, the record is
+//! marked FAILED and the message fails transiently (`email-throttled`) for SQS to redeliver.
+//! The daily quota ("Daily message quota exceeded") is not retried here: seconds do not
+//! refill it. The record is marked FAILED and the message left to the queue's retries
+//! (`email-quota-exceeded`).
+//!
 //! There is no separate idempotency record (eventkit's `Idempotency`) in front of this: the
 //! claim is already a conditional write keyed by the event, so it is the record. One more
 //! would cost two DynamoDB writes per email and keep no email from going out twice that the
 //! claim does not.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use contracts::{
     CustomerRegistered, EmailSent, Event, OrderCancelled, OrderConfirmed, OrderShipped,
 };
 use eventkit::{
     DecodeError, Envelope, EventData, EventMetadata, FirstWrite, Handled, HandlerError, Invocation,
-    Publish, Publisher, Route,
+    Publish, Publisher, RetryPolicy, Route,
 };
+use tokio::time::Instant;
 
 use crate::mailer::{Mailer, SendError, SesMailer};
+use crate::rate::{SendRateLimiter, SendRateSettings};
 use crate::repository::{DynamoEmailRepository, EmailRecord, EmailRepository, EmailStatus};
 use crate::templates::{self, Email};
 
@@ -53,27 +78,52 @@ pub const ROUTES: &[Route] = &[
     CustomerRegistered::ROUTE,
 ];
 
+/// SES usually answers `SendEmail` within a few hundred milliseconds; this much is allowed.
+const EXPECTED_SEND_TIME: Duration = Duration::from_secs(1);
+
+/// How long before the invocation's deadline a send must start: the send itself, then 2 s
+/// for the record update, the `EmailSent` publish and the batch's report to Lambda.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2).saturating_add(EXPECTED_SEND_TIME);
+
+/// Retries of a send that SES throttled: exponential backoff with full jitter (the first
+/// retry within 400 ms, doubling up to 2 s), on top of waiting for a new slot. The deadline
+/// usually ends them before `max_attempts` does.
+pub const THROTTLE_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 10,
+    base_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(2),
+};
+
 pub struct NotificationService {
     repository: Arc<dyn EmailRepository>,
     mailer: Arc<dyn Mailer>,
     bus: Arc<dyn Publish<Event>>,
+    /// Shared by all the messages this process handles at once.
+    sending: SendRateLimiter,
 }
 
 impl NotificationService {
-    /// Reads `EMAILS_TABLE`, `EMAIL_SENDER` and `EVENT_BUS_NAME`.
-    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
+    /// Reads `EMAILS_TABLE`, `EMAIL_SENDER`, `EVENT_BUS_NAME`, and the sending rate
+    /// (`EMAIL_MAX_SEND_RATE`, `EMAIL_SENDING_ENVIRONMENTS`; see [`crate::rate`]); asks SES
+    /// for the account's rate (`GetSendQuota`) when none is configured.
+    pub async fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         use eventkit::aws::required_env;
-        let dynamo = aws_sdk_dynamodb::Client::new(aws);
+        let (table, sender, bus) = (
+            required_env("EMAILS_TABLE")?,
+            required_env("EMAIL_SENDER")?,
+            required_env("EVENT_BUS_NAME")?,
+        );
+        let rate = SendRateSettings::from_env()?;
+        let mailer = SesMailer::new(aws, sender);
+        let sending = rate.limiter(&mailer).await?;
         Ok(NotificationService::new(
             Arc::new(DynamoEmailRepository::new(
-                dynamo,
-                required_env("EMAILS_TABLE")?,
+                aws_sdk_dynamodb::Client::new(aws),
+                table,
             )),
-            Arc::new(SesMailer::new(aws, required_env("EMAIL_SENDER")?)),
-            Arc::new(Publisher::new(
-                aws_sdk_eventbridge::Client::new(aws),
-                required_env("EVENT_BUS_NAME")?,
-            )),
+            Arc::new(mailer),
+            Arc::new(Publisher::new(aws_sdk_eventbridge::Client::new(aws), bus)),
+            sending,
         ))
     }
 
@@ -81,25 +131,41 @@ impl NotificationService {
         repository: Arc<dyn EmailRepository>,
         mailer: Arc<dyn Mailer>,
         bus: Arc<dyn Publish<Event>>,
+        sending: SendRateLimiter,
     ) -> Self {
         NotificationService {
             repository,
             mailer,
             bus,
+            sending,
         }
     }
 
     pub async fn handle(
         &self,
         event: Envelope<Event>,
-        _invocation: Invocation,
+        invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
         let email = render(event.data)?;
-        self.deliver(&event.metadata, &email).await
+        // On tokio's clock from here on (the limiter's, and tests' paused one).
+        let latest_send = Instant::now() + invocation.remaining().saturating_sub(DEADLINE_MARGIN);
+        self.deliver(&event.metadata, &email, latest_send).await
     }
 
-    /// Claims, sends, records and announces the email of event `cause`.
-    async fn deliver(&self, cause: &EventMetadata, email: &Email) -> Result<Handled, HandlerError> {
+    /// Waits for a send slot, then claims, sends, records and announces the email of event
+    /// `cause`. No send starts after `latest_send`.
+    async fn deliver(
+        &self,
+        cause: &EventMetadata,
+        email: &Email,
+        latest_send: Instant,
+    ) -> Result<Handled, HandlerError> {
+        // The slot before the claim: see the module comment.
+        if let Err(late) = self.sending.acquire(Instant::now(), latest_send).await {
+            tracing::warn!(event_id = %cause.event_id, template = email.template.name(),
+                error = %late, "no send slot left in this invocation; the message is retried");
+            return Err(HandlerError::transient("email-rate-limited", late));
+        }
         let record = EmailRecord {
             id: cause.event_id.clone(),
             status: EmailStatus::Sending,
@@ -116,7 +182,7 @@ impl NotificationService {
         if let FirstWrite::Existing(stored) = self.repository.claim(&record).await? {
             return self.already_recorded(cause, stored).await;
         }
-        let message_id = match self.mailer.send(email).await {
+        let message_id = match self.send(cause, email, latest_send).await {
             Ok(id) => id,
             Err(e @ SendError::Unknown(_)) => {
                 // Left SENDING: see the module comment. The DLQ keeps the event for a person.
@@ -130,6 +196,12 @@ impl NotificationService {
                     .await?;
                 return Err(match e {
                     SendError::Rejected(_) => HandlerError::permanent("email-rejected", e),
+                    SendError::Throttled(_) => HandlerError::transient("email-throttled", e),
+                    SendError::DailyQuotaExceeded(_) => {
+                        tracing::error!(event_id = %cause.event_id, error = %e,
+                            "the SES daily sending quota is used up; the message is retried");
+                        HandlerError::transient("email-quota-exceeded", e)
+                    }
                     _ => HandlerError::transient("email-not-sent", e),
                 });
             }
@@ -149,6 +221,48 @@ impl NotificationService {
         tracing::info!(template = %sent.template, to = %masked(&sent.to),
             message_id = sent.message_id.as_deref().unwrap_or_default(), "email sent");
         Ok(Handled::Processed)
+    }
+
+    /// Sends `email`, and sends it again after each rate throttle while a backoff and a new
+    /// slot still fit before `latest_send`: a throttled mail was not sent (see the module
+    /// comment). Returns the last error when no retry fits.
+    async fn send(
+        &self,
+        cause: &EventMetadata,
+        email: &Email,
+        latest_send: Instant,
+    ) -> Result<String, SendError> {
+        let mut attempt = 0;
+        loop {
+            let throttled = match self.mailer.send(email).await {
+                Err(SendError::Throttled(text)) => text,
+                other => return other,
+            };
+            attempt += 1;
+            let retry = if THROTTLE_RETRY.allows_another(attempt) {
+                let backoff = THROTTLE_RETRY.delay(attempt);
+                self.sending
+                    .reserve(Instant::now() + backoff, latest_send)
+                    .map_err(|late| late.to_string())
+            } else {
+                Err(format!("{attempt} attempts"))
+            };
+            match retry {
+                Ok(slot) => {
+                    tracing::warn!(event_id = %cause.event_id, attempt, error = %throttled,
+                        retry_in_ms = slot.saturating_duration_since(Instant::now()).as_millis(),
+                        "SES throttled the send (nothing was sent); sending again");
+                    tokio::time::sleep_until(slot).await;
+                }
+                Err(why) => {
+                    tracing::warn!(event_id = %cause.event_id, attempt, error = %throttled,
+                        gave_up_because = %why,
+                        "SES throttled the send (nothing was sent); no retry fits in this \
+                         invocation");
+                    return Err(SendError::Throttled(throttled));
+                }
+            }
+        }
     }
 
     async fn already_recorded(
@@ -239,19 +353,31 @@ mod tests {
     use std::sync::Mutex;
 
     const ADA: &str = "ada@example.com";
+    const SECOND: Duration = Duration::from_secs(1);
 
     struct World {
         emails: Arc<MemoryEmails>,
         mailer: Arc<MemoryMailer>,
         bus: Arc<MemoryBus<Event>>,
-        service: NotificationService,
+        service: Arc<NotificationService>,
     }
 
+    /// A world whose sending rate never makes a test wait.
     fn world() -> World {
+        world_sending_at(1000.0)
+    }
+
+    /// A world that sends at most `per_second` emails a second.
+    fn world_sending_at(per_second: f64) -> World {
         let emails = Arc::new(MemoryEmails::default());
         let mailer = Arc::new(MemoryMailer::default());
         let bus = MemoryBus::new();
-        let service = NotificationService::new(emails.clone(), mailer.clone(), bus.clone());
+        let service = Arc::new(NotificationService::new(
+            emails.clone(),
+            mailer.clone(),
+            bus.clone(),
+            SendRateLimiter::new(per_second).unwrap(),
+        ));
         World {
             emails,
             mailer,
@@ -260,9 +386,40 @@ mod tests {
         }
     }
 
+    fn rate_throttle() -> SendError {
+        SendError::Throttled("Throttling: Maximum sending rate exceeded.".into())
+    }
+
     impl World {
         async fn handle(&self, event: &Envelope<Event>) -> Result<Handled, HandlerError> {
             self.service.handle(event.clone(), invocation()).await
+        }
+
+        async fn handle_with(
+            &self,
+            event: &Envelope<Event>,
+            remaining: Duration,
+        ) -> Result<Handled, HandlerError> {
+            let invocation = Invocation::with_remaining(remaining);
+            self.service.handle(event.clone(), invocation).await
+        }
+
+        /// Handles `events` all at once, as the batch processor does, each in an invocation
+        /// with `remaining` time left; the results in the order of `events`.
+        async fn handle_at_once(
+            &self,
+            events: &[Envelope<Event>],
+            remaining: Duration,
+        ) -> Vec<Result<Handled, HandlerError>> {
+            let mut running = tokio::task::JoinSet::new();
+            for (index, event) in events.iter().enumerate() {
+                let (service, event) = (self.service.clone(), event.clone());
+                let invocation = Invocation::with_remaining(remaining);
+                running.spawn(async move { (index, service.handle(event, invocation).await) });
+            }
+            let mut results = running.join_all().await;
+            results.sort_by_key(|(index, _)| *index);
+            results.into_iter().map(|(_, result)| result).collect()
         }
 
         fn subjects_sent(&self) -> Vec<String> {
@@ -500,8 +657,9 @@ mod tests {
     async fn a_send_known_to_have_failed_is_retried_and_sent_once() {
         let w = world();
         let cause = shipped();
-        w.mailer
-            .fail_with([SendError::NotSent("Throttling: slow down".into())]);
+        w.mailer.fail_with([SendError::NotSent(
+            "ServiceUnavailable: try again later".into(),
+        )]);
 
         let err = w.handle(&cause).await.unwrap_err();
         assert!(!err.is_permanent());
@@ -510,7 +668,7 @@ mod tests {
         assert_eq!(failed.status, EmailStatus::Failed);
         assert_eq!(
             failed.last_error.as_deref(),
-            Some("email not sent: Throttling: slow down")
+            Some("email not sent: ServiceUnavailable: try again later")
         );
 
         let retried = w.handle(&cause).await.unwrap();
@@ -526,6 +684,180 @@ mod tests {
             )]
         );
         assert_eq!(w.record(&cause).unwrap().last_error, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_send_is_retried_within_the_invocation_and_sent_once() {
+        let w = world_sending_at(1.0);
+        let cause = shipped();
+        w.mailer
+            .fail_with([rate_throttle(), rate_throttle(), rate_throttle()]);
+        let start = Instant::now();
+
+        let handled = w.handle(&cause).await.unwrap();
+
+        assert_eq!(handled, Handled::Processed);
+        assert_eq!(w.mailer.attempts(), 4, "three throttled, the fourth sent");
+        assert_eq!(w.subjects_sent(), vec!["Your order ord-3 has shipped"]);
+        let record = w.record(&cause).unwrap();
+        assert_eq!(
+            (record.status, record.message_id.as_deref()),
+            (EmailStatus::Sent, Some("ses-1"))
+        );
+        assert_eq!(
+            w.bus.events(),
+            vec![announced(
+                &cause,
+                "order-shipped",
+                "Your order ord-3 has shipped"
+            )]
+        );
+        // Each retry took a new slot of the 1/s limiter.
+        assert!(Instant::now() - start >= 3 * SECOND);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_throttled_until_the_deadline_gives_up_in_time_and_is_sent_once_later() {
+        let w = world();
+        let cause = confirmed();
+        w.mailer
+            .fail_with(std::iter::repeat_with(rate_throttle).take(1000));
+        let start = Instant::now();
+        let remaining = 10 * SECOND;
+
+        let err = w.handle_with(&cause, remaining).await.unwrap_err();
+
+        assert!(!err.is_permanent());
+        assert_eq!(err.reason, "email-throttled");
+        assert!(w.mailer.attempts() > 1, "retried within the invocation");
+        assert!(
+            Instant::now() - start <= remaining - DEADLINE_MARGIN,
+            "no send after the deadline less the margin: {:?}",
+            Instant::now() - start
+        );
+        assert!(w.mailer.sent().is_empty());
+        assert!(w.bus.events().is_empty());
+        let failed = w.record(&cause).unwrap();
+        assert_eq!(failed.status, EmailStatus::Failed, "claimable again");
+        assert_eq!(
+            failed.last_error.as_deref(),
+            Some("email throttled: Throttling: Maximum sending rate exceeded.")
+        );
+
+        // SES takes mail again; SQS redelivers.
+        w.mailer.recover();
+        let redelivered = w.handle(&cause).await.unwrap();
+
+        assert_eq!(redelivered, Handled::Processed);
+        assert_eq!(w.mailer.sent().len(), 1, "one email");
+        assert_eq!(w.status(&cause), Some(EmailStatus::Sent));
+        assert_eq!(w.bus.events().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_daily_quota_is_left_to_the_queue_and_not_retried_in_the_invocation() {
+        let w = world();
+        let cause = registered();
+        w.mailer.fail_with([SendError::DailyQuotaExceeded(
+            "Throttling: Daily message quota exceeded.".into(),
+        )]);
+
+        let err = w.handle(&cause).await.unwrap_err();
+
+        assert!(!err.is_permanent());
+        assert_eq!(err.reason, "email-quota-exceeded");
+        assert_eq!(w.mailer.attempts(), 1, "no retry within the invocation");
+        assert_eq!(
+            w.status(&cause),
+            Some(EmailStatus::Failed),
+            "claimable again"
+        );
+        assert!(w.bus.events().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_without_a_send_slot_in_its_invocation_claims_nothing() {
+        let w = world_sending_at(0.5);
+        let (first, second) = (shipped(), cancelled());
+        w.handle(&first).await.unwrap();
+        let start = Instant::now();
+
+        // The next slot is 2 s away; 4 s left less the 3 s margin leaves 1 s.
+        let err = w.handle_with(&second, 4 * SECOND).await.unwrap_err();
+
+        assert!(!err.is_permanent());
+        assert_eq!(err.reason, "email-rate-limited");
+        assert_eq!(Instant::now(), start, "gave up without waiting");
+        assert_eq!(w.record(&second), None, "nothing claimed");
+        assert_eq!(w.mailer.attempts(), 1);
+
+        let redelivered = w.handle(&second).await.unwrap();
+
+        assert_eq!(redelivered, Handled::Processed);
+        assert_eq!(
+            w.subjects_sent(),
+            vec![
+                "Your order ord-3 has shipped",
+                "Your order ord-2 was cancelled"
+            ]
+        );
+    }
+
+    /// Ten different customers' welcome emails.
+    fn ten_registrations() -> Vec<Envelope<Event>> {
+        (0..10)
+            .map(|n| {
+                event(CustomerRegistered {
+                    customer_id: format!("cus-{n}"),
+                    email: ADA.into(),
+                    name: format!("Customer {n}"),
+                })
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_sent_at_once_goes_out_at_the_process_rate() {
+        // 1/s for the account over 2 environments.
+        let w = world_sending_at(0.5);
+        let events = ten_registrations();
+
+        let results = w.handle_at_once(&events, 30 * SECOND).await;
+
+        assert!(
+            results.iter().all(|r| matches!(r, Ok(Handled::Processed))),
+            "{results:?}"
+        );
+        let times = w.mailer.send_times();
+        assert_eq!(times.len(), 10);
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= 2 * SECOND, "{:?}", pair[1] - pair[0]);
+        }
+        assert!(times[9] - times[0] < 18 * SECOND + SECOND / 10);
+        assert_eq!(w.bus.events().len(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_does_not_fit_in_the_invocation_is_left_unclaimed_for_the_next() {
+        let w = world_sending_at(0.5);
+        let events = ten_registrations();
+
+        // 10 s (the function's timeout) less the 3 s margin: slots at 0, 2, 4 and 6 s.
+        let results = w.handle_at_once(&events, 10 * SECOND).await;
+
+        let sent = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(sent, 4);
+        assert_eq!(w.mailer.sent().len(), 4);
+        for (event, result) in events.iter().zip(&results) {
+            match result {
+                Ok(handled) => assert_eq!(handled, &Handled::Processed),
+                Err(e) => {
+                    assert_eq!(e.reason, "email-rate-limited");
+                    assert!(!e.is_permanent());
+                    assert_eq!(w.record(event), None, "left unclaimed");
+                }
+            }
+        }
     }
 
     #[tokio::test]

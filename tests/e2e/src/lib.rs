@@ -1,9 +1,18 @@
-//! Harness for the end-to-end tests: clients for the LocalStack deployment of
-//! `infra/template.yaml` (stage `ORDERFLOW_STAGE`, set by `make test`), sending events the
-//! way users do, and observing what the functions publish on the bus.
+//! Harness for the end-to-end tests: clients for a deployment of `infra/template.yaml`
+//! (stage `STAGE`, as for make and the CLI), sending events the way users do, and observing what the
+//! functions publish on the bus.
 //!
-//! The tests are `#[ignore]`d so that a plain `cargo test` needs no LocalStack;
-//! `make test` runs them with `--ignored` after deploying the stack.
+//! Two targets, one suite ([`Deployment`]): LocalStack (`make test`, the default) and a stack a
+//! user deployed on AWS (`make test-aws STAGE=<s>`, `ORDERFLOW_TARGET=aws`), reached through
+//! the SDK's default credential and endpoint chain. Tests that need a hook only LocalStack
+//! has (its SES store, the usage recorder behind `orderflow load --cost`) live in a module
+//! named `localstack_only`, which `make test-aws` skips by name and lists; the hooks
+//! themselves refuse to run against AWS ([`require_localstack`]). `make test` runs the rest
+//! against LocalStack through a proxy that refuses LocalStack's own endpoints
+//! (`infra/localstack/aws_only_proxy.py`), which shows that they need nothing AWS lacks.
+//!
+//! The tests are `#[ignore]`d so that a plain `cargo test` needs no deployment; `make test`
+//! runs them with `--ignored` after deploying the stack.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -13,6 +22,35 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 
 pub use aws_sdk_dynamodb::types::AttributeValue;
+
+/// Where the suite runs, from `ORDERFLOW_TARGET` (`localstack`, the default, or `aws`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    LocalStack,
+    Aws,
+}
+
+impl Deployment {
+    pub fn from_env() -> Deployment {
+        match std::env::var("ORDERFLOW_TARGET").as_deref() {
+            Err(_) | Ok("") | Ok("localstack") => Deployment::LocalStack,
+            Ok("aws") => Deployment::Aws,
+            Ok(other) => panic!("ORDERFLOW_TARGET must be `localstack` or `aws`, not `{other}`"),
+        }
+    }
+}
+
+/// LocalStack's endpoint, for a hook that only LocalStack has (`what` names it). Fails the
+/// test against AWS: such a test belongs in a `localstack_only` module, which `make
+/// test-aws` skips.
+pub fn require_localstack(what: &str) -> String {
+    assert_eq!(
+        Deployment::from_env(),
+        Deployment::LocalStack,
+        "{what} exists only on LocalStack: move this test into a `localstack_only` module"
+    );
+    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (LocalStack's endpoint)")
+}
 
 /// The deployed stack.
 pub struct Stack {
@@ -25,13 +63,16 @@ pub struct Stack {
 
 impl Stack {
     pub async fn connect() -> Stack {
-        assert!(
-            std::env::var("AWS_ENDPOINT_URL").is_ok(),
-            "AWS_ENDPOINT_URL is not set: run these tests with `make test`"
-        );
+        if Deployment::from_env() == Deployment::LocalStack {
+            assert!(
+                std::env::var("AWS_ENDPOINT_URL").is_ok(),
+                "AWS_ENDPOINT_URL is not set: run these tests with `make test` \
+                 (or against AWS with `make test-aws STAGE=<stage>`)"
+            );
+        }
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Stack {
-            stage: std::env::var("ORDERFLOW_STAGE").unwrap_or_else(|_| "test".into()),
+            stage: std::env::var("STAGE").unwrap_or_else(|_| "test".into()),
             events: aws_sdk_eventbridge::Client::new(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
             dynamo: aws_sdk_dynamodb::Client::new(&config),
@@ -202,14 +243,38 @@ impl Stack {
             .attributes()
             .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
             .expect("arn");
-        self.events
+        let rule_arn = self
+            .events
             .put_rule()
             .name(&name)
             .event_bus_name(self.bus())
             .event_pattern(pattern.to_string())
             .send()
             .await
-            .expect("put-rule");
+            .expect("put-rule")
+            .rule_arn()
+            .expect("rule arn")
+            .to_string();
+        // On AWS a rule can deliver to a queue only when the queue's policy lets EventBridge
+        // send for that rule ("Amazon SQS permissions", Amazon EventBridge User Guide,
+        // https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sqs-permissions).
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}
+            }]
+        });
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(&url)
+            .attributes(QueueAttributeName::Policy, policy.to_string())
+            .send()
+            .await
+            .expect("observer queue policy");
         self.events
             .put_targets()
             .rule(&name)
@@ -445,21 +510,43 @@ impl Stack {
     /// The messages a function logged (CloudWatch Logs, as `make logs` reads them) that
     /// contain `needle`.
     pub fn log_lines(&self, function: &str, needle: &str) -> Vec<String> {
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
-        let out = std::process::Command::new("aws")
-            .args(["--endpoint-url", &endpoint, "logs", "filter-log-events"])
-            .arg("--log-group-name")
-            .arg(format!("/aws/lambda/{}", self.name(function)))
-            .args(["--query", "events[].message", "--output", "json"])
-            .output()
-            .expect("the AWS CLI runs (make test puts it on PATH)");
-        assert!(out.status.success(), "aws logs filter-log-events failed");
-        let messages: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let log_group = format!("/aws/lambda/{}", self.name(function));
+        let messages: Vec<String> = serde_json::from_value(aws_cli(&[
+            "logs",
+            "filter-log-events",
+            "--log-group-name",
+            &log_group,
+            "--query",
+            "events[].message",
+        ]))
+        .unwrap_or_default();
         messages
             .into_iter()
             .filter(|m| m.contains(needle))
             .collect()
     }
+}
+
+/// `aws <args> --output json`, parsed: for the few calls the harness makes without an SDK
+/// crate of its own (CloudWatch Logs, CloudFormation, CloudWatch). Against LocalStack (or the
+/// proxy in front of it) when `AWS_ENDPOINT_URL` is set; otherwise the AWS CLI's default
+/// chain, as for a user.
+pub fn aws_cli(args: &[&str]) -> Value {
+    let mut aws = std::process::Command::new("aws");
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+        aws.args(["--endpoint-url", &endpoint]);
+    }
+    let out = aws
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .expect("the AWS CLI runs (make test puts it on PATH)");
+    assert!(
+        out.status.success(),
+        "aws {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
 /// A message on a dead-letter queue with the reason eventkit's batch processing attached

@@ -51,9 +51,82 @@ impl BatchMetrics {
     }
 }
 
+/// How many events of each type a function took in, as EMF: one document per type, because
+/// an EMF document carries one value per dimension (`service`, `eventType`). The dashboard's
+/// orders placed, confirmed, shipped and cancelled are these counts, from the one consumer
+/// that sees every event exactly once (analytics).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EventTypeCounts {
+    counts: std::collections::BTreeMap<String, u64>,
+}
+
+impl EventTypeCounts {
+    /// Counts one more event of `detail_type`.
+    pub fn add(&mut self, detail_type: &str) {
+        *self.counts.entry(detail_type.to_string()).or_default() += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// The EMF documents for these counts (metric `events`), in `namespace`.
+    pub fn to_emf(
+        &self,
+        namespace: &str,
+        service: &str,
+        timestamp_ms: i64,
+    ) -> Vec<serde_json::Value> {
+        self.counts
+            .iter()
+            .map(|(detail_type, count)| {
+                json!({
+                    "_aws": {
+                        "Timestamp": timestamp_ms,
+                        "CloudWatchMetrics": [{
+                            "Namespace": namespace,
+                            "Dimensions": [["service", "eventType"]],
+                            "Metrics": [{"Name": "events", "Unit": "Count"}],
+                        }]
+                    },
+                    "service": service,
+                    "eventType": detail_type,
+                    "events": count,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the EMF lines to stdout (see [`BatchMetrics::emit`]).
+    pub fn emit(&self, namespace: &str, service: &str) {
+        let now = chrono::Utc::now().timestamp_millis();
+        for doc in self.to_emf(namespace, service, now) {
+            println!("{doc}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_type_counts_are_one_emf_document_per_type() {
+        let mut counts = EventTypeCounts::default();
+        for t in ["OrderShipped", "OrderPlaced", "OrderShipped"] {
+            counts.add(t);
+        }
+        let docs = counts.to_emf("Orderflow", "analytics", 1);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0]["eventType"], "OrderPlaced");
+        assert_eq!(docs[0]["events"], 1);
+        assert_eq!(docs[1]["eventType"], "OrderShipped");
+        assert_eq!(docs[1]["events"], 2);
+        let declared = &docs[1]["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Dimensions"], json!([["service", "eventType"]]));
+        assert_eq!(declared["Metrics"][0]["Name"], "events");
+        assert_eq!(docs[1]["service"], "analytics");
+    }
 
     #[test]
     fn emf_declares_every_metric_it_carries() {

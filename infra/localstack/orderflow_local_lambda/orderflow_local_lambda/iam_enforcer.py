@@ -42,7 +42,7 @@ from localstack.aws.api import CommonServiceException, RequestContext
 from localstack.http import Request, Response
 from localstack.runtime import hooks
 
-from . import usage
+from . import cfn_resources, usage
 from .iam_policy import Statement, UnsupportedPolicy, evaluate, parse_policy
 from .iam_requests import Unmapped, checks_for
 
@@ -247,3 +247,4 @@ def orderflow_enforce_lambda_iam():
     ROUTER.add(ROUTE, endpoint=_decisions_endpoint, methods=["GET"])
     LOG.info("orderflow: Lambda functions' AWS requests are checked against their execution roles (%s)", ROUTE)
     usage.install()
+    cfn_resources.install()
