@@ -19,8 +19,10 @@ EXECUTOR_SRC=$SCRIPT_DIR/orderflow_local_lambda
 
 # Pins. Why these three extra pins: see shared/local-aws.md (newer versions break 4.13.1).
 LOCALSTACK_PINS=("localstack-core[runtime]==4.13.1" "cbor2<6" "pyopenssl<26" "localstack-twisted<25")
-# ruff lints the Python under infra/ (infra/ruff.toml; `make lint`, tests/run.sh).
-TOOLS_PINS=("aws-sam-cli" "cfn-lint" "awscli" "ruff==0.17.6")
+# ruff lints the Python under infra/ (infra/ruff.toml; `make lint`, tests/run.sh). Every tool
+# pinned: a new cfn-lint or SAM CLI release brings new checks and translations, and `make test`
+# must not change from one day to the next without a commit (bump them here, on purpose).
+TOOLS_PINS=("aws-sam-cli==1.170.0" "cfn-lint==1.58.0" "awscli==1.46.3" "ruff==0.17.6")
 # checkov scans infra/template.yaml (infra/scripts/scan_template.py). Its own venv: checkov
 # pins boto3 exactly (3.3.30: boto3==1.35.49), and pip would satisfy that in the tools venv by
 # downgrading aws-sam-cli and cfn-lint (to 1.148 and 1.41 when tried), changing their checks.
@@ -149,11 +151,11 @@ else
   log "tools venv: done"
 fi
 
-# cargo-lambda (PyPI wheel bundles zig) is only needed for real-AWS builds: warn, don't fail.
+# cargo-lambda (PyPI wheel bundles zig; pinned like the other tools) is only needed for real-AWS builds: warn, don't fail.
 CURRENT_STEP="cargo-lambda"
 if stamp_ok cargo-lambda "$TOOLS_KEY" && [ -x "$TOOLS/bin/cargo-lambda" ]; then
   log "cargo-lambda: up to date"
-elif "$TOOLS/bin/pip" install cargo-lambda >"$LOCAL_DIR/setup-last.log" 2>&1; then
+elif "$TOOLS/bin/pip" install "cargo-lambda==1.9.2" >"$LOCAL_DIR/setup-last.log" 2>&1; then
   stamp_set cargo-lambda "$TOOLS_KEY"
   log "cargo-lambda: installed"
 else

@@ -42,6 +42,16 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
+/// The generated customers' address: SES's mailbox simulator, which accepts mail on AWS
+/// without verified recipients, also in the sandbox, and counts it against neither the sending
+/// quota nor the bounce rate ("Using the mailbox simulator manually", Amazon SES Developer
+/// Guide, https://docs.aws.amazon.com/ses/latest/dg/send-an-email-from-console.html#send-email-simulator;
+/// a `+label` tells the customers apart). An `@example.com` address would bounce on AWS, be
+/// refused in the sandbox, and dead-letter every email of a load run.
+pub fn simulator_address(customer: usize) -> String {
+    format!("success+load{customer}@simulator.amazonses.com")
+}
+
 /// Whether order `index` of a run is declined: spread evenly, so that any prefix of the run
 /// holds about its share (`floor((i+1)·share) > floor(i·share)`).
 pub fn is_declined(index: usize, share: f64) -> bool {
@@ -72,7 +82,7 @@ pub fn plan_orders(plan: &OrderPlan) -> Result<Vec<(RawEvent, bool)>> {
             let order = OrderPlaced {
                 order_id: format!("ord-{}-{i:04}", plan.run_id),
                 customer_id: format!("cus-{}", i % 7),
-                customer_email: format!("load{}@example.com", i % 7),
+                customer_email: simulator_address(i % 7),
                 currency: currency.clone(),
                 lines: vec![OrderLine {
                     sku: sku.into(),
@@ -324,6 +334,18 @@ mod tests {
             duplicates: 0,
             schema_version,
             run_id: "t".into(),
+        }
+    }
+
+    #[test]
+    fn generated_customers_mail_the_ses_mailbox_simulator() {
+        let orders = plan_orders(&plan(8, 0.0, 2)).unwrap();
+        for (raw, _) in &orders {
+            let email = raw.data["customerEmail"].as_str().unwrap();
+            assert!(
+                email.starts_with("success+load") && email.ends_with("@simulator.amazonses.com"),
+                "{email}"
+            );
         }
     }
 

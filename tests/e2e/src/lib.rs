@@ -758,7 +758,7 @@ pub fn order_of(order_id: &str, sku: &str, quantity: u32, unit_price: u64, token
     json!({
         "metadata": {"schemaVersion": 2},
         "data": {
-            "orderId": order_id, "customerId": "cus-e2e", "customerEmail": "e2e@example.com",
+            "orderId": order_id, "customerId": "cus-e2e", "customerEmail": "success+e2e@simulator.amazonses.com",
             "currency": "EUR",
             "lines": [{"sku": sku, "quantity": quantity, "unitPrice": unit_price}],
             "total": u64::from(quantity) * unit_price, "paymentToken": token,
