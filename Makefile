@@ -49,7 +49,7 @@ local-deploy: build local-up ## build and deploy the SAM template to LocalStack 
 	@infra/scripts/deploy_local.sh
 
 logs: ## a function's latest log lines: make logs FN=payment [STAGE=dev]
-	@test -n "$(FN)" || { echo "usage: make logs FN=<payment|fraud|inventory|shipping|notification|analytics|orders|outbox|projector|order-query>"; exit 2; }
+	@test -n "$(FN)" || { echo "usage: make logs FN=<payment|fraud|inventory|shipping|notification|analytics|audit|orders|outbox|projector|order-query>"; exit 2; }
 	@source infra/scripts/env.sh && awsl logs filter-log-events --log-group-name "/aws/lambda/orderflow-$$STAGE-$(FN)" \
 	  --query 'events[].message' --output text | tr '\t' '\n' | grep -v '^$$' | tail -n $${LINES:-60}
 
@@ -153,10 +153,10 @@ clean: local-down ## remove build outputs and local state (keeps installed tools
 # custom runtimes in AWS SAM",
 # https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/building-custom-runtimes.html).
 # Why not SAM's rust-cargolambda builder: it runs `cargo lambda build --release --bin <one>` once per
-# function, so the nine single-threaded fat-LTO links of [profile.release] (about 50 s each here)
-# run one after another. Here the first target builds all nine in one cargo run, which links them
-# side by side on every core; the other eight targets find cargo up to date and only copy their
-# binary. Times are in README.md, "Deploying to AWS".
+# function, so the eleven single-threaded fat-LTO links of [profile.release] (about 50 s each here)
+# run one after another. Here the first target builds all eleven in one cargo run, which links them
+# side by side on every core; the other ten targets find cargo up to date and only copy their
+# binary. Times are in infra/README.md, "Building for AWS".
 # infra/samconfig.toml sets build_in_source = true (`sam build --build-in-source`, "sam build"
 # command reference,
 # https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/sam-cli-command-reference-sam-build.html):

@@ -17,7 +17,7 @@ FILESYSTEM_ROOT=$LOCAL_DIR/localstack
 DDB_DIR=$FILESYSTEM_ROOT/var/lib/localstack/lib/dynamodb-local/2
 EXECUTOR_SRC=$SCRIPT_DIR/orderflow_local_lambda
 
-# Pins. Why these three extra pins: see shared/local-aws.md (newer versions break 4.13.1).
+# Pins. The three beside localstack-core hold back dependencies whose newer releases break 4.13.1.
 LOCALSTACK_PINS=("localstack-core[runtime]==4.13.1" "cbor2<6" "pyopenssl<26" "localstack-twisted<25")
 # ruff lints the Python under infra/ (infra/ruff.toml; `make lint`, tests/run.sh). Every tool
 # pinned: a new cfn-lint or SAM CLI release brings new checks and translations, and `make test`
