@@ -19,6 +19,12 @@
 //! - [`audit`]: the audit trail's item layout, its batch writer and its queries.
 //! - [`observability`] and [`metrics`]: JSON logs and CloudWatch Embedded Metric Format.
 
+// The README's examples compile as doc-tests (`cargo test -p eventkit --doc`), so they cannot
+// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 pub mod audit;
 pub mod aws;
 pub mod batch;
