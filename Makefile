@@ -138,10 +138,8 @@ schemas: ## write new schema versions to events/schemas/ and lock them in PUBLIS
 fmt: ## format the code
 	cargo fmt --all
 
-lint: setup ## ruff on the Python under infra/ (infra/ruff.toml), rustfmt check, clippy -D warnings
-	$${ORDERFLOW_LOCAL_DIR:-.local}/tools-venv/bin/ruff check infra
-	cargo fmt --all -- --check
-	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+lint: setup ## ruff on the Python under infra/ (infra/ruff.toml), rustfmt check, clippy -D warnings (Rust pinned: LINT_RUST)
+	@infra/scripts/lint.sh
 
 clean: local-down ## remove build outputs and local state (keeps installed tools)
 	rm -rf target .aws-sam infra/.aws-sam .local/localstack .local/tmp

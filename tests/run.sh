@@ -14,14 +14,12 @@ RESULTS="$LOCAL_DIR/test-results.log"
 mkdir -p "$LOCAL_DIR" && : >"$RESULTS"
 record() { tee -a "$RESULTS"; }
 
-# The commands of `make lint`, so that CI (.ci/run is `make test`) fails on what a developer's
-# `make lint` flags. Not `make lint` itself: its `setup` prerequisite would run setup.sh with
-# env.sh's PATH, whose python3.11 is the tools venv's own, and rebuild that venv.
+# What `make lint` runs (infra/scripts/lint.sh), so that CI (.ci/run is `make test`) fails on
+# what a developer's `make lint` flags. Not `make lint` itself: its `setup` prerequisite would
+# run setup.sh with env.sh's PATH, whose python3.11 is the tools venv's own, and rebuild that venv.
 step "lint: ruff (infra/ruff.toml), rustfmt --check, clippy -D warnings"
 lint_started=$(date +%s)
-"$TOOLS/ruff" check infra
-cargo fmt --all -- --check
-cargo clippy --locked --workspace --all-targets -- -D warnings
+infra/scripts/lint.sh
 echo "lint: $(( $(date +%s) - lint_started )) s"
 
 step "template: sam validate --lint, cfn-lint, security scans (cfn-lint informational checks, checkov)"

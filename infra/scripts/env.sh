@@ -6,6 +6,8 @@ TOOLS="$LOCAL_DIR/tools-venv/bin"
 LOCALSTACK_PORT="${LOCALSTACK_PORT:-4566}"
 STAGE="${STAGE:-dev}"
 STACK_NAME="orderflow-$STAGE"
+# The Rust release rustfmt and clippy run with in `make test` and `make lint` (tests/run.sh).
+LINT_RUST="${LINT_RUST:-1.95.0}"
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:$LOCALSTACK_PORT}"
 # LocalStack accepts any credentials; these are not secrets.
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
