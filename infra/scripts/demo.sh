@@ -35,7 +35,8 @@ say "Counters (orderflow stats)"
 
 cat <<TXT
 
-Try next (first, in your shell: source infra/scripts/env.sh; the CLI is target/debug/orderflow):
+Try next (the make wrappers point the CLI at LocalStack themselves; to run target/debug/orderflow
+or aws yourself, source infra/scripts/env.sh in a shell you keep for LocalStack):
   make send FILE=events/samples/order-placed.json   (again: the same event id is not charged twice)
   make trace ID=ord-1001 MERMAID=1   (the order's causal tree as a mermaid sequence diagram)
   make order ID=ord-1001             (read model and timeline; add AS_OF=<time> for time travel)
