@@ -272,6 +272,42 @@ impl RawEvent {
     pub fn detail(&self) -> Value {
         serde_json::json!({ "metadata": self.metadata, "data": self.data })
     }
+
+    /// What makes two deliveries *the same event*: a hex SHA-256 over the source, the type,
+    /// the schema version and the payload, and nothing else. Ids, correlation and times are
+    /// left out because a redelivery or a replay may differ in them; the payload is hashed
+    /// in serde_json's canonical form (object keys sorted), so key order in what a sender
+    /// wrote does not matter.
+    ///
+    /// An event id deduplicates only deliveries with the same digest; the same id with
+    /// another digest is a *conflicting duplicate*, refused rather than merged or dropped.
+    pub fn content_digest(&self) -> String {
+        content_digest(
+            &self.source,
+            &self.detail_type,
+            self.metadata.schema_version,
+            &self.data,
+        )
+    }
+}
+
+/// [`RawEvent::content_digest`] from its parts.
+pub fn content_digest(
+    source: &str,
+    detail_type: &str,
+    schema_version: u32,
+    data: &Value,
+) -> String {
+    let digest = Sha256::new()
+        .chain_update(source.as_bytes())
+        .chain_update([0])
+        .chain_update(detail_type.as_bytes())
+        .chain_update([0])
+        .chain_update(schema_version.to_be_bytes())
+        .chain_update([0])
+        .chain_update(data.to_string().as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl EventMetadata {
@@ -331,6 +367,16 @@ impl<P: Payload> Envelope<P> {
             },
             data,
         }
+    }
+
+    /// [`RawEvent::content_digest`] of this event.
+    pub fn content_digest(&self) -> String {
+        content_digest(
+            &self.source,
+            self.data.detail_type(),
+            self.metadata.schema_version,
+            &self.data.to_data(),
+        )
     }
 
     /// Erases the payload type, e.g. to publish or store it.
@@ -406,6 +452,52 @@ fn json_kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_content_digest_is_the_source_type_version_and_payload_not_ids_times_or_key_order() {
+        let body = |id: &str, time: &str, data: &str| {
+            format!(
+                r#"{{"id":"{id}","source":"shop","detail-type":"ThingHappened","time":"{time}","detail":{{"data":{data}}}}}"#
+            )
+        };
+        let digest = |b: String| RawEvent::from_sqs_body(&b).unwrap().content_digest();
+        let first = digest(body(
+            "e-1",
+            "2026-01-01T00:00:00Z",
+            r#"{"name":"a","count":1}"#,
+        ));
+        assert_eq!(first.len(), 64);
+        assert_eq!(
+            first,
+            digest(body(
+                "e-2",
+                "2026-02-01T00:00:00Z",
+                r#"{"count":1,"name":"a"}"#
+            )),
+            "ids, times and key order are not content"
+        );
+        assert_ne!(
+            first,
+            digest(body(
+                "e-1",
+                "2026-01-01T00:00:00Z",
+                r#"{"name":"a","count":2}"#
+            ))
+        );
+        let mut other_source = RawEvent::from_sqs_body(&body(
+            "e-1",
+            "2026-01-01T00:00:00Z",
+            r#"{"name":"a","count":1}"#,
+        ))
+        .unwrap();
+        other_source.source = "attacker".into();
+        assert_ne!(first, other_source.content_digest());
+        let typed = Envelope::new(Thing {
+            name: "a".into(),
+            count: 1,
+        });
+        assert_eq!(typed.content_digest(), typed.to_raw().content_digest());
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
