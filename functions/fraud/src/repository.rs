@@ -56,7 +56,15 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
-    /// The record of a newly seen order. `occurred_at` is cut to whole milliseconds.
+    /// The record of a newly seen order, written at `recorded_at`. `occurred_at` is cut to
+    /// whole milliseconds.
+    ///
+    /// The expiry counts from `recorded_at`, not from the sender's `occurredAt`: a redriven
+    /// or replayed order from long ago would otherwise get an expiry in the distant past,
+    /// which DynamoDB's TTL ignores ("items with an expiration time more than five years in
+    /// the past are not deleted",
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/time-to-live-ttl-before-you-start.html>),
+    /// so the item would stay forever.
     pub fn new(
         customer_id: &str,
         order_id: &str,
@@ -64,6 +72,7 @@ impl OrderRecord {
         location: Option<Location>,
         event_id: &str,
         correlation_id: &str,
+        recorded_at: DateTime<Utc>,
     ) -> Self {
         let occurred_at = occurred_at.trunc_subsecs(3);
         let (country, city) = match location {
@@ -79,7 +88,7 @@ impl OrderRecord {
             city,
             event_id: event_id.to_string(),
             correlation_id: correlation_id.to_string(),
-            expires_at: (occurred_at + RETENTION).timestamp(),
+            expires_at: (recorded_at.max(occurred_at) + RETENTION).timestamp(),
             suspected_by: None,
         }
     }
@@ -357,7 +366,8 @@ mod tests {
     #[test]
     fn an_order_is_stored_with_its_key_location_and_expiry() {
         let placed: DateTime<Utc> = "2026-11-21T10:00:00.123456Z".parse().unwrap();
-        let mut record = OrderRecord::new("cus-1", "ord-1", placed, Some(paris()), "e1", "c1");
+        let mut record =
+            OrderRecord::new("cus-1", "ord-1", placed, Some(paris()), "e1", "c1", placed);
         record.suspected_by = Some("s1".into());
 
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
@@ -387,7 +397,7 @@ mod tests {
     #[test]
     fn an_order_of_unknown_location_has_no_country_or_city() {
         let placed: DateTime<Utc> = "2026-11-21T10:00:00Z".parse().unwrap();
-        let record = OrderRecord::new("cus-1", "ord-1", placed, None, "e1", "c1");
+        let record = OrderRecord::new("cus-1", "ord-1", placed, None, "e1", "c1", placed);
 
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
 

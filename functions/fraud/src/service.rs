@@ -250,6 +250,7 @@ fn record_of(cause: &EventMetadata, order: &OrderPlaced) -> Result<OrderRecord, 
         order.shipping_address.as_ref().map(|a| a.location()),
         &cause.event_id,
         &cause.correlation_id,
+        chrono::Utc::now(),
     ))
 }
 
@@ -867,10 +868,20 @@ mod tests {
         let w = world();
         let event = order("ord-1", 0, None);
 
+        let before = chrono::Utc::now();
         w.deliver(std::slice::from_ref(&event)).await;
 
+        // the expiry counts from when the record was written, not from the order's time
+        let orders = w.windows.orders();
+        let expires_at = orders[0].expires_at;
+        assert!(
+            ((before + Duration::days(1)).timestamp()
+                ..=(chrono::Utc::now() + Duration::days(1)).timestamp())
+                .contains(&expires_at),
+            "{expires_at}"
+        );
         assert_eq!(
-            w.windows.orders(),
+            orders,
             vec![OrderRecord {
                 customer_id: "cus-1".into(),
                 at: "2026-11-21T10:00:00.000Z#ord-1".into(),
@@ -880,7 +891,7 @@ mod tests {
                 city: None,
                 event_id: event.metadata.event_id.clone(),
                 correlation_id: event.metadata.correlation_id.clone(),
-                expires_at: (at(0) + Duration::days(1)).timestamp(),
+                expires_at,
                 suspected_by: None,
             }]
         );
@@ -1032,7 +1043,7 @@ mod tests {
     #[test]
     fn a_suspicion_is_stored_under_the_id_it_is_published_with() {
         let cause = order("ord-5", 40, Some(paris()));
-        let target = OrderRecord::new("cus-1", "ord-1", at(0), Some(berlin()), "e1", "c1");
+        let target = OrderRecord::new("cus-1", "ord-1", at(0), Some(berlin()), "e1", "c1", at(0));
         let pattern = FraudPattern {
             customer_id: "cus-1".into(),
             rule: RULE,

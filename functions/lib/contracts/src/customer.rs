@@ -20,6 +20,13 @@ impl EventData for CustomerRegistered {
     const SOURCE: &'static str = crate::sources::CUSTOMERS;
 
     fn validate(&self) -> Result<(), FieldError> {
-        check_data_ids(&[("customerId", &self.customer_id)])
+        check_data_ids(&[("customerId", &self.customer_id)])?;
+        if !crate::limits::is_sendable_email(&self.email) {
+            return Err(FieldError::new(
+                "data.email",
+                "is not an address mail can be sent to",
+            ));
+        }
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@ pub mod customer;
 pub mod fraud;
 pub mod inventory;
 pub mod lifecycle;
+pub mod limits;
 pub mod money;
 mod nullable;
 pub mod order;

@@ -6,7 +6,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::collections::BTreeSet;
+
 use crate::address::ShippingAddress;
+use crate::limits::{
+    is_sendable_email, MAX_DISTINCT_SKUS, MAX_LINE_QUANTITY, MAX_ORDER_LINES,
+    MAX_PAYMENT_TOKEN_CHARS,
+};
 use crate::money::{Currency, MoneyError};
 
 /// A customer placed an order. Sent by the storefront (or `aws events put-events`).
@@ -88,10 +94,14 @@ pub enum InvalidOrder {
     Id(#[from] FieldError),
     #[error("`{field}` is longer than {max} characters")]
     TooLong { field: &'static str, max: usize },
-    #[error("an order has 1 to 100 lines, this one has {0}")]
+    #[error("an order has 1 to {MAX_ORDER_LINES} lines, this one has {0}")]
     LineCount(usize),
-    #[error("line {line}: quantity must be 1 to 1000, got {quantity}")]
+    #[error("an order holds at most {MAX_DISTINCT_SKUS} distinct SKUs, this one has {0}")]
+    DistinctSkus(usize),
+    #[error("line {line}: quantity must be 1 to {MAX_LINE_QUANTITY}, got {quantity}")]
     Quantity { line: usize, quantity: u32 },
+    #[error("`customerEmail` is not an address mail can be sent to")]
+    Email,
     #[error("total is {stated} but the lines add up to {computed}")]
     TotalMismatch { stated: u64, computed: u64 },
     #[error(transparent)]
@@ -106,7 +116,8 @@ impl InvalidOrder {
                 format!("data.{field}")
             }
             InvalidOrder::Id(e) => e.path.clone(),
-            InvalidOrder::LineCount(_) => "data.lines".into(),
+            InvalidOrder::LineCount(_) | InvalidOrder::DistinctSkus(_) => "data.lines".into(),
+            InvalidOrder::Email => "data.customerEmail".into(),
             InvalidOrder::Quantity { line, .. } => format!("data.lines[{line}].quantity"),
             InvalidOrder::TotalMismatch { .. } | InvalidOrder::Money(MoneyError::Overflow) => {
                 "data.total".into()
@@ -122,28 +133,39 @@ impl OrderPlaced {
     pub fn check(&self) -> Result<(), InvalidOrder> {
         check_data_id("orderId", &self.order_id)?;
         check_data_id("customerId", &self.customer_id)?;
-        for (field, value, max) in [
-            ("customerEmail", &self.customer_email, 254),
-            ("paymentToken", &self.payment_token, 128),
-        ] {
-            if value.trim().is_empty() {
-                return Err(InvalidOrder::Empty { field });
-            }
-            if value.chars().count() > max {
-                return Err(InvalidOrder::TooLong { field, max });
-            }
+        if self.payment_token.trim().is_empty() {
+            return Err(InvalidOrder::Empty {
+                field: "paymentToken",
+            });
         }
-        if self.lines.is_empty() || self.lines.len() > 100 {
+        if self.payment_token.chars().count() > MAX_PAYMENT_TOKEN_CHARS {
+            return Err(InvalidOrder::TooLong {
+                field: "paymentToken",
+                max: MAX_PAYMENT_TOKEN_CHARS,
+            });
+        }
+        if !is_sendable_email(&self.customer_email) {
+            return Err(InvalidOrder::Email);
+        }
+        if self.lines.is_empty() || self.lines.len() > MAX_ORDER_LINES {
             return Err(InvalidOrder::LineCount(self.lines.len()));
         }
         for (i, line) in self.lines.iter().enumerate() {
             check_data_id(&format!("lines[{i}].sku"), &line.sku)?;
-            if !(1..=1000).contains(&line.quantity) {
+            if !(1..=MAX_LINE_QUANTITY).contains(&line.quantity) {
                 return Err(InvalidOrder::Quantity {
                     line: i,
                     quantity: line.quantity,
                 });
             }
+        }
+        let distinct = self
+            .lines
+            .iter()
+            .map(|l| l.sku.as_str())
+            .collect::<BTreeSet<_>>();
+        if distinct.len() > MAX_DISTINCT_SKUS {
+            return Err(InvalidOrder::DistinctSkus(distinct.len()));
         }
         let computed = self.computed_total()?;
         if computed != self.total {
@@ -236,6 +258,38 @@ pub(crate) mod tests {
                 field: "paymentToken"
             })
         );
+    }
+
+    #[test]
+    fn an_order_holds_what_every_consumer_can_handle() {
+        let line = |sku: String| OrderLine {
+            sku,
+            quantity: 1,
+            unit_price: 1,
+        };
+        let with_lines = |lines: Vec<OrderLine>| {
+            let mut o = order();
+            o.total = lines.len() as u64;
+            o.lines = lines;
+            o
+        };
+        let distinct = |n: usize| (0..n).map(|i| line(format!("SKU-{i}"))).collect::<Vec<_>>();
+        assert_eq!(with_lines(distinct(MAX_DISTINCT_SKUS)).check(), Ok(()));
+        assert_eq!(
+            with_lines(distinct(MAX_DISTINCT_SKUS + 1)).check(),
+            Err(InvalidOrder::DistinctSkus(MAX_DISTINCT_SKUS + 1))
+        );
+        let mut repeated = distinct(MAX_DISTINCT_SKUS);
+        repeated.push(line("SKU-0".into()));
+        assert_eq!(
+            with_lines(repeated).check(),
+            Ok(()),
+            "a repeated SKU is one SKU"
+        );
+        let mut o = order();
+        o.customer_email = "ada@localhost".into();
+        assert_eq!(o.check(), Err(InvalidOrder::Email));
+        assert_eq!(o.check().unwrap_err().path(), "data.customerEmail");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::DecodeError;
 use crate::ids::{check_id, FieldError, MAX_EVENT_ID_CHARS};
+use crate::occurred_at::check_occurred_at;
 use crate::routes::Route;
 
 /// Largest EventBridge event we accept: the PutEvents limit for one entry.
@@ -230,9 +231,16 @@ impl RawEvent {
     }
 
     /// Gives the payload its type as an event taken in from outside: older schema versions
-    /// are upcast, and [`EventData::validate`] and [`EventData::validate_sent`] run.
+    /// are upcast, `occurredAt` must lie in the window of [`crate::occurred_at`], and
+    /// [`EventData::validate`] and [`EventData::validate_sent`] run.
     pub fn decode<T: EventData>(&self) -> Result<Envelope<T>, DecodeError> {
         let envelope = self.decode_stored::<T>()?;
+        check_occurred_at(self.metadata.occurred_at, Utc::now()).map_err(|e| {
+            DecodeError::InvalidMetadata {
+                path: e.path,
+                message: e.message,
+            }
+        })?;
         envelope
             .data
             .validate()
@@ -452,6 +460,22 @@ fn json_kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intake_refuses_an_occurred_at_in_the_future_but_the_store_reads_it() {
+        let future = format_time(&(Utc::now() + chrono::Duration::hours(1)));
+        let body = format!(
+            r#"{{"id":"e-1","source":"test","detail-type":"ThingHappened","detail":{{"metadata":{{"occurredAt":"{future}","schemaVersion":2}},"data":{{"name":"a","count":1}}}}}}"#
+        );
+        let raw = RawEvent::from_sqs_body(&body).unwrap();
+        let err = raw.decode::<Thing>().unwrap_err();
+        assert_eq!(err.reason(), "invalid-metadata");
+        assert!(err.to_string().contains("metadata.occurredAt"), "{err}");
+        assert!(
+            raw.decode_stored::<Thing>().is_ok(),
+            "stored events are not checked again"
+        );
+    }
 
     #[test]
     fn the_content_digest_is_the_source_type_version_and_payload_not_ids_times_or_key_order() {

@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod error;
 pub mod event_set;
 pub mod ids;
+pub mod occurred_at;
 pub mod routes;
 pub mod versions;
 
