@@ -39,6 +39,12 @@ pub struct Reservation {
     /// The `OrderPlaced` event that decided this record: only a redelivery of that event
     /// may publish its answer again.
     pub event_id: String,
+    /// `Envelope::content_digest` of that `OrderPlaced`: another `OrderPlaced` for the
+    /// order with the same digest is the same order sent again, one with another digest a
+    /// conflicting duplicate. Absent on a tombstone (a release wrote it) and on records
+    /// written before digests were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_digest: Option<String>,
     pub correlation_id: String,
     pub recorded_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -457,6 +463,7 @@ mod tests {
                 available: 1,
             }],
             event_id: "e1".into(),
+            order_digest: Some("d1".into()),
             correlation_id: "c1".into(),
             recorded_at: "2026-11-21T10:00:00.000Z".into(),
             released_at: None,
@@ -465,10 +472,17 @@ mod tests {
         };
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
         assert_eq!(item["status"], AttributeValue::S("OUT_OF_STOCK".into()));
+        assert_eq!(item["orderDigest"], AttributeValue::S("d1".into()));
         assert!(!item.contains_key("releasedAt"));
         assert_eq!(
-            serde_dynamo::from_item::<_, Reservation>(item).unwrap(),
+            serde_dynamo::from_item::<_, Reservation>(item.clone()).unwrap(),
             record
         );
+
+        // A record written before digests were kept reads as one without a digest.
+        let mut older = item;
+        older.remove("orderDigest");
+        let older: Reservation = serde_dynamo::from_item(older).unwrap();
+        assert_eq!(older.order_digest, None);
     }
 }
