@@ -1,6 +1,10 @@
 //! `orderflow load --orders N --rate R [--duplicates K] [--json]`: sends N orders, waits
 //! until every one is SHIPPED or CANCELLED, and reports throughput and latencies.
 //!
+//! The orders are [`send_orders`]'s, priced from the stage's catalogue: a stage whose
+//! inventory table lists nothing to order fails before anything is sent, instead of timing
+//! out on orders that could never finish.
+//!
 //! Latencies come from the events' own times, not from polling: order → terminal is the
 //! read model's `updatedAt` (when the saga recorded the last event) minus the OrderPlaced's
 //! `occurredAt` (stamped when it was sent); per hop, each event's `occurredAt` minus its

@@ -1,10 +1,16 @@
 //! `orderflow send`: OrderPlaced events onto the stage's bus, from a sample file or made up.
+//!
+//! Made-up orders are priced from the stage's catalogue (the inventory table's `price` and
+//! `currency` per SKU), read once per run: payment refuses a line whose price is not the
+//! catalogue's (`price-mismatch`), so invented prices would only fill the DLQ.
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use chrono::Utc;
 use contracts::{Country, Currency, Event, OrderLine, OrderPlaced, ShippingAddress};
+use eventkit::dynamo::attr::{get_n, get_s};
 use eventkit::{Envelope, RawEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -59,8 +65,111 @@ pub fn is_declined(index: usize, share: f64) -> bool {
     ((index + 1) as f64 * share).floor() > (index as f64 * share).floor()
 }
 
-/// The orders of a plan, one OrderPlaced each (duplicates not included: see [`with_duplicates`]).
-pub fn plan_orders(plan: &OrderPlan) -> Result<Vec<(RawEvent, bool)>> {
+/// One SKU as the stage's inventory table lists it; what it lacks or cannot be read is `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogueItem {
+    pub sku: String,
+    /// Minor units of `currency`.
+    pub price: Option<u64>,
+    pub currency: Option<String>,
+    pub stock: Option<i64>,
+}
+
+/// The stage's catalogue: the inventory table and what it lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalogue {
+    pub table: String,
+    pub items: Vec<CatalogueItem>,
+}
+
+/// A SKU a generated order can buy, at the catalogue's price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orderable {
+    pub sku: String,
+    pub unit_price: u64,
+    pub currency: Currency,
+    pub stock: u64,
+}
+
+/// How many SKUs a run spreads its orders over: the best stocked, so that a load run of a
+/// few hundred orders is not cancelled for stock (with the seed, PEN-BLACK and TEA-GREEN).
+pub const SKUS_PER_RUN: usize = 2;
+
+impl CatalogueItem {
+    /// An inventory table item, read defensively: anyone may have written it.
+    pub fn from_item(item: &std::collections::HashMap<String, AttributeValue>) -> Option<Self> {
+        Some(CatalogueItem {
+            sku: get_s(item, "sku")?.to_string(),
+            price: get_n(item, "price"),
+            currency: get_s(item, "currency").map(str::to_string),
+            stock: get_n(item, "stock"),
+        })
+    }
+}
+
+impl Catalogue {
+    /// The SKUs generated orders use: those with a price in a valid currency and stock
+    /// above 0, at most [`SKUS_PER_RUN`] of them, most stock first and then by SKU, so the
+    /// same catalogue always gives the same orders. None is an error: every order would be
+    /// refused.
+    pub fn orderable(&self) -> Result<Vec<Orderable>> {
+        let mut skus: Vec<Orderable> = self
+            .items
+            .iter()
+            .filter_map(|item| {
+                Some(Orderable {
+                    sku: item.sku.clone(),
+                    unit_price: item.price?,
+                    currency: Currency::try_from(item.currency.clone()?).ok()?,
+                    stock: u64::try_from(item.stock?).ok().filter(|s| *s > 0)?,
+                })
+            })
+            .collect();
+        skus.sort_by(|a, b| b.stock.cmp(&a.stock).then_with(|| a.sku.cmp(&b.sku)));
+        skus.truncate(SKUS_PER_RUN);
+        if skus.is_empty() {
+            return Err(CliError::NotFound(format!(
+                "{} has no SKU to order (each needs a price, a currency and stock above 0): \
+                 seed it with infra/scripts/seed_inventory.py",
+                self.table
+            )));
+        }
+        Ok(skus)
+    }
+}
+
+/// The stage's catalogue, every page of it.
+pub async fn read_catalogue(ctx: &Context) -> Result<Catalogue> {
+    let table = ctx.name("inventory");
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = ctx
+            .dynamo
+            .scan()
+            .table_name(&table)
+            // Only what pricing an order needs; the names are placeholders so that no
+            // attribute can collide with a DynamoDB reserved word.
+            .projection_expression("#sku, #price, #currency, #stock")
+            .expression_attribute_names("#sku", "sku")
+            .expression_attribute_names("#price", "price")
+            .expression_attribute_names("#currency", "currency")
+            .expression_attribute_names("#stock", "stock")
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| CliError::aws("dynamodb", &e))?;
+        items.extend(out.items().iter().filter_map(CatalogueItem::from_item));
+        start = out.last_evaluated_key().cloned();
+        if start.is_none() {
+            return Ok(Catalogue { table, items });
+        }
+    }
+}
+
+/// The orders of a plan, one OrderPlaced each (duplicates not included: see
+/// [`with_duplicates`]), each one unit of a catalogue SKU at its catalogue price.
+pub fn plan_orders(plan: &OrderPlan, catalogue: &Catalogue) -> Result<Vec<(RawEvent, bool)>> {
     // The CLI refuses other values already; this guards the library's other callers.
     if !(1..=2).contains(&plan.schema_version) {
         return Err(CliError::Usage(format!(
@@ -68,28 +177,25 @@ pub fn plan_orders(plan: &OrderPlan) -> Result<Vec<(RawEvent, bool)>> {
             plan.schema_version
         )));
     }
-    let currency = Currency::try_from("EUR".to_string())
-        .map_err(|e| CliError::Usage(format!("currency: {e}")))?;
+    let skus = catalogue.orderable()?;
     let country = Country::try_from("FR".to_string())
         .map_err(|e| CliError::Usage(format!("country: {e}")))?;
-    // Stocked SKUs from infra/seed/inventory.json with the most units, so that a load run
-    // of a few hundred orders is not cancelled for stock.
-    let skus = ["PEN-BLACK", "TEA-GREEN"];
     (0..plan.count)
-        .map(|i| {
+        .zip(skus.iter().cycle())
+        .map(|(i, sku)| {
             let declined = is_declined(i, plan.decline_share);
-            let sku = skus[i % skus.len()];
             let order = OrderPlaced {
                 order_id: format!("ord-{}-{i:04}", plan.run_id),
                 customer_id: format!("cus-{}", i % 7),
                 customer_email: simulator_address(i % 7),
-                currency: currency.clone(),
+                // One line, so the order's currency is its SKU's.
+                currency: sku.currency.clone(),
                 lines: vec![OrderLine {
-                    sku: sku.into(),
+                    sku: sku.sku.clone(),
                     quantity: 1,
-                    unit_price: 450,
+                    unit_price: sku.unit_price,
                 }],
-                total: 450,
+                total: sku.unit_price,
                 payment_token: if declined { DECLINED_TOKEN } else { GOOD_TOKEN }.into(),
                 shipping_address: Some(ShippingAddress {
                     line1: "1 Rue de Rivoli".into(),
@@ -135,7 +241,8 @@ pub async fn send_orders(
     rate: Option<f64>,
     quiet: bool,
 ) -> Result<Vec<(Sent, RawEvent)>> {
-    let events = with_duplicates(plan_orders(plan)?, plan.duplicates);
+    let catalogue = read_catalogue(ctx).await?;
+    let events = with_duplicates(plan_orders(plan, &catalogue)?, plan.duplicates);
     let publisher = ctx.publisher();
     let bar = if quiet {
         ProgressBar::hidden()
@@ -327,6 +434,37 @@ pub fn render_sent(sent: &[Sent]) -> String {
 mod tests {
     use super::*;
 
+    fn item(sku: &str, price: Option<u64>, currency: Option<&str>, stock: i64) -> CatalogueItem {
+        CatalogueItem {
+            sku: sku.into(),
+            price,
+            currency: currency.map(str::to_string),
+            stock: Some(stock),
+        }
+    }
+
+    fn catalogue(items: Vec<CatalogueItem>) -> Catalogue {
+        Catalogue {
+            table: "orderflow-test-inventory".into(),
+            items,
+        }
+    }
+
+    /// infra/seed/inventory.json, priced.
+    fn seeded() -> Catalogue {
+        catalogue(vec![
+            item("MUG-RED", Some(1250), Some("EUR"), 50),
+            item("TEA-GREEN", Some(500), Some("EUR"), 100),
+            item("NOTEBOOK-A5", Some(800), Some("EUR"), 25),
+            item("PEN-BLACK", Some(250), Some("EUR"), 200),
+            item("LAMP-BRASS", Some(4900), Some("EUR"), 0),
+        ])
+    }
+
+    fn plan_orders(plan: &OrderPlan) -> Result<Vec<(RawEvent, bool)>> {
+        super::plan_orders(plan, &seeded())
+    }
+
     fn plan(count: usize, share: f64, schema_version: u32) -> OrderPlan {
         OrderPlan {
             count,
@@ -395,6 +533,125 @@ mod tests {
             plan_orders(&plan(1, 0.0, 3)),
             Err(CliError::Usage(m)) if m == "--schema-version must be 1 or 2, not 3"
         ));
+    }
+
+    #[test]
+    fn generated_orders_buy_the_best_stocked_skus_at_their_catalogue_price() {
+        let orders = plan_orders(&plan(4, 0.0, 2)).unwrap();
+
+        let lines: Vec<(String, u64, u64, String)> = orders
+            .iter()
+            .map(|(raw, _)| {
+                let order = raw.decode::<OrderPlaced>().unwrap().data;
+                let line = &order.lines[0];
+                assert_eq!(order.lines.len(), 1);
+                assert_eq!(line.quantity, 1);
+                (
+                    line.sku.clone(),
+                    line.unit_price,
+                    order.total,
+                    order.currency.to_string(),
+                )
+            })
+            .collect();
+        let pen = ("PEN-BLACK".to_string(), 250, 250, "EUR".to_string());
+        let tea = ("TEA-GREEN".to_string(), 500, 500, "EUR".to_string());
+        assert_eq!(lines, vec![pen.clone(), tea.clone(), pen, tea]);
+    }
+
+    #[test]
+    fn only_skus_with_a_price_a_currency_and_stock_are_ordered() {
+        let listed = catalogue(vec![
+            item("UNPRICED", None, Some("EUR"), 900),
+            item("NO-CURRENCY", Some(100), None, 900),
+            item("BAD-CURRENCY", Some(100), Some("euro"), 900),
+            item("SOLD-OUT", Some(100), Some("EUR"), 0),
+            item("OVERSOLD", Some(100), Some("EUR"), -3),
+            CatalogueItem {
+                stock: None,
+                ..item("NO-STOCK", Some(100), Some("EUR"), 0)
+            },
+            item("CUP", Some(700), Some("USD"), 3),
+        ]);
+
+        let orders = super::plan_orders(&plan(3, 0.0, 2), &listed).unwrap();
+
+        for (raw, _) in &orders {
+            let order = raw.decode::<OrderPlaced>().unwrap().data;
+            assert_eq!(order.lines[0].sku, "CUP");
+            assert_eq!(order.lines[0].unit_price, 700);
+            assert_eq!(order.currency.to_string(), "USD", "the SKU's currency");
+        }
+    }
+
+    #[test]
+    fn the_same_catalogue_in_any_order_gives_the_same_orders() {
+        let mut shuffled = seeded();
+        shuffled.items.reverse();
+        let skus = |c: &Catalogue| -> Vec<String> {
+            c.orderable().unwrap().into_iter().map(|o| o.sku).collect()
+        };
+        assert_eq!(skus(&shuffled), skus(&seeded()));
+        // Equal stock: by SKU.
+        let tied = catalogue(vec![
+            item("B", Some(1), Some("EUR"), 5),
+            item("A", Some(1), Some("EUR"), 5),
+            item("C", Some(1), Some("EUR"), 5),
+        ]);
+        assert_eq!(skus(&tied), ["A", "B"]);
+    }
+
+    #[test]
+    fn a_catalogue_with_nothing_to_order_is_one_clear_error() {
+        for items in [
+            vec![],
+            vec![
+                item("LAMP-BRASS", Some(4900), Some("EUR"), 0),
+                item("MUG-RED", None, None, 50),
+            ],
+        ] {
+            let err = super::plan_orders(&plan(1, 0.0, 2), &catalogue(items)).unwrap_err();
+            let lines = crate::error::report_lines(&err);
+            assert_eq!(
+                lines,
+                [
+                    "error: orderflow-test-inventory has no SKU to order (each needs a price, \
+                  a currency and stock above 0): seed it with infra/scripts/seed_inventory.py"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn catalogue_items_are_read_defensively() {
+        use std::collections::HashMap;
+        let n = |v: &str| AttributeValue::N(v.into());
+        let s = |v: &str| AttributeValue::S(v.into());
+        let full = HashMap::from([
+            ("sku".to_string(), s("MUG-RED")),
+            ("price".to_string(), n("1250")),
+            ("currency".to_string(), s("EUR")),
+            ("stock".to_string(), n("50")),
+        ]);
+        assert_eq!(
+            CatalogueItem::from_item(&full),
+            Some(item("MUG-RED", Some(1250), Some("EUR"), 50))
+        );
+        let odd = HashMap::from([
+            ("sku".to_string(), s("MUG-RED")),
+            ("price".to_string(), n("-1")),
+            ("currency".to_string(), n("978")),
+        ]);
+        assert_eq!(
+            CatalogueItem::from_item(&odd),
+            Some(CatalogueItem {
+                sku: "MUG-RED".into(),
+                price: None,
+                currency: None,
+                stock: None,
+            })
+        );
+        assert_eq!(CatalogueItem::from_item(&HashMap::new()), None);
     }
 
     #[test]

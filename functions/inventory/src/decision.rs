@@ -9,7 +9,11 @@
 //!    every event about it) carries the same id.
 //! 5. An order has one reservation record for life. What a redelivered or repeated event
 //!    may do with it is decided by [`replay`] and [`plan_release`].
-//! 6. Once a release is requested, the order never holds stock again: a request that finds
+//! 6. The first `OrderPlaced` of an order wins. Another one that says the same (same
+//!    content digest, whatever its event id) is a duplicate; one that says something else
+//!    (other lines, another customer, ...) is a *conflicting duplicate* and is refused, so
+//!    that it is seen in the DLQ instead of being answered with the first order's stock.
+//! 7. Once a release is requested, the order never holds stock again: a request that finds
 //!    no record leaves a `CANCELLED` one, so an `OrderPlaced` that arrives later (the saga
 //!    may cancel before inventory has seen the order) reserves nothing.
 
@@ -18,8 +22,13 @@ use std::collections::HashMap;
 use contracts::{OrderLine, Shortage, StockLine};
 use serde::{Deserialize, Serialize};
 
-/// Most distinct SKUs one order can reserve: a `TransactWriteItems` holds 100 items, and
-/// one of them is the reservation record.
+/// Most distinct SKUs one order can reserve. The limit comes from DynamoDB: one
+/// `TransactWriteItems` holds at most 100 items ("TransactWriteItems", Amazon DynamoDB API
+/// Reference, https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html),
+/// and a reservation (and its release) is one update per distinct SKU plus the reservation
+/// record. Lines are merged by SKU first ([`merge_lines`]), so an order may have more lines
+/// than this as long as they repeat SKUs. Intake (contracts) must admit no more distinct
+/// SKUs than this, or it admits orders this function can only dead-letter (`too-many-skus`).
 pub const MAX_SKUS_PER_RESERVATION: usize = 99;
 
 /// Where an order's reservation stands. It only ever moves `RESERVED -> RELEASED`.
@@ -93,14 +102,38 @@ pub enum Replay {
     Reserved,
     /// Likewise for an out-of-stock answer.
     OutOfStock,
-    /// Another event decided this order (a second `OrderPlaced` for it, or a release that
-    /// came first), or its stock has been released since: saying "reserved" now would be
-    /// wrong or a second answer.
+    /// Another event decided this order (the same order sent again under another id, or a
+    /// release that came first), or its stock has been released since: saying "reserved"
+    /// now would be wrong or a second answer.
     Nothing,
+    /// The record was decided by an `OrderPlaced` with other content: the order id is
+    /// being reused for a different order. Answering from the record would tell its sender
+    /// that stock is held for lines nobody reserved.
+    Conflicting,
 }
 
-/// `recorded_by` is the event that wrote the record, `event_id` the one handled now.
-pub fn replay(status: ReservationStatus, recorded_by: &str, event_id: &str) -> Replay {
+/// `recorded_by` and `recorded_digest` are the event that wrote the record and its content
+/// digest (absent on tombstones and on records older than digests); `event_id` and
+/// `digest` are those of the `OrderPlaced` handled now.
+pub fn replay(
+    status: ReservationStatus,
+    recorded_by: &str,
+    recorded_digest: Option<&str>,
+    event_id: &str,
+    digest: &str,
+) -> Replay {
+    // A tombstone was written by a release, not by an order: any `OrderPlaced` for it
+    // reserves nothing, whatever it says, as before digests were kept.
+    if status == ReservationStatus::Cancelled {
+        return Replay::Nothing;
+    }
+    // A record without a digest was written before digests were kept, when an order id was
+    // its only identity. What its order said is unknown, so it is taken to be this one:
+    // refusing would dead-letter honest redeliveries of orders placed before the upgrade,
+    // and either way nothing is reserved again.
+    if recorded_digest.is_some_and(|recorded| recorded != digest) {
+        return Replay::Conflicting;
+    }
     if recorded_by != event_id {
         return Replay::Nothing;
     }
@@ -216,12 +249,57 @@ mod tests {
     #[test]
     fn only_the_event_that_wrote_a_record_answers_again() {
         use ReservationStatus::*;
-        assert_eq!(replay(Reserved, "e1", "e1"), Replay::Reserved);
-        assert_eq!(replay(OutOfStock, "e1", "e1"), Replay::OutOfStock);
-        assert_eq!(replay(Released, "e1", "e1"), Replay::Nothing);
+        assert_eq!(
+            replay(Reserved, "e1", Some("d1"), "e1", "d1"),
+            Replay::Reserved
+        );
+        assert_eq!(
+            replay(OutOfStock, "e1", Some("d1"), "e1", "d1"),
+            Replay::OutOfStock
+        );
+        assert_eq!(
+            replay(Released, "e1", Some("d1"), "e1", "d1"),
+            Replay::Nothing
+        );
         for status in [Reserved, OutOfStock, Released, Cancelled] {
-            assert_eq!(replay(status, "e1", "e2"), Replay::Nothing, "{status:?}");
+            assert_eq!(
+                replay(status, "e1", Some("d1"), "e2", "d1"),
+                Replay::Nothing,
+                "{status:?}"
+            );
         }
+    }
+
+    #[test]
+    fn an_order_placed_with_other_content_conflicts_with_the_record() {
+        use ReservationStatus::*;
+        for status in [Reserved, OutOfStock, Released] {
+            for event_id in ["e1", "e2"] {
+                assert_eq!(
+                    replay(status, "e1", Some("d1"), event_id, "d2"),
+                    Replay::Conflicting,
+                    "{status:?} {event_id}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn records_without_a_digest_and_tombstones_never_conflict() {
+        use ReservationStatus::*;
+        // Written before digests were kept: taken to be the same order.
+        assert_eq!(replay(Reserved, "e1", None, "e1", "d2"), Replay::Reserved);
+        assert_eq!(
+            replay(OutOfStock, "e1", None, "e1", "d2"),
+            Replay::OutOfStock
+        );
+        assert_eq!(replay(Reserved, "e1", None, "e2", "d2"), Replay::Nothing);
+        // A release came first: nothing to reserve, whatever the order says.
+        assert_eq!(replay(Cancelled, "r1", None, "e1", "d2"), Replay::Nothing);
+        assert_eq!(
+            replay(Cancelled, "r1", Some("d1"), "e1", "d2"),
+            Replay::Nothing
+        );
     }
 
     #[test]

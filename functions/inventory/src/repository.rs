@@ -1,6 +1,11 @@
 //! The stock table (one item per SKU: `sku`, `stock`) and the reservations table (one item
 //! per order: `orderId`).
 //!
+//! A stock item also holds the SKU's catalogue entry (`name`, `price`, `currency`: written by
+//! the seed script, read by payment). This function writes `stock` alone: every write to a
+//! stock item is an UpdateItem of that one attribute, never a PutItem (which would replace
+//! the item) nor a `REMOVE`, so the catalogue survives every reservation and release.
+//!
 //! Stock only moves inside a transaction that also moves the order's reservation record,
 //! and each such transaction is conditional on the record (absent to reserve, `RESERVED` to
 //! release). So stock and records never disagree, and each order's stock is taken at most
@@ -39,6 +44,12 @@ pub struct Reservation {
     /// The `OrderPlaced` event that decided this record: only a redelivery of that event
     /// may publish its answer again.
     pub event_id: String,
+    /// `Envelope::content_digest` of that `OrderPlaced`: another `OrderPlaced` for the
+    /// order with the same digest is the same order sent again, one with another digest a
+    /// conflicting duplicate. Absent on a tombstone (a release wrote it) and on records
+    /// written before digests were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_digest: Option<String>,
     pub correlation_id: String,
     pub recorded_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,25 +179,6 @@ impl DynamoInventoryRepository {
         }
     }
 
-    /// One stock item's part of a transaction.
-    fn stock_update(
-        &self,
-        line: &StockLine,
-        expression: &str,
-        condition: Option<&str>,
-    ) -> Result<TransactWriteItem, RepositoryError> {
-        let update = Update::builder()
-            .table_name(&self.stock_table)
-            .key("sku", s(&line.sku))
-            .update_expression(expression)
-            .set_condition_expression(condition.map(str::to_string))
-            .expression_attribute_names("#stock", "stock")
-            .expression_attribute_values(":q", n(line.quantity))
-            .build()
-            .map_err(malformed)?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-
     async fn transact(
         &self,
         items: Vec<TransactWriteItem>,
@@ -209,25 +201,9 @@ impl DynamoInventoryRepository {
 #[async_trait]
 impl InventoryRepository for DynamoInventoryRepository {
     async fn reserve(&self, reservation: &Reservation) -> Result<Reserve, RepositoryError> {
-        // An absent SKU has no `stock`, so its condition fails like an empty shelf's.
-        let mut items = reservation
-            .lines
-            .iter()
-            .map(|line| self.stock_update(line, "SET #stock = #stock - :q", Some("#stock >= :q")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let record =
-            serde_dynamo::to_item(reservation).map_err(|source| RepositoryError::Corrupt {
-                order_id: reservation.order_id.clone(),
-                source,
-            })?;
-        let put = Put::builder()
-            .table_name(&self.reservations_table)
-            .set_item(Some(record))
-            .condition_expression("attribute_not_exists(orderId)")
-            .build()
-            .map_err(malformed)?;
-        let record_at = items.len();
-        items.push(TransactWriteItem::builder().put(put).build());
+        let items = reserve_items(&self.stock_table, &self.reservations_table, reservation)?;
+        // The record is the last item, and always there.
+        let record_at = items.len().saturating_sub(1);
         Ok(match self.transact(items, record_at).await? {
             None => Reserve::Reserved,
             // Both may have failed; the record wins, since the order has its answer already.
@@ -333,26 +309,12 @@ impl InventoryRepository for DynamoInventoryRepository {
         reservation: &Reservation,
         request: &ReleaseRequest,
     ) -> Result<Release, RepositoryError> {
-        let record = Update::builder()
-            .table_name(&self.reservations_table)
-            .key("orderId", s(&reservation.order_id))
-            .update_expression(
-                "SET #status = :released, releasedAt = :at, releaseEventId = :by, \
-                 releaseReason = :why",
-            )
-            .condition_expression("#status = :reserved")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":released", s(ReservationStatus::Released.as_str()))
-            .expression_attribute_values(":reserved", s(ReservationStatus::Reserved.as_str()))
-            .expression_attribute_values(":at", s(&request.at))
-            .expression_attribute_values(":by", s(&request.event_id))
-            .expression_attribute_values(":why", s(&request.reason))
-            .build()
-            .map_err(malformed)?;
-        let mut items = vec![TransactWriteItem::builder().update(record).build()];
-        for line in &reservation.lines {
-            items.push(self.stock_update(line, "ADD #stock :q", None)?);
-        }
+        let items = release_items(
+            &self.stock_table,
+            &self.reservations_table,
+            reservation,
+            request,
+        )?;
         Ok(match self.transact(items, 0).await? {
             None => Release::Released,
             Some(Cancelled::RecordCondition) => Release::NotReserved,
@@ -362,6 +324,87 @@ impl InventoryRepository for DynamoInventoryRepository {
             }
         })
     }
+}
+
+/// Takes a line's quantity off its SKU's stock. An absent SKU has no `stock`, so the
+/// condition fails like an empty shelf's.
+const TAKE_STOCK: (&str, Option<&str>) = ("SET #stock = #stock - :q", Some("#stock >= :q"));
+/// Gives a line's quantity back; an item deleted meanwhile comes back with just its stock.
+const GIVE_STOCK_BACK: (&str, Option<&str>) = ("ADD #stock :q", None);
+
+/// The reservation's transaction: one stock update per line, then the record (last), put
+/// only if the order has none.
+fn reserve_items(
+    stock_table: &str,
+    reservations_table: &str,
+    reservation: &Reservation,
+) -> Result<Vec<TransactWriteItem>, RepositoryError> {
+    let mut items = reservation
+        .lines
+        .iter()
+        .map(|line| stock_update(stock_table, line, TAKE_STOCK))
+        .collect::<Result<Vec<_>, _>>()?;
+    let record = serde_dynamo::to_item(reservation).map_err(|source| RepositoryError::Corrupt {
+        order_id: reservation.order_id.clone(),
+        source,
+    })?;
+    let put = Put::builder()
+        .table_name(reservations_table)
+        .set_item(Some(record))
+        .condition_expression("attribute_not_exists(orderId)")
+        .build()
+        .map_err(malformed)?;
+    items.push(TransactWriteItem::builder().put(put).build());
+    Ok(items)
+}
+
+/// The release's transaction: the record (first), marked released only if it is still
+/// `RESERVED`, then one stock update per line.
+fn release_items(
+    stock_table: &str,
+    reservations_table: &str,
+    reservation: &Reservation,
+    request: &ReleaseRequest,
+) -> Result<Vec<TransactWriteItem>, RepositoryError> {
+    let record = Update::builder()
+        .table_name(reservations_table)
+        .key("orderId", s(&reservation.order_id))
+        .update_expression(
+            "SET #status = :released, releasedAt = :at, releaseEventId = :by, \
+             releaseReason = :why",
+        )
+        .condition_expression("#status = :reserved")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":released", s(ReservationStatus::Released.as_str()))
+        .expression_attribute_values(":reserved", s(ReservationStatus::Reserved.as_str()))
+        .expression_attribute_values(":at", s(&request.at))
+        .expression_attribute_values(":by", s(&request.event_id))
+        .expression_attribute_values(":why", s(&request.reason))
+        .build()
+        .map_err(malformed)?;
+    let mut items = vec![TransactWriteItem::builder().update(record).build()];
+    for line in &reservation.lines {
+        items.push(stock_update(stock_table, line, GIVE_STOCK_BACK)?);
+    }
+    Ok(items)
+}
+
+/// One stock item's part of a transaction: an update of its `stock` and nothing else.
+fn stock_update(
+    stock_table: &str,
+    line: &StockLine,
+    (expression, condition): (&str, Option<&str>),
+) -> Result<TransactWriteItem, RepositoryError> {
+    let update = Update::builder()
+        .table_name(stock_table)
+        .key("sku", s(&line.sku))
+        .update_expression(expression)
+        .set_condition_expression(condition.map(str::to_string))
+        .expression_attribute_names("#stock", "stock")
+        .expression_attribute_values(":q", n(line.quantity))
+        .build()
+        .map_err(malformed)?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 /// A request the SDK will not build lacks a required field: no retry can add it.
@@ -441,6 +484,111 @@ mod tests {
         assert_eq!(stock_level(get_n(&HashMap::new(), "stock")), 0);
     }
 
+    fn reservation(lines: &[(&str, u32)]) -> Reservation {
+        Reservation {
+            order_id: "ord-1".into(),
+            reservation_id: "res_1".into(),
+            status: ReservationStatus::Reserved,
+            lines: lines
+                .iter()
+                .map(|(sku, quantity)| StockLine {
+                    sku: sku.to_string(),
+                    quantity: *quantity,
+                })
+                .collect(),
+            shortages: Vec::new(),
+            event_id: "e1".into(),
+            order_digest: Some("d1".into()),
+            correlation_id: "c1".into(),
+            recorded_at: "2026-11-21T10:00:00.000Z".into(),
+            released_at: None,
+            release_event_id: None,
+            release_reason: None,
+        }
+    }
+
+    fn table_of(item: &TransactWriteItem) -> &str {
+        item.put()
+            .map(|p| p.table_name())
+            .or(item.update().map(|u| u.table_name()))
+            .or(item.delete().map(|d| d.table_name()))
+            .or(item.condition_check().map(|c| c.table_name()))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn reserving_and_releasing_write_a_stock_items_stock_and_nothing_else() {
+        let held = reservation(&[("MUG", 2), ("TEA", 1)]);
+        let request = ReleaseRequest {
+            event_id: "r1".into(),
+            reason: "payment-failed".into(),
+            at: "2026-11-21T10:01:00.000Z".into(),
+        };
+        let transactions = [
+            (
+                "reserve",
+                reserve_items("stock", "reservations", &held).unwrap(),
+            ),
+            (
+                "release",
+                release_items("stock", "reservations", &held, &request).unwrap(),
+            ),
+        ];
+        for (what, items) in transactions {
+            let on_stock: Vec<&TransactWriteItem> =
+                items.iter().filter(|i| table_of(i) == "stock").collect();
+            assert_eq!(on_stock.len(), 2, "{what}: one write per line");
+            for item in on_stock {
+                // A Put would replace the item, catalogue (price, currency, name) and all.
+                assert!(item.put().is_none(), "{what}: {item:?}");
+                assert!(item.delete().is_none(), "{what}: {item:?}");
+                let update = item.update().expect("an update");
+                assert_eq!(update.key().keys().collect::<Vec<_>>(), ["sku"], "{what}");
+                assert_eq!(
+                    update.expression_attribute_names(),
+                    Some(&HashMap::from([(
+                        "#stock".to_string(),
+                        "stock".to_string()
+                    )])),
+                    "{what}"
+                );
+                // Nothing but `#stock` is named, so nothing else is set or removed.
+                let expression = update.update_expression();
+                for token in expression.split_whitespace() {
+                    assert!(
+                        ["SET", "ADD", "#stock", "=", "-", ":q"].contains(&token),
+                        "{what}: {token} in {expression}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_record_is_last_in_a_reservation_and_first_in_a_release() {
+        let held = reservation(&[("MUG", 2)]);
+        let reserve = reserve_items("stock", "reservations", &held).unwrap();
+        assert_eq!(table_of(&reserve[1]), "reservations");
+        let put = reserve[1].put().expect("the record is put");
+        assert_eq!(
+            put.condition_expression(),
+            Some("attribute_not_exists(orderId)")
+        );
+        assert_eq!(
+            put.item().get("orderDigest"),
+            Some(&AttributeValue::S("d1".into()))
+        );
+        let request = ReleaseRequest {
+            event_id: "r1".into(),
+            reason: "payment-failed".into(),
+            at: "2026-11-21T10:01:00.000Z".into(),
+        };
+        let release = release_items("stock", "reservations", &held, &request).unwrap();
+        assert_eq!(table_of(&release[0]), "reservations");
+        // An update, so the record keeps its lines and its order's digest.
+        assert!(release[0].update().is_some());
+    }
+
     #[test]
     fn records_round_trip_through_dynamodb_items() {
         let record = Reservation {
@@ -457,6 +605,7 @@ mod tests {
                 available: 1,
             }],
             event_id: "e1".into(),
+            order_digest: Some("d1".into()),
             correlation_id: "c1".into(),
             recorded_at: "2026-11-21T10:00:00.000Z".into(),
             released_at: None,
@@ -465,10 +614,17 @@ mod tests {
         };
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
         assert_eq!(item["status"], AttributeValue::S("OUT_OF_STOCK".into()));
+        assert_eq!(item["orderDigest"], AttributeValue::S("d1".into()));
         assert!(!item.contains_key("releasedAt"));
         assert_eq!(
-            serde_dynamo::from_item::<_, Reservation>(item).unwrap(),
+            serde_dynamo::from_item::<_, Reservation>(item.clone()).unwrap(),
             record
         );
+
+        // A record written before digests were kept reads as one without a digest.
+        let mut older = item;
+        older.remove("orderDigest");
+        let older: Reservation = serde_dynamo::from_item(older).unwrap();
+        assert_eq!(older.order_digest, None);
     }
 }

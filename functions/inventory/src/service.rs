@@ -6,6 +6,11 @@
 //! event has an id derived from its cause, so a redelivery that publishes the recorded
 //! answer again publishes the same event, which downstream consumers drop as a duplicate.
 //!
+//! The record also remembers what the first `OrderPlaced` said (its content digest): a
+//! second `OrderPlaced` for the order that says the same is a duplicate and is answered from
+//! the record; one that says something else is refused as `conflicting-duplicate`, with
+//! nothing reserved and nothing published, so the first order keeps its stock and its answer.
+//!
 //! There is no separate idempotency record (eventkit's `Idempotency`): the reservation
 //! record is keyed by the order and written in the same transaction as the stock, so it is
 //! the record. One per event would cost two more DynamoDB writes per event and guard
@@ -80,18 +85,22 @@ impl InventoryService {
         event: Envelope<Event>,
         _invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
-        let Envelope { metadata, data, .. } = event;
-        match data {
-            Event::OrderPlaced(order) => self.reserve(&metadata, &order).await,
+        match &event.data {
+            // The digest of the decoded event, whose payload is in the current schema: what
+            // the order says, not which schema version its sender wrote it in.
+            Event::OrderPlaced(order) => {
+                self.reserve(&event.metadata, order, &event.content_digest())
+                    .await
+            }
             Event::ReleaseInventoryRequested(request) => {
-                self.release(&metadata, &request.order_id, &request.reason)
+                self.release(&event.metadata, &request.order_id, &request.reason)
                     .await
             }
             Event::OrderCancelled(cancelled) => {
-                self.release(&metadata, &cancelled.order_id, &cancelled.reason)
+                self.release(&event.metadata, &cancelled.order_id, &cancelled.reason)
                     .await
             }
-            other => Err(DecodeError::not_routed(&other).into()),
+            other => Err(DecodeError::not_routed(other).into()),
         }
     }
 
@@ -101,6 +110,7 @@ impl InventoryService {
         &self,
         cause: &EventMetadata,
         order: &OrderPlaced,
+        digest: &str,
     ) -> Result<Handled, HandlerError> {
         let lines = merge_lines(&order.lines);
         if lines.len() > MAX_SKUS_PER_RESERVATION {
@@ -115,7 +125,7 @@ impl InventoryService {
                 ),
             ));
         }
-        let reserved = new_record(cause, &order.order_id, lines);
+        let reserved = new_record(cause, &order.order_id, digest, lines);
         for attempt in 1..=CONTENTION.max_attempts {
             match self.repository.reserve(&reserved).await? {
                 Reserve::Reserved => {
@@ -127,13 +137,15 @@ impl InventoryService {
                         skus = reserved.lines.len(), "stock reserved");
                     return Ok(Handled::Processed);
                 }
-                Reserve::AlreadyRecorded => return self.answer_again(cause, order).await,
+                Reserve::AlreadyRecorded => return self.answer_again(cause, order, digest).await,
                 Reserve::Short => {
                     let skus: Vec<&str> = reserved.lines.iter().map(|l| l.sku.as_str()).collect();
                     let levels = self.repository.stock_levels(&skus).await?;
                     let short = shortages(&reserved.lines, &levels);
                     if !short.is_empty() {
-                        return self.record_out_of_stock(cause, &reserved, short).await;
+                        return self
+                            .record_out_of_stock(cause, &reserved, digest, short)
+                            .await;
                     }
                     tracing::info!(attempt, order_id = %reserved.order_id,
                         "stock arrived between the reservation and the read; trying again");
@@ -158,6 +170,7 @@ impl InventoryService {
         &self,
         cause: &EventMetadata,
         attempted: &Reservation,
+        digest: &str,
         short: Vec<Shortage>,
     ) -> Result<Handled, HandlerError> {
         // Recorded so that a redelivery answers the same even if stock arrives meanwhile,
@@ -176,7 +189,7 @@ impl InventoryService {
                     "out of stock; nothing reserved");
                 Ok(Handled::Processed)
             }
-            FirstWrite::Existing(existing) => self.answer_existing(cause, existing).await,
+            FirstWrite::Existing(existing) => self.answer_existing(cause, digest, existing).await,
         }
     }
 
@@ -184,9 +197,10 @@ impl InventoryService {
         &self,
         cause: &EventMetadata,
         order: &OrderPlaced,
+        digest: &str,
     ) -> Result<Handled, HandlerError> {
         match self.repository.reservation(&order.order_id).await? {
-            Some(existing) => self.answer_existing(cause, existing).await,
+            Some(existing) => self.answer_existing(cause, digest, existing).await,
             // Records are never deleted: a failed condition with no record is a store fault.
             None => Err(HandlerError::transient(
                 "reservation-missing",
@@ -198,12 +212,21 @@ impl InventoryService {
         }
     }
 
+    /// Answers an `OrderPlaced` (`cause`, with content `digest`) from its order's record.
     async fn answer_existing(
         &self,
         cause: &EventMetadata,
+        digest: &str,
         existing: Reservation,
     ) -> Result<Handled, HandlerError> {
-        let event = match replay(existing.status, &existing.event_id, &cause.event_id) {
+        let decision = replay(
+            existing.status,
+            &existing.event_id,
+            existing.order_digest.as_deref(),
+            &cause.event_id,
+            digest,
+        );
+        let event = match decision {
             Replay::Reserved => reserved_event(cause, &existing),
             Replay::OutOfStock => out_of_stock_event(cause, &existing),
             Replay::Nothing if existing.status == ReservationStatus::Cancelled => {
@@ -216,6 +239,21 @@ impl InventoryService {
                     recorded_by = %existing.event_id,
                     "order already has a reservation record from another event; not reserving again");
                 return Ok(Handled::Duplicate);
+            }
+            Replay::Conflicting => {
+                // No retry can make the two orders agree: the DLQ is where someone decides.
+                return Err(HandlerError::permanent(
+                    "conflicting-duplicate",
+                    format!(
+                        "order {} was placed by event {} and event {} places it again with \
+                         other content (digest {} != {}); nothing reserved",
+                        existing.order_id,
+                        existing.event_id,
+                        cause.event_id,
+                        short_digest(existing.order_digest.as_deref().unwrap_or_default()),
+                        short_digest(digest),
+                    ),
+                ));
             }
         };
         // The same event as before (derived id): downstream deduplicates it if it got it.
@@ -326,7 +364,17 @@ async fn pause(attempt: u32) {
     }
 }
 
-fn new_record(cause: &EventMetadata, order_id: &str, lines: Vec<StockLine>) -> Reservation {
+/// Enough of a digest to tell two apart in a DLQ message.
+fn short_digest(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+fn new_record(
+    cause: &EventMetadata,
+    order_id: &str,
+    digest: &str,
+    lines: Vec<StockLine>,
+) -> Reservation {
     Reservation {
         order_id: order_id.to_string(),
         reservation_id: reservation_id_for(order_id),
@@ -334,6 +382,7 @@ fn new_record(cause: &EventMetadata, order_id: &str, lines: Vec<StockLine>) -> R
         lines,
         shortages: Vec::new(),
         event_id: cause.event_id.clone(),
+        order_digest: Some(digest.to_string()),
         correlation_id: cause.correlation_id.clone(),
         recorded_at: format_time(&chrono::Utc::now()),
         released_at: None,
@@ -355,6 +404,8 @@ fn cancelled_record(
         lines: Vec::new(),
         shortages: Vec::new(),
         event_id: cause.event_id.clone(),
+        // No OrderPlaced decided a tombstone: whatever one says later, it reserves nothing.
+        order_digest: None,
         correlation_id: cause.correlation_id.clone(),
         recorded_at: request.at.clone(),
         released_at: Some(request.at.clone()),
@@ -666,6 +717,139 @@ mod tests {
         );
         assert_eq!(inventory.stock(), stock(&[("MUG", 3)]));
         assert_eq!(inventory.record("ord-1").event_id, "e1");
+    }
+
+    #[tokio::test]
+    async fn every_record_an_order_placed_writes_keeps_its_digest() {
+        let inventory = given_stock(&[("MUG", 2)]);
+        let reserved = order_placed("e1", "ord-1", &[("MUG", 2)]);
+        let short = order_placed("e2", "ord-2", &[("MUG", 1), ("TEA", 1)]);
+
+        inventory.when(&reserved).await.unwrap();
+        inventory.when(&short).await.unwrap();
+        inventory
+            .when(&release_requested("r1", "ord-1", "payment-failed"))
+            .await
+            .unwrap();
+        inventory
+            .when(&release_requested("r2", "ord-3", "payment-failed"))
+            .await
+            .unwrap();
+
+        let digest = |order_id: &str| inventory.record(order_id).order_digest;
+        assert_eq!(digest("ord-1"), Some(reserved.content_digest()), "released");
+        assert_eq!(
+            digest("ord-2"),
+            Some(short.content_digest()),
+            "out of stock"
+        );
+        assert_eq!(digest("ord-3"), None, "a tombstone: no order decided it");
+    }
+
+    #[tokio::test]
+    async fn a_second_order_placed_with_other_content_is_refused_and_changes_nothing() {
+        let inventory = given_stock(&[("MUG", 5), ("TEA", 5)]);
+        inventory
+            .when(&order_placed("e1", "ord-1", &[("MUG", 2)]))
+            .await
+            .unwrap();
+
+        let err = inventory
+            .when(&order_placed("e2", "ord-1", &[("MUG", 2), ("TEA", 1)]))
+            .await
+            .unwrap_err();
+
+        assert!(err.is_permanent(), "{err}");
+        assert_eq!(err.reason, "conflicting-duplicate");
+        let message = err.to_string();
+        for named in ["ord-1", "event e1", "event e2"] {
+            assert!(message.contains(named), "{named} in {message}");
+        }
+        assert_eq!(
+            inventory.bus.events(),
+            vec![reserved("ord-1", vec![line("MUG", 2)])],
+            "nothing more published"
+        );
+        assert_eq!(inventory.stock(), stock(&[("MUG", 3), ("TEA", 5)]));
+        let record = inventory.record("ord-1");
+        assert_eq!(record.event_id, "e1");
+        assert_eq!(record.lines, vec![line("MUG", 2)]);
+    }
+
+    #[tokio::test]
+    async fn an_order_placed_with_other_content_is_refused_whatever_the_record_says() {
+        // (how the record came about, the conflicting event's id)
+        for (state, event_id) in [
+            ("out of stock", "e1"),
+            ("out of stock", "e2"),
+            ("released", "e1"),
+            ("released", "e2"),
+        ] {
+            let inventory = given_stock(&[("MUG", 1)]);
+            let first = match state {
+                "out of stock" => order_placed("e1", "ord-1", &[("MUG", 2)]),
+                _ => order_placed("e1", "ord-1", &[("MUG", 1)]),
+            };
+            inventory.when(&first).await.unwrap();
+            if state == "released" {
+                inventory
+                    .when(&order_cancelled("r1", "ord-1", "payment-failed"))
+                    .await
+                    .unwrap();
+            }
+            let published = inventory.bus.events().len();
+
+            // Same event id or not: what it says is not what the record was decided on.
+            let err = inventory
+                .when(&order_placed(event_id, "ord-1", &[("MUG", 3)]))
+                .await
+                .unwrap_err();
+
+            assert_eq!(err.reason, "conflicting-duplicate", "{state} {event_id}");
+            assert!(err.is_permanent(), "{state} {event_id}");
+            assert_eq!(
+                inventory.bus.events().len(),
+                published,
+                "{state} {event_id}"
+            );
+            assert_eq!(
+                inventory.stock(),
+                stock(&[("MUG", 1)]),
+                "{state} {event_id}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_written_before_digests_were_kept_answers_as_before() {
+        let inventory = given_stock(&[("MUG", 3)]);
+        let legacy = Reservation {
+            order_digest: None,
+            ..new_record(
+                &order_placed("e1", "ord-1", &[("MUG", 2)]).metadata,
+                "ord-1",
+                "unused",
+                vec![line("MUG", 2)],
+            )
+        };
+        inventory.tables.put_record(legacy);
+
+        // Its order's content is unknown: a redelivery is answered from the record, and
+        // another event for the order is a duplicate, as before.
+        let redelivered = inventory
+            .when(&order_placed("e1", "ord-1", &[("MUG", 2)]))
+            .await;
+        let other = inventory
+            .when(&order_placed("e2", "ord-1", &[("MUG", 1)]))
+            .await;
+
+        assert_eq!(redelivered.unwrap(), Handled::Duplicate);
+        assert_eq!(other.unwrap(), Handled::Duplicate);
+        assert_eq!(
+            inventory.bus.events(),
+            vec![reserved("ord-1", vec![line("MUG", 2)])]
+        );
+        assert_eq!(inventory.stock(), stock(&[("MUG", 3)]), "nothing taken");
     }
 
     #[tokio::test]
