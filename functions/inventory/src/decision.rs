@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 /// Reference, https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html),
 /// and a reservation (and its release) is one update per distinct SKU plus the reservation
 /// record. Lines are merged by SKU first ([`merge_lines`]), so an order may have more lines
-/// than this as long as they repeat SKUs. Intake (contracts) must admit no more distinct
-/// SKUs than this, or it admits orders this function can only dead-letter (`too-many-skus`).
-pub const MAX_SKUS_PER_RESERVATION: usize = 99;
+/// than this as long as they repeat SKUs. Intake refuses more distinct SKUs than this, with
+/// the same constant, so `too-many-skus` here is a guard that an admitted order never hits.
+pub const MAX_SKUS_PER_RESERVATION: usize = contracts::limits::MAX_DISTINCT_SKUS;
 
 /// Where an order's reservation stands. It only ever moves `RESERVED -> RELEASED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -404,13 +404,16 @@ impl Stack {
         Ok(serde_json::from_slice(&body).expect("invoke output is JSON"))
     }
 
-    /// Sets a SKU's stock in this stage's inventory table.
-    pub async fn set_stock(&self, sku: &str, stock: u32) {
+    /// Puts a SKU in this stage's inventory table: its stock and its catalogue price in EUR
+    /// (payment refuses an order whose unit prices differ from it, as `price-mismatch`).
+    pub async fn set_stock(&self, sku: &str, stock: u32, unit_price: u64) {
         self.dynamo
             .put_item()
             .table_name(self.name("inventory"))
             .item("sku", AttributeValue::S(sku.into()))
             .item("stock", AttributeValue::N(stock.to_string()))
+            .item("price", AttributeValue::N(unit_price.to_string()))
+            .item("currency", AttributeValue::S("EUR".into()))
             .send()
             .await
             .expect("set stock");

@@ -147,7 +147,7 @@ async fn a_trace_of_cancelled_orders_shows_the_compensations_and_their_results()
     let stack = Stack::connect().await;
     // Paid, then out of stock: the saga asks for a refund.
     let sku = order_id("SKU-NONE");
-    stack.set_stock(&sku, 0).await;
+    stack.set_stock(&sku, 0, 500).await;
     let refunded = order_id("cli-refund");
     // Declined, but reserved: the saga asks for the stock back.
     let released = order_id("cli-release");

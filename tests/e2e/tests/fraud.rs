@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(120);
 async fn burst(stack: &Stack, prefix: &str, cities: &[(&str, &str)]) -> (Vec<String>, String) {
     let customer = order_id(prefix);
     let sku = format!("SKU-{customer}");
-    stack.set_stock(&sku, 50).await;
+    stack.set_stock(&sku, 50, 700).await;
     let orders: Vec<String> = (0..cities.len())
         .map(|i| format!("{customer}-o{i}"))
         .collect();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use e2e::{about_order, order_id, AttributeValue, Stack};
+use e2e::{about_order, order_id, Stack};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -17,17 +17,10 @@ fn sku(name: &str) -> String {
     )
 }
 
-/// Sets `sku`'s stock directly in the table, as the seed script does.
+/// Sets `sku`'s stock directly in the table, as the seed script does, at the 100 per unit
+/// that [`order_placed`] charges.
 async fn stock_up(stack: &Stack, sku: &str, level: u32) {
-    stack
-        .dynamo
-        .put_item()
-        .table_name(stack.name("inventory"))
-        .item("sku", AttributeValue::S(sku.into()))
-        .item("stock", AttributeValue::N(level.to_string()))
-        .send()
-        .await
-        .expect("put stock");
+    stack.set_stock(sku, level, 100).await;
 }
 
 async fn stock_of(stack: &Stack, sku: &str) -> i64 {

@@ -29,7 +29,7 @@ async fn a_forged_refund_request_refunds_nothing() {
     let stack = Stack::connect().await;
     let order = order_id("e2e-forge-refund");
     let sku = format!("SKU-{order}");
-    stack.set_stock(&sku, 5).await;
+    stack.set_stock(&sku, 5, 900).await;
     let mut bus = stack.observe(about_order(&order)).await;
     stack
         .put_events(&[(

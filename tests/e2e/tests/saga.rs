@@ -25,7 +25,7 @@ async fn a_paid_and_reserved_order_is_confirmed_then_shipped() {
     let stack = Stack::connect().await;
     let order = order_id("e2e-happy");
     let sku = format!("SKU-{order}");
-    stack.set_stock(&sku, 5).await;
+    stack.set_stock(&sku, 5, 1500).await;
     let mut bus = stack.observe(about_order(&order)).await;
     stack
         .put_events(&[(
@@ -97,7 +97,7 @@ async fn a_declined_payment_cancels_the_order_and_releases_its_stock() {
     let stack = Stack::connect().await;
     let order = order_id("e2e-declined");
     let sku = format!("SKU-{order}");
-    stack.set_stock(&sku, 4).await;
+    stack.set_stock(&sku, 4, 900).await;
     let mut bus = stack.observe(about_order(&order)).await;
     stack
         .put_events(&[(
@@ -134,7 +134,7 @@ async fn an_out_of_stock_order_is_cancelled_and_its_payment_refunded() {
     let stack = Stack::connect().await;
     let order = order_id("e2e-oos");
     let sku = format!("SKU-{order}");
-    stack.set_stock(&sku, 1).await;
+    stack.set_stock(&sku, 1, 700).await;
     let mut bus = stack.observe(about_order(&order)).await;
     stack
         .put_events(&[(
@@ -174,7 +174,7 @@ async fn a_rebuilt_read_model_equals_the_live_one() {
     let stack = Stack::connect().await;
     let order = order_id("e2e-rebuild");
     let sku = format!("SKU-{order}");
-    stack.set_stock(&sku, 2).await;
+    stack.set_stock(&sku, 2, 500).await;
     stack
         .put_events(&[(
             "orderflow.orders",

@@ -18,7 +18,7 @@ async fn version_1_and_version_2_orders_both_ship() {
     let v1 = order_id("e2e-v1");
     let v2 = order_id("e2e-v2");
     let sku = format!("SKU-{v1}");
-    stack.set_stock(&sku, 4).await;
+    stack.set_stock(&sku, 4, 900).await;
     stack
         .put_events(&[
             (
@@ -50,7 +50,7 @@ async fn version_1_and_version_2_orders_both_ship() {
 async fn an_order_of_an_unknown_version_is_dead_lettered_as_unsupported() {
     let stack = Stack::connect().await;
     let order = order_id("e2e-v3");
-    let mut detail = order_of(&order, "MUG-RED", 1, 900, "tok_visa");
+    let mut detail = order_of(&order, "MUG-RED", 1, 1250, "tok_visa");
     detail["metadata"]["schemaVersion"] = 3.into();
     stack
         .put_events(&[("orderflow.orders", "OrderPlaced", detail)])
@@ -73,7 +73,7 @@ async fn a_rebuild_replays_version_1_and_version_2_events_into_the_read_model() 
     let old = order_id("e2e-stored-v1");
     let new = order_id("e2e-stored-v2");
     let sku = format!("SKU-{new}");
-    stack.set_stock(&sku, 2).await;
+    stack.set_stock(&sku, 2, 800).await;
     stack
         .put_events(&[(
             "orderflow.orders",

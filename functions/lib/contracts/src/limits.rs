@@ -57,7 +57,10 @@ mod tests {
         for ok in ["a@b.c", "ada@example.com", "ada+shop@mail.example.org"] {
             assert!(is_sendable_email(ok), "{ok}");
         }
-        let long = format!("{}@example.com", "a".repeat(MAX_EMAIL_BYTES - "@example.com".len()));
+        let long = format!(
+            "{}@example.com",
+            "a".repeat(MAX_EMAIL_BYTES - "@example.com".len())
+        );
         assert_eq!(long.len(), MAX_EMAIL_BYTES);
         assert!(is_sendable_email(&long));
         for refused in [
