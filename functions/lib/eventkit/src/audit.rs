@@ -62,7 +62,11 @@ impl AuditEntry {
         let occurred_at = format_time(&event.metadata.occurred_at);
         AuditEntry {
             correlation_id: event.metadata.correlation_id.clone(),
-            sk: sort_key(&occurred_at, &event.metadata.event_id),
+            sk: sort_key(
+                &occurred_at,
+                &event.metadata.event_id,
+                &event.content_digest(),
+            ),
             event_id: event.metadata.event_id.clone(),
             event_type: event.detail_type.clone(),
             source: event.source.clone(),
@@ -85,10 +89,15 @@ impl AuditEntry {
     }
 }
 
-/// `<occurredAt>#<eventId>`: time order within a correlation or an order, and unique per
-/// event.
-pub fn sort_key(occurred_at: &str, event_id: &str) -> String {
-    format!("{occurred_at}#{event_id}")
+/// `<occurredAt>#<eventId>#<digest>`: time order within a correlation or an order, and one
+/// key per event. The event id alone is the sender's word: two different events that share
+/// an id and a time (a reused id, a conflicting duplicate) would overwrite each other's
+/// entry, and the trail would lose the one worth seeing. With the content digest
+/// ([`RawEvent::content_digest`], its first 16 hex digits) they keep two entries, while a
+/// redelivery of the same event still lands on its own key.
+pub fn sort_key(occurred_at: &str, event_id: &str, digest: &str) -> String {
+    let digest = digest.get(..16).unwrap_or(digest);
+    format!("{occurred_at}#{event_id}#{digest}")
 }
 
 /// The entries without repeated keys, first kept: `BatchWriteItem` refuses a request that
@@ -239,7 +248,11 @@ mod tests {
         let now: DateTime<Utc> = "2026-11-21T10:00:01Z".parse().unwrap();
         let entry = AuditEntry::of(&event("e-2", Some("e-1")), Some("ord-1"), 30, &now);
         assert_eq!(entry.correlation_id, "corr-1");
-        assert_eq!(entry.sk, "2026-11-21T10:00:00.250Z#e-2");
+        let digest = event("e-2", Some("e-1")).content_digest();
+        assert_eq!(
+            entry.sk,
+            format!("2026-11-21T10:00:00.250Z#e-2#{}", &digest[..16])
+        );
         assert_eq!(entry.causation_id.as_deref(), Some("e-1"));
         assert_eq!(entry.expires_at, now.timestamp() + 30 * 86_400);
         let back = entry.to_raw().unwrap();
@@ -269,6 +282,22 @@ mod tests {
             assert!(item.contains_key(name), "{name}");
         }
         assert!(!item.contains_key("causationId"), "absent, not null");
+    }
+
+    #[test]
+    fn two_events_that_share_an_id_and_a_time_keep_two_entries() {
+        let now = Utc::now();
+        let first = event("e-1", None);
+        let mut reused = event("e-1", None);
+        reused.data = serde_json::json!({"orderId": "ord-2"});
+        let a = AuditEntry::of(&first, None, 1, &now);
+        let b = AuditEntry::of(&reused, None, 1, &now);
+        assert_ne!(a.sk, b.sk, "a reused id must not overwrite the first entry");
+        assert_eq!(
+            a.sk,
+            AuditEntry::of(&first, None, 1, &now).sk,
+            "a redelivery is one entry"
+        );
     }
 
     #[test]
