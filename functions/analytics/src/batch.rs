@@ -113,6 +113,7 @@ mod tests {
     fn counting(id: &str, updates: Vec<CounterUpdate>) -> Counting {
         Counting {
             marker: Marker {
+                source: "orderflow.orders",
                 event_id: id.into(),
                 detail_type: "OrderPlaced",
                 counted_at: "2026-11-21T10:00:00Z".parse().unwrap(),

@@ -34,14 +34,27 @@ use eventkit::{DynamoError, HandlerError};
 use crate::batch::TransactionPlan;
 use crate::counters::{CounterKey, CounterUpdate};
 
-/// How long a marker keeps a redelivery from being counted again. Longer than any way the
-/// same event can come back: EventBridge retries for at most an hour, the queue keeps a
-/// message for 4 days; producers re-publish within minutes.
-pub const MARKER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a marker keeps a redelivery from being counted again: longer than every way the
+/// same event can come back. EventBridge retries for at most 24 hours; a queue keeps a
+/// message 4 days and its DLQ 14 (`MessageRetentionPeriod` in infra/template.yaml), and a
+/// message redriven from the DLQ spends up to 4 more days in the queue: 22 days end to end,
+/// so 35 leave two weeks for an operator to redrive late. `orderflow replay --to-bus`
+/// refuses ranges older than [`REPLAY_HORIZON`], which this covers with a day to spare. The
+/// expiry counts from when the marker is written ([`Marker::counted_at`]), never from the
+/// sender's `occurredAt`.
+pub const MARKER_TTL: Duration = Duration::from_secs(35 * 24 * 3600);
+
+/// The oldest stored event a replay to the bus may publish again: a day less than
+/// [`MARKER_TTL`], because analytics may have counted an event a little before the store
+/// recorded it.
+pub const REPLAY_HORIZON: Duration = Duration::from_secs(34 * 24 * 3600);
 
 /// The "already counted" record of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marker {
+    /// The source the event came from: ids are the producer's, so a marker only stands for
+    /// the same id *from the same producer*; another producer's reuse of the id is counted.
+    pub source: &'static str,
     pub event_id: String,
     pub detail_type: &'static str,
     pub counted_at: DateTime<Utc>,
@@ -49,7 +62,7 @@ pub struct Marker {
 
 impl Marker {
     pub fn key(&self) -> CounterKey {
-        marker_key(&self.event_id)
+        marker_key(self.source, &self.event_id)
     }
 
     /// Epoch seconds at which DynamoDB's TTL may delete the marker.
@@ -58,10 +71,11 @@ impl Marker {
     }
 }
 
-/// `seen#<eventId>`, `-`.
-pub fn marker_key(event_id: &str) -> CounterKey {
+/// `seen#<source>#<eventId>`, `-`. Neither part holds `#` (ids cannot), so no two pairs
+/// share a key.
+pub fn marker_key(source: &str, event_id: &str) -> CounterKey {
     CounterKey {
-        pk: format!("seen#{event_id}"),
+        pk: format!("seen#{source}#{event_id}"),
         sk: "-".into(),
     }
 }
@@ -112,7 +126,7 @@ pub trait CounterStore: Send + Sync {
 
     /// Best effort: notes on an existing marker that the event came again. Only for
     /// operators (and tests) to see redeliveries; counters are not touched.
-    async fn note_duplicate(&self, event_id: &str) -> Result<(), RepositoryError>;
+    async fn note_duplicate(&self, marker: &Marker) -> Result<(), RepositoryError>;
 }
 
 /// The DynamoDB adapter.
@@ -194,8 +208,9 @@ impl CounterStore for DynamoCounterStore {
         }
     }
 
-    async fn note_duplicate(&self, event_id: &str) -> Result<(), RepositoryError> {
-        let key = marker_key(event_id);
+    async fn note_duplicate(&self, marker: &Marker) -> Result<(), RepositoryError> {
+        let event_id = &marker.event_id;
+        let key = marker.key();
         let result = self
             .client
             .update_item()
@@ -386,9 +401,10 @@ pub(crate) mod memory {
             Ok(Applied::Counted)
         }
 
-        async fn note_duplicate(&self, event_id: &str) -> Result<(), RepositoryError> {
+        async fn note_duplicate(&self, marker: &Marker) -> Result<(), RepositoryError> {
+            let event_id = &marker.event_id;
             self.markers
-                .update_if(&marker_key(event_id).pk, |m| {
+                .update_if(&marker.key().pk, |m| {
                     m.duplicates += 1;
                     true
                 })
@@ -403,8 +419,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_marker_is_keyed_by_event_id_and_expires_after_a_week() {
+    fn the_marker_is_keyed_by_source_and_event_id_and_outlives_the_dlq() {
         let marker = Marker {
+            source: "orderflow.orders",
             event_id: "e-1".into(),
             detail_type: "OrderPlaced",
             counted_at: "2026-11-21T10:00:00Z".parse().unwrap(),
@@ -412,12 +429,24 @@ mod tests {
         assert_eq!(
             marker.key(),
             CounterKey {
-                pk: "seen#e-1".into(),
+                pk: "seen#orderflow.orders#e-1".into(),
                 sk: "-".into()
             }
         );
-        let expected: DateTime<Utc> = "2026-11-28T10:00:00Z".parse().unwrap();
+        let expected: DateTime<Utc> = "2026-12-26T10:00:00Z".parse().unwrap();
         assert_eq!(marker.expires_at(), expected.timestamp());
+        let dlq_retention = 14 * 86_400;
+        let queue_retention = 4 * 86_400;
+        assert!(
+            REPLAY_HORIZON.as_secs() > dlq_retention + 2 * queue_retention
+                && REPLAY_HORIZON < MARKER_TTL,
+            "a marker outlives every way an event comes back"
+        );
+        let other_producer = Marker {
+            source: "orderflow.payment",
+            ..marker.clone()
+        };
+        assert_ne!(other_producer.key(), marker.key());
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl AnalyticsService {
                 Ok(Applied::Duplicates(indexes)) => {
                     let (duplicates, rest) = split_at_indexes(pending, &indexes);
                     for duplicate in &duplicates {
-                        self.note_duplicate(duplicate.event_id()).await;
+                        self.note_duplicate(&duplicate.marker).await;
                     }
                     results.extend(answer(&duplicates, Ok(Handled::Duplicate)));
                     pending = rest;
@@ -156,9 +156,9 @@ impl AnalyticsService {
     }
 
     /// Best effort: only a diagnostic, the duplicate was already not counted.
-    async fn note_duplicate(&self, event_id: &str) {
-        if let Err(e) = self.store.note_duplicate(event_id).await {
-            tracing::warn!(event_id, error = %e, "could not note the duplicate on its marker");
+    async fn note_duplicate(&self, marker: &Marker) {
+        if let Err(e) = self.store.note_duplicate(marker).await {
+            tracing::warn!(event_id = %marker.event_id, error = %e, "could not note the duplicate on its marker");
         }
     }
 }
@@ -168,6 +168,7 @@ fn counting(event: &Envelope<Event>, now: DateTime<Utc>) -> Counting {
     Counting {
         updates: plan(event),
         marker: Marker {
+            source: event.data.source(),
             detail_type: event.data.detail_type(),
             event_id: event.metadata.event_id.clone(),
             counted_at: now,
@@ -203,7 +204,7 @@ mod tests {
     use super::*;
     use crate::counters::{AMOUNT, COUNT, ORDERS, REFUNDED, REFUNDS};
     use crate::repository::memory::MemoryCounterStore;
-    use crate::repository::{marker_key, MARKER_TTL};
+    use crate::repository::MARKER_TTL;
     use crate::ROUTES;
     use contracts::*;
     use eventkit::testing::invocation;
@@ -400,6 +401,20 @@ mod tests {
             .collect()
     }
 
+    /// The marker of the event `id` (from whichever source).
+    fn marker_of(store: &MemoryCounterStore, id: &str) -> crate::repository::memory::StoredMarker {
+        let suffix = format!("#{id}");
+        let mut found: Vec<_> = store
+            .markers
+            .items()
+            .into_iter()
+            .filter(|(key, _)| key.ends_with(&suffix))
+            .map(|(_, marker)| marker)
+            .collect();
+        assert_eq!(found.len(), 1, "one marker for {id}");
+        found.remove(0)
+    }
+
     fn ids(events: &[Envelope<Event>]) -> Vec<String> {
         events.iter().map(|e| e.metadata.event_id.clone()).collect()
     }
@@ -444,7 +459,7 @@ mod tests {
                 "{detail_type}"
             );
             assert_eq!(store.counter(HOUR, detail_type, COUNT), 1, "{detail_type}");
-            let marker = store.markers.get(&marker_key(&id).pk).unwrap();
+            let marker = marker_of(&store, &id);
             assert_eq!(
                 (marker.detail_type, marker.duplicates),
                 (detail_type, 1),
@@ -472,10 +487,7 @@ mod tests {
         assert_eq!(store.counter(DAY, "XTS", AMOUNT), 1234);
         assert_eq!(store.counter(DAY, "XTS", ORDERS), 1);
         assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 1);
-        let marker = store
-            .markers
-            .get(&marker_key(&payment.metadata.event_id).pk)
-            .unwrap();
+        let marker = marker_of(&store, &payment.metadata.event_id);
         let week = Utc::now().timestamp() + MARKER_TTL.as_secs() as i64;
         assert!((week - 5..=week).contains(&marker.expires_at));
         assert_eq!(marker.duplicates, 1);
@@ -577,7 +589,7 @@ mod tests {
         assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 4);
         assert_eq!(store.counter(DAY, "EUR", AMOUNT), 100 + 101 + 102 + 103);
         assert_eq!(store.counter(DAY, "EUR", ORDERS), 4);
-        let marker = store.markers.get(&marker_key(&ids(&batch)[2]).pk).unwrap();
+        let marker = marker_of(&store, &ids(&batch)[2]);
         assert_eq!(marker.duplicates, 1);
     }
 

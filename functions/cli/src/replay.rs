@@ -3,7 +3,8 @@
 //! To the bus: the stored events of the range (the store's time index,
 //! `EventStore::read_time_range`), published again with their original event ids and
 //! metadata, so every consumer recognises them and changes nothing (idempotency records,
-//! first-writer-wins tables, the store's one-item-per-event-id guard).
+//! first-writer-wins tables, the store's per-stream event-id guards, analytics' markers:
+//! hence no range older than those markers, [`check_replay_horizon`]).
 //! To the read model: the projector's rebuild over the range (`{"rebuild": {...}}`), followed
 //! through its `next` answers until it is done.
 
@@ -79,6 +80,24 @@ pub fn check_range(from: &DateTime<Utc>, to: &DateTime<Utc>) -> Result<()> {
             "--from ({}) must be before --to ({})",
             format_time(from),
             format_time(to)
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a replay to the bus that reaches back past what analytics' dedupe markers cover
+/// ([`analytics::repository::REPLAY_HORIZON`]): every other consumer keeps its records for
+/// good, but analytics forgets an event after its markers expire and would count it again,
+/// so revenue would be doubled. The read model can be rebuilt over any range instead.
+pub fn check_replay_horizon(from: &DateTime<Utc>, now: &DateTime<Utc>) -> Result<()> {
+    let horizon = analytics::repository::REPLAY_HORIZON;
+    let oldest = *now - chrono::Duration::seconds(horizon.as_secs() as i64);
+    if *from < oldest {
+        return Err(CliError::Usage(format!(
+            "--from ({}) is more than {} days ago: analytics no longer remembers events that              old and would count them twice; replay from {} or later (the read model can be              rebuilt over any range with --rebuild-read-model)",
+            format_time(from),
+            horizon.as_secs() / 86_400,
+            format_time(&oldest)
         )));
     }
     Ok(())
@@ -167,6 +186,7 @@ pub async fn to_bus(
     quiet: bool,
 ) -> Result<(Vec<RawEvent>, Vec<(RawEvent, String)>)> {
     check_range(&from, &to)?;
+    check_replay_horizon(&from, &Utc::now())?;
     let stored = ctx.store().read_all_between(from, to).await?;
     let (events, refused) = admissible(select(&stored, event_type));
     let publisher = ctx.publisher();
@@ -368,6 +388,17 @@ mod tests {
             summarize_rebuild("p", &[json!({"ok": true})]),
             Err(CliError::Function { .. })
         ));
+    }
+
+    #[test]
+    fn a_replay_to_the_bus_stays_within_what_analytics_remembers() {
+        let now = Utc::now();
+        let days = |d: i64| now - chrono::Duration::days(d);
+        assert!(check_replay_horizon(&days(1), &now).is_ok());
+        assert!(check_replay_horizon(&days(33), &now).is_ok());
+        let err = check_replay_horizon(&days(35), &now).unwrap_err();
+        assert!(matches!(err, CliError::Usage(_)), "{err}");
+        assert!(err.to_string().contains("count them twice"), "{err}");
     }
 
     #[test]
