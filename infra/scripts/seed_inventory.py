@@ -1,22 +1,37 @@
 #!/usr/bin/env python3
-"""Sets stock levels in the inventory table of a deployed Orderflow stage.
+"""Sets stock levels and catalogue prices in the inventory table of a deployed Orderflow stage.
 
     source infra/scripts/env.sh
     .local/tools-venv/bin/python infra/scripts/seed_inventory.py --stage dev infra/seed/inventory.json
 
-FILE is a JSON list of {"sku": "...", "name": "...", "stock": N} ("name" optional). Each SKU's
-item is replaced with exactly that level, so running it again changes nothing and running
-it after orders reset their stock: use it to restock, not to add. SKUs not in the file are
-left alone. `deploy_local.sh` runs it after each deploy; the endpoint and credentials come
-from the environment (AWS_ENDPOINT_URL for LocalStack, as infra/scripts/env.sh exports).
+FILE is a JSON list of {"sku": "...", "name": "...", "stock": N, "price": P, "currency": "EUR"}
+("name" optional; the rest required). "price" is the catalogue price of one unit in minor
+units of "currency" (a whole number >= 1; 1250 EUR is 12.50 EUR), "currency" an ISO 4217
+code (three upper-case letters). The payment function charges an order only if every line's
+unitPrice and the order's currency are exactly these, and declines it (`price-mismatch`)
+otherwise, so a SKU without a price is not for sale.
+
+Each SKU's item is replaced with exactly that level and price, so running it again changes
+nothing and running it after orders reset their stock: use it to restock or reprice, not to
+add. SKUs not in the file are left alone. `deploy_local.sh` runs it after each deploy; the
+endpoint and credentials come from the environment (AWS_ENDPOINT_URL for LocalStack, as
+infra/scripts/env.sh exports).
 """
 import argparse
 import json
+import re
 import sys
 
 import boto3
 
 MAX_SKU_LENGTH = 64  # as OrderLine.sku
+CURRENCY = re.compile(r"[A-Z]{3}")  # as contracts::Currency
+FIELDS = {"sku", "name", "stock", "price", "currency"}
+
+
+def whole_number(value) -> bool:
+    # bool is an int in Python; `true` is not a number of anything.
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load(path: str) -> list[dict]:
@@ -24,7 +39,7 @@ def load(path: str) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         entries = json.load(f)
     if not isinstance(entries, list) or not entries:
-        raise ValueError("expected a non-empty JSON list of {sku, name, stock}")
+        raise ValueError("expected a non-empty JSON list of {sku, name, stock, price, currency}")
     seen = set()
     for i, e in enumerate(entries):
         where = f"entry {i}"
@@ -37,12 +52,17 @@ def load(path: str) -> list[dict]:
             raise ValueError(f"{where}: sku {sku} appears twice")
         seen.add(sku)
         stock = e.get("stock")
-        # bool is an int in Python; `true` is not a stock level.
-        if not isinstance(stock, int) or isinstance(stock, bool) or stock < 0:
+        if not whole_number(stock) or stock < 0:
             raise ValueError(f"{where} ({sku}): stock must be a whole number >= 0")
+        price = e.get("price")
+        if not whole_number(price) or price < 1:
+            raise ValueError(f"{where} ({sku}): price must be a whole number >= 1 (minor units)")
+        currency = e.get("currency")
+        if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
+            raise ValueError(f"{where} ({sku}): currency must be an ISO 4217 code, three upper-case letters")
         if "name" in e and not isinstance(e["name"], str):
             raise ValueError(f"{where} ({sku}): name must be a string")
-        unknown = set(e) - {"sku", "name", "stock"}
+        unknown = set(e) - FIELDS
         if unknown:
             raise ValueError(f"{where} ({sku}): unknown fields {sorted(unknown)}")
     return entries
@@ -51,7 +71,7 @@ def load(path: str) -> list[dict]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--stage", required=True, help="the stage: table orderflow-<stage>-inventory")
-    p.add_argument("file", help="JSON list of {sku, name, stock}")
+    p.add_argument("file", help="JSON list of {sku, name, stock, price, currency}")
     args = p.parse_args()
 
     try:
@@ -63,12 +83,19 @@ def main() -> int:
     table = f"orderflow-{args.stage}-inventory"
     dynamo = boto3.client("dynamodb")
     for e in entries:
-        item = {"sku": {"S": e["sku"]}, "stock": {"N": str(e["stock"])}}
+        # One item: the price lives with the stock, and a PutItem without it would take the
+        # SKU off sale.
+        item = {
+            "sku": {"S": e["sku"]},
+            "stock": {"N": str(e["stock"])},
+            "price": {"N": str(e["price"])},
+            "currency": {"S": e["currency"]},
+        }
         if e.get("name"):
             item["name"] = {"S": e["name"]}
         dynamo.put_item(TableName=table, Item=item)
-    levels = ", ".join(f"{e['sku']}={e['stock']}" for e in entries)
-    print(f"stock set in {table}: {levels}")
+    levels = ", ".join(f"{e['sku']}={e['stock']} at {e['price']} {e['currency']}" for e in entries)
+    print(f"stock and prices set in {table}: {levels}")
     return 0
 
 

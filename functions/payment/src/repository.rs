@@ -1,5 +1,7 @@
 //! The payments table: one item per order (`orderId`), written once; its status then moves
-//! at most once more, `CHARGED -> REFUNDED`, by a conditional update.
+//! at most once more, `CHARGED -> REFUNDED`, by a conditional update. An order cancelled
+//! before it was charged gets a `CANCELLED` item instead (a tombstone), written by the same
+//! first-writer-wins put, so whichever of the charge and the cancellation comes first holds.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::PaymentStatus;
 
-/// A charge or a decline, as stored.
+/// A charge, a decline or a cancellation's tombstone, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRecord {
@@ -26,6 +28,11 @@ pub struct PaymentRecord {
     /// The event that caused this record: a redelivery of the same event may publish the
     /// outcome again, another event for the same order may not charge again.
     pub event_id: String,
+    /// The content digest (`Envelope::content_digest`) of the `OrderPlaced` that was
+    /// charged: another `OrderPlaced` for the order is a duplicate only with the same digest.
+    /// `None` on tombstones and on records written before digests were stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_digest: Option<String>,
     pub correlation_id: String,
     pub processed_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,6 +43,9 @@ pub struct PaymentRecord {
     pub refund_event_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund_reason: Option<String>,
+    /// Why the order was cancelled, on a tombstone (the `OrderCancelled` reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
 }
 
 /// Who asks for a refund, why, and when.
@@ -221,11 +231,13 @@ mod tests {
             currency: Currency::try_from("EUR".to_string()).unwrap(),
             decline_reason: Some("card-declined".into()),
             event_id: "e1".into(),
+            order_digest: Some("d1".into()),
             correlation_id: "c1".into(),
             processed_at: "2026-11-21T10:00:00.000Z".into(),
             refunded_at: None,
             refund_event_id: None,
             refund_reason: None,
+            cancel_reason: None,
         };
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&record).unwrap();
         let s = |v: &str| AttributeValue::S(v.into());
@@ -239,6 +251,7 @@ mod tests {
                 ("currency".into(), s("EUR")),
                 ("declineReason".into(), s("card-declined")),
                 ("eventId".into(), s("e1")),
+                ("orderDigest".into(), s("d1")),
                 ("correlationId".into(), s("c1")),
                 ("processedAt".into(), s("2026-11-21T10:00:00.000Z")),
             ])
@@ -247,5 +260,23 @@ mod tests {
             serde_dynamo::from_item::<_, PaymentRecord>(item).unwrap(),
             record
         );
+    }
+
+    #[test]
+    fn a_payment_stored_before_digests_reads_without_one() {
+        let s = |v: &str| AttributeValue::S(v.into());
+        let item: HashMap<String, AttributeValue> = HashMap::from([
+            ("orderId".into(), s("ord-1")),
+            ("paymentId".into(), s("pay_1")),
+            ("status".into(), s("CHARGED")),
+            ("amount".into(), AttributeValue::N("2500".into())),
+            ("currency".into(), s("EUR")),
+            ("eventId".into(), s("e1")),
+            ("correlationId".into(), s("c1")),
+            ("processedAt".into(), s("2026-11-21T10:00:00.000Z")),
+        ]);
+        let record: PaymentRecord = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(record.order_digest, None);
+        assert_eq!(record.status, PaymentStatus::Charged);
     }
 }

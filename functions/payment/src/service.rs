@@ -7,14 +7,37 @@
 //! finds its own record publishes the same event again: after a failed publish that is the
 //! recovery, after a successful one downstream consumers drop it as a duplicate.
 //!
+//! What is published again is built from the stored record alone (status, amount, currency,
+//! reason, payment id, the event that caused it and when), never decided again: a policy or
+//! a catalogue that changed since cannot turn a stored decline into an announced charge, and
+//! the event is the very one published the first time, id and time included.
+//!
+//! What payment refuses, and why:
+//! - **A conflicting `OrderPlaced`.** The record keeps the charged event's content digest.
+//!   Another `OrderPlaced` for the order with the same digest is a duplicate (the stored
+//!   outcome is published again); with another digest it is a different order under a
+//!   reused id, and it is dead-lettered as `conflicting-duplicate` rather than charged,
+//!   merged or silently dropped.
+//! - **A cancelled order.** `OrderCancelled` for an order with no payment leaves a
+//!   `CANCELLED` tombstone through the same first-writer-wins put, so an `OrderPlaced` that
+//!   arrives late (or is redriven from the DLQ) charges nothing. If the charge came first the
+//!   tombstone loses and changes nothing: the saga's `RefundPaymentRequested` gives the money
+//!   back. Both orders of arrival, and duplicates of each, end the same way.
+//! - **Prices that are not the catalogue's.** Every line's `unitPrice` and the order's
+//!   currency are compared with the catalogue ([`crate::catalogue`]) before charging; any
+//!   difference, or a SKU not for sale, is a `PaymentFailed` with reason `price-mismatch`,
+//!   stored like any decline, and the saga cancels the order and releases its stock.
+//!
 //! There is no separate idempotency record (eventkit's `Idempotency`): the effect is already
 //! one conditional write keyed by the order, so that write is the record. A record per event
 //! would cost two more DynamoDB writes per event and would guard nothing the table does not.
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use contracts::{
-    Event, OrderPlaced, PaymentFailed, PaymentProcessed, PaymentRefunded, RefundPaymentRequested,
+    Currency, Event, EventData, OrderCancelled, OrderPlaced, PaymentFailed, PaymentProcessed,
+    PaymentRefunded, RefundPaymentRequested,
 };
 use eventkit::envelope::format_time;
 use eventkit::{
@@ -22,8 +45,10 @@ use eventkit::{
     Publisher,
 };
 
+use crate::catalogue::{Catalogue, DynamoCatalogue};
 use crate::decision::{
-    decide, plan_refund, NoRefund, PaymentDecision, PaymentPolicy, PaymentStatus, RefundPlan,
+    check_prices, decide, payment_id_for, plan_refund, NoRefund, PaymentDecision, PaymentPolicy,
+    PaymentStatus, PriceCheck, RefundPlan,
 };
 use crate::repository::{
     DynamoPaymentRepository, PaymentRecord, PaymentRepository, Refund, RefundRequest,
@@ -31,13 +56,14 @@ use crate::repository::{
 
 pub struct PaymentService {
     payments: Arc<dyn PaymentRepository>,
+    catalogue: Arc<dyn Catalogue>,
     bus: Arc<dyn Publish<Event>>,
     policy: PaymentPolicy,
 }
 
 impl PaymentService {
-    /// Reads `PAYMENTS_TABLE`, `EVENT_BUS_NAME` and optionally
-    /// `MAX_CHARGE_MINOR` (default 100000).
+    /// Reads `PAYMENTS_TABLE`, `INVENTORY_TABLE` (the catalogue's prices), `EVENT_BUS_NAME`
+    /// and optionally `MAX_CHARGE_MINOR` (default 100000).
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         use eventkit::aws::required_env;
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
@@ -54,6 +80,10 @@ impl PaymentService {
                 dynamo.clone(),
                 required_env("PAYMENTS_TABLE")?,
             )),
+            Arc::new(DynamoCatalogue::new(
+                dynamo,
+                required_env("INVENTORY_TABLE")?,
+            )),
             Arc::new(Publisher::new(
                 aws_sdk_eventbridge::Client::new(aws),
                 required_env("EVENT_BUS_NAME")?,
@@ -64,27 +94,34 @@ impl PaymentService {
 
     pub fn new(
         payments: Arc<dyn PaymentRepository>,
+        catalogue: Arc<dyn Catalogue>,
         bus: Arc<dyn Publish<Event>>,
         policy: PaymentPolicy,
     ) -> Self {
         PaymentService {
             payments,
+            catalogue,
             bus,
             policy,
         }
     }
 
-    /// Handles one event: `OrderPlaced` charges, `RefundPaymentRequested` refunds. Anything
-    /// else is misrouted and fails permanently.
+    /// Handles one event: `OrderPlaced` charges, `RefundPaymentRequested` refunds,
+    /// `OrderCancelled` keeps an uncharged order from ever being charged. Anything else is
+    /// misrouted and fails permanently.
     pub async fn handle(
         &self,
         event: Envelope<Event>,
         _invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
+        // Of the decoded event: its payload in the current schema, so an upcast older
+        // version of the same order has the same digest.
+        let digest = event.content_digest();
         let Envelope { metadata, data, .. } = event;
         match data {
-            Event::OrderPlaced(order) => self.charge(&metadata, &order).await,
+            Event::OrderPlaced(order) => self.charge(&metadata, &order, digest).await,
             Event::RefundPaymentRequested(request) => self.refund(&metadata, &request).await,
+            Event::OrderCancelled(cancelled) => self.cancel(&metadata, &cancelled).await,
             other => Err(DecodeError::not_routed(&other).into()),
         }
     }
@@ -93,28 +130,78 @@ impl PaymentService {
         &self,
         cause: &EventMetadata,
         order: &OrderPlaced,
+        digest: String,
     ) -> Result<Handled, HandlerError> {
-        let decision = decide(order, &self.policy);
-        let record = record_of(cause, order, &decision);
-        let handled = match self.payments.record_once(&record).await? {
-            FirstWrite::Written => Handled::Processed,
-            // The same event again (after a failed publish, or a plain redelivery): nothing
-            // is charged; the stored outcome is published again, with the same id.
-            FirstWrite::Existing(existing) if existing.event_id == cause.event_id => {
-                Handled::Duplicate
+        let skus: Vec<&str> = order.lines.iter().map(|l| l.sku.as_str()).collect();
+        let prices = check_prices(order, &self.catalogue.prices(&skus).await?);
+        if let PriceCheck::Mismatch(lines) = &prices {
+            tracing::warn!(order_id = %order.order_id, ?lines,
+                "order prices are not the catalogue's; declining");
+        }
+        let decision = decide(order, &prices, &self.policy);
+        let record = record_of(cause, order, &decision, digest);
+        let (stored, handled) = match self.payments.record_once(&record).await? {
+            FirstWrite::Written => (record, Handled::Processed),
+            FirstWrite::Existing(existing) => match replay(&existing, &record) {
+                // Nothing is charged; the stored outcome is published again, the same event
+                // as the first time.
+                Replay::Republish => (existing, Handled::Duplicate),
+                Replay::Cancelled => {
+                    tracing::info!(order_id = %existing.order_id,
+                        cancelled_by = %existing.event_id, event_id = %cause.event_id,
+                        "order was cancelled before it was charged; charging nothing");
+                    return Ok(Handled::Ignored);
+                }
+                Replay::Conflict => {
+                    return Err(HandlerError::permanent(
+                        "conflicting-duplicate",
+                        format!(
+                            "order {} was charged for OrderPlaced {} with other content; \
+                             OrderPlaced {} for the same order is refused, nothing charged",
+                            existing.order_id, existing.event_id, cause.event_id
+                        ),
+                    ))
+                }
+            },
+        };
+        self.bus.publish(&[outcome_event(&stored)?]).await?;
+        tracing::info!(order_id = %stored.order_id, payment_id = %stored.payment_id,
+            status = %stored.status, amount = stored.amount, ?handled, "payment recorded");
+        Ok(handled)
+    }
+
+    /// Makes sure an order cancelled before its charge is never charged: a `CANCELLED`
+    /// tombstone, unless the order has a payment already (then the saga's refund request is
+    /// what gives the money back, and this changes nothing).
+    async fn cancel(
+        &self,
+        cause: &EventMetadata,
+        cancelled: &OrderCancelled,
+    ) -> Result<Handled, HandlerError> {
+        let order_id = cancelled.order_id.as_str();
+        // Write first, like a charge: the put's condition decides between the two, and the
+        // stored item it returns on failure says which came first.
+        match self
+            .payments
+            .record_once(&tombstone(cause, cancelled))
+            .await?
+        {
+            FirstWrite::Written => {
+                tracing::info!(order_id, reason = %cancelled.reason,
+                    "no payment yet; the order is marked so that it never will be charged");
+                Ok(Handled::Processed)
+            }
+            FirstWrite::Existing(existing) if existing.status == PaymentStatus::Cancelled => {
+                tracing::info!(order_id, cancelled_by = %existing.event_id,
+                    "order already marked cancelled");
+                Ok(Handled::Duplicate)
             }
             FirstWrite::Existing(existing) => {
-                tracing::warn!(order_id = %existing.order_id, payment_id = %existing.payment_id,
-                    "order already has a payment from another event; not charging again");
-                return Ok(Handled::Duplicate);
+                tracing::info!(order_id, status = %existing.status,
+                    "order has a payment; a cancellation changes nothing here (the saga asks for the refund)");
+                Ok(Handled::Ignored)
             }
-        };
-        self.bus
-            .publish(&[outcome_event(cause, order, &decision)])
-            .await?;
-        tracing::info!(order_id = %order.order_id, payment_id = decision.payment_id(),
-            status = %record.status, amount = record.amount, ?handled, "payment recorded");
-        Ok(handled)
+        }
     }
 
     /// Refunds the order's charge in full, once, and publishes `PaymentRefunded`.
@@ -165,11 +252,37 @@ impl PaymentService {
     }
 }
 
+/// What an `OrderPlaced` does when its order has a record already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// The same order again: publish the stored outcome again.
+    Republish,
+    /// The order was cancelled first: charge and publish nothing.
+    Cancelled,
+    /// Another order under the same id: refuse it.
+    Conflict,
+}
+
+/// `existing` is the order's stored record, `attempt` the record this delivery would have
+/// written.
+fn replay(existing: &PaymentRecord, attempt: &PaymentRecord) -> Replay {
+    if existing.status == PaymentStatus::Cancelled {
+        return Replay::Cancelled;
+    }
+    match (&existing.order_digest, &attempt.order_digest) {
+        (Some(stored), Some(now)) if stored != now => Replay::Conflict,
+        // Equal digests. Or a record written before digests were stored: what it was
+        // charged for cannot be told any more, and it was treated as the same order then,
+        // so it still is (refusing it now would dead-letter plain redeliveries).
+        _ => Replay::Republish,
+    }
+}
+
 fn nothing_to_refund(order_id: &str, why: NoRefund) -> Handled {
     tracing::info!(order_id, ?why, "nothing to refund");
     match why {
         NoRefund::RefundedByAnother => Handled::Duplicate,
-        NoRefund::NoPayment | NoRefund::Declined => Handled::Ignored,
+        NoRefund::NoPayment | NoRefund::Declined | NoRefund::Cancelled => Handled::Ignored,
     }
 }
 
@@ -192,6 +305,7 @@ fn record_of(
     cause: &EventMetadata,
     order: &OrderPlaced,
     decision: &PaymentDecision,
+    digest: String,
 ) -> PaymentRecord {
     let (status, reason) = match decision {
         PaymentDecision::Approved { .. } => (PaymentStatus::Charged, None),
@@ -207,78 +321,144 @@ fn record_of(
         currency: order.currency.clone(),
         decline_reason: reason,
         event_id: cause.event_id.clone(),
+        order_digest: Some(digest),
         correlation_id: cause.correlation_id.clone(),
         processed_at: format_time(&chrono::Utc::now()),
         refunded_at: None,
         refund_event_id: None,
         refund_reason: None,
+        cancel_reason: None,
     }
 }
 
-/// `PaymentProcessed` or `PaymentFailed`, with the payment id as discriminator: the same
-/// order charged again yields the same event id.
-fn outcome_event(
-    cause: &EventMetadata,
-    order: &OrderPlaced,
-    decision: &PaymentDecision,
-) -> Envelope<Event> {
-    let order_id = order.order_id.clone();
-    let event = match decision.clone() {
-        PaymentDecision::Approved {
-            payment_id,
-            amount,
-            currency,
-        } => Event::PaymentProcessed(PaymentProcessed {
-            order_id,
-            payment_id,
-            amount,
-            currency,
-        }),
-        PaymentDecision::Declined {
-            payment_id,
-            amount,
-            currency,
-            reason,
-        } => Event::PaymentFailed(PaymentFailed {
-            order_id,
-            payment_id,
-            amount,
-            currency,
-            reason: reason.code().into(),
-        }),
+/// The record of an order cancelled before it was charged. `OrderCancelled` carries no
+/// money, so the tombstone holds none: amount 0 in `XXX`, ISO 4217's code for "no currency
+/// involved"; nothing ever reads them as a charge (a refund needs `CHARGED`).
+fn tombstone(cause: &EventMetadata, cancelled: &OrderCancelled) -> PaymentRecord {
+    PaymentRecord {
+        order_id: cancelled.order_id.clone(),
+        payment_id: payment_id_for(&cancelled.order_id),
+        status: PaymentStatus::Cancelled,
+        amount: 0,
+        currency: no_currency(),
+        decline_reason: None,
+        event_id: cause.event_id.clone(),
+        order_digest: None,
+        correlation_id: cause.correlation_id.clone(),
+        processed_at: format_time(&chrono::Utc::now()),
+        refunded_at: None,
+        refund_event_id: None,
+        refund_reason: None,
+        cancel_reason: Some(cancelled.reason.clone()),
+    }
+}
+
+fn no_currency() -> Currency {
+    // Three upper-case letters: always a valid code.
+    Currency::try_from("XXX".to_string()).unwrap_or_else(|_| unreachable!("XXX is a code"))
+}
+
+/// `PaymentProcessed` or `PaymentFailed` for a stored charge or decline, built from the
+/// record alone: its id is derived from the `OrderPlaced` that made the record (the payment
+/// id as discriminator) and its time is the record's, so every publish of it, first or
+/// again, is the same event.
+fn outcome_event(record: &PaymentRecord) -> Result<Envelope<Event>, HandlerError> {
+    let corrupt = |why: &str| {
+        HandlerError::permanent(
+            "corrupt-record",
+            format!("payment of order {}: {why}", record.order_id),
+        )
     };
-    Envelope::caused_by(cause, decision.payment_id(), event)
+    let data = match record.status {
+        // A refunded payment was charged first: that is what the order's charge announced.
+        PaymentStatus::Charged | PaymentStatus::Refunded => {
+            Event::PaymentProcessed(PaymentProcessed {
+                order_id: record.order_id.clone(),
+                payment_id: record.payment_id.clone(),
+                amount: record.amount,
+                currency: record.currency.clone(),
+            })
+        }
+        PaymentStatus::Declined => Event::PaymentFailed(PaymentFailed {
+            order_id: record.order_id.clone(),
+            payment_id: record.payment_id.clone(),
+            amount: record.amount,
+            currency: record.currency.clone(),
+            reason: record
+                .decline_reason
+                .clone()
+                .ok_or_else(|| corrupt("declined without a reason"))?,
+        }),
+        PaymentStatus::Cancelled => return Err(corrupt("a tombstone has no outcome")),
+    };
+    // The record's time, which the first publish used too; an unreadable one (never
+    // written by this code) only costs the event its stable time, not its stable id.
+    let occurred_at = DateTime::parse_from_rfc3339(&record.processed_at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc::now());
+    // The cause as `caused_by` reads it: only its id and correlation id go into the event.
+    let cause = EventMetadata {
+        event_id: record.event_id.clone(),
+        schema_version: OrderPlaced::SCHEMA_VERSION,
+        correlation_id: record.correlation_id.clone(),
+        causation_id: None,
+        occurred_at,
+    };
+    let mut event = Envelope::caused_by(&cause, &record.payment_id, data);
+    event.metadata.occurred_at = occurred_at;
+    Ok(event)
 }
 
 #[cfg(test)]
 mod tests {
     //! The handler through in-memory adapters of its ports: the payments table with the
-    //! DynamoDB adapter's conditions and a bus that fails on demand.
+    //! DynamoDB adapter's conditions, a catalogue, and a bus that fails on demand.
     use super::*;
-    use crate::decision::payment_id_for;
+    use crate::catalogue::MemoryCatalogue;
     use crate::repository::MemoryPaymentRepository;
-    use contracts::{sources, Currency, FraudSuspected, OrderLine};
+    use contracts::{sources, FraudSuspected, OrderLine};
     use eventkit::envelope::derived_event_id;
     use eventkit::testing::{invocation, MemoryBus};
 
     struct World {
         payments: Arc<MemoryPaymentRepository>,
+        catalogue: Arc<MemoryCatalogue>,
         bus: Arc<MemoryBus<Event>>,
         service: PaymentService,
     }
 
+    /// The catalogue sells the test orders' mug at their price.
     fn world() -> World {
+        world_with(PaymentPolicy::default())
+    }
+
+    fn world_with(policy: PaymentPolicy) -> World {
         let payments = Arc::new(MemoryPaymentRepository::default());
+        let catalogue = Arc::new(MemoryCatalogue::default());
+        catalogue.list("MUG", 1250, "EUR");
         let bus = MemoryBus::new();
-        let service = PaymentService::new(payments.clone(), bus.clone(), PaymentPolicy::default());
+        let service = PaymentService::new(payments.clone(), catalogue.clone(), bus.clone(), policy);
         World {
             payments,
+            catalogue,
             bus,
             service,
         }
     }
 
     impl World {
+        /// The same tables, catalogue and bus behind a service with another policy: a
+        /// redeploy with a changed `MAX_CHARGE_MINOR`.
+        fn redeployed_with(self, policy: PaymentPolicy) -> World {
+            let service = PaymentService::new(
+                self.payments.clone(),
+                self.catalogue.clone(),
+                self.bus.clone(),
+                policy,
+            );
+            World { service, ..self }
+        }
+
         async fn deliver(&self, event: &Envelope<Event>) -> Result<Handled, HandlerError> {
             self.service.handle(event.clone(), invocation()).await
         }
@@ -309,6 +489,24 @@ mod tests {
         }))
     }
 
+    fn order_cancelled(order_id: &str) -> Envelope<Event> {
+        Envelope::new(Event::OrderCancelled(OrderCancelled {
+            order_id: order_id.into(),
+            customer_id: "cus-1".into(),
+            customer_email: "ada@example.com".into(),
+            reason: "fraud-suspected".into(),
+        }))
+    }
+
+    /// `event` with its order's payment token changed: other content, same metadata.
+    fn with_token(event: &Envelope<Event>, token: &str) -> Envelope<Event> {
+        let mut changed = event.clone();
+        if let Event::OrderPlaced(order) = &mut changed.data {
+            order.payment_token = token.into();
+        }
+        changed
+    }
+
     fn refund_requested(order_id: &str) -> Envelope<Event> {
         Envelope::new(Event::RefundPaymentRequested(RefundPaymentRequested {
             order_id: order_id.into(),
@@ -331,11 +529,13 @@ mod tests {
             currency: eur(),
             decline_reason: None,
             event_id: order.metadata.event_id.clone(),
+            order_digest: Some(order.content_digest()),
             correlation_id: order.metadata.correlation_id.clone(),
             processed_at: String::new(),
             refunded_at: None,
             refund_event_id: None,
             refund_reason: None,
+            cancel_reason: None,
         }
     }
 
@@ -437,16 +637,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_order_placed_for_the_same_order_does_not_charge_again() {
+    async fn a_second_order_placed_with_the_same_content_does_not_charge_again() {
         let w = world();
         let first = order_placed("ord-1", "tok_visa");
         w.deliver(&first).await.unwrap();
+        let charged = w.payment("ord-1");
 
+        // Another event id, the same order: the digest is the same.
         let second = w.deliver(&order_placed("ord-1", "tok_visa")).await.unwrap();
 
         assert_eq!(second, Handled::Duplicate);
-        assert_eq!(w.bus.published().len(), 1);
-        assert_eq!(w.payment("ord-1").event_id, first.metadata.event_id);
+        assert_eq!(w.payment("ord-1"), charged);
+        // What is published again is the first event's outcome, the very same event.
+        let published = w.bus.published();
+        assert_eq!(published.len(), 2);
+        assert_eq!(published[1], published[0]);
+        assert_eq!(
+            published[1].metadata.event_id,
+            effect_id(&first, "PaymentProcessed", &payment_id_for("ord-1"))
+        );
     }
 
     #[tokio::test]
@@ -594,6 +803,278 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_redelivered_decline_is_published_as_stored_after_the_limit_was_raised() {
+        // Given a decline under a low limit...
+        let w = world_with(PaymentPolicy {
+            max_charge_minor: 2000,
+        });
+        let order = order_placed("ord-1", "tok_visa");
+        w.deliver(&order).await.unwrap();
+        let declined = w.payment("ord-1");
+        assert_eq!(declined.decline_reason.as_deref(), Some("limit-exceeded"));
+        // ...and a redeploy that would approve the same total.
+        let w = w.redeployed_with(PaymentPolicy::default());
+
+        let again = w.deliver(&order).await.unwrap();
+
+        // The stored decline is announced again, the whole event unchanged.
+        assert_eq!(again, Handled::Duplicate);
+        assert_eq!(w.payment("ord-1"), declined);
+        let published = w.bus.published();
+        assert_eq!(published.len(), 2);
+        assert_eq!(published[1], published[0]);
+        assert_eq!(
+            published[1].data,
+            Event::PaymentFailed(PaymentFailed {
+                order_id: "ord-1".into(),
+                payment_id: payment_id_for("ord-1"),
+                amount: 2500,
+                currency: eur(),
+                reason: "limit-exceeded".into(),
+            })
+        );
+        assert_eq!(
+            published[1].metadata.event_id,
+            effect_id(&order, "PaymentFailed", &payment_id_for("ord-1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_different_order_placed_for_a_charged_order_is_refused_as_a_conflicting_duplicate() {
+        let w = world();
+        let first = order_placed("ord-1", "tok_visa");
+        w.deliver(&first).await.unwrap();
+        let charged = w.payment("ord-1");
+        let other = order_placed("ord-1", "tok_mastercard");
+
+        let err = w.deliver(&other).await.unwrap_err();
+
+        assert!(err.is_permanent(), "{err}");
+        assert_eq!(err.reason, "conflicting-duplicate");
+        for named in ["ord-1", &first.metadata.event_id, &other.metadata.event_id] {
+            assert!(err.message.contains(named), "{named} in {}", err.message);
+        }
+        assert_eq!(w.payment("ord-1"), charged);
+        assert_eq!(w.bus.published().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_same_event_id_with_other_content_is_a_conflicting_duplicate() {
+        let w = world();
+        let first = order_placed("ord-1", "tok_visa");
+        w.deliver(&first).await.unwrap();
+        let charged = w.payment("ord-1");
+        let forged = with_token(&first, "tok_decline");
+        assert_eq!(forged.metadata.event_id, first.metadata.event_id);
+
+        let err = w.deliver(&forged).await.unwrap_err();
+
+        assert!(err.is_permanent(), "{err}");
+        assert_eq!(err.reason, "conflicting-duplicate");
+        assert_eq!(w.payment("ord-1"), charged);
+        assert_eq!(w.bus.published().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_payment_stored_before_digests_takes_any_order_placed_for_the_same_order() {
+        let w = world();
+        let first = order_placed("ord-1", "tok_visa");
+        let legacy = PaymentRecord {
+            order_digest: None,
+            processed_at: "2026-11-21T10:00:00.000Z".into(),
+            ..stored(&first, PaymentStatus::Charged)
+        };
+        w.payments.table.put("ord-1", legacy.clone());
+
+        let handled = w
+            .deliver(&order_placed("ord-1", "tok_mastercard"))
+            .await
+            .unwrap();
+
+        assert_eq!(handled, Handled::Duplicate);
+        assert_eq!(w.payment("ord-1"), legacy);
+        let published = w.bus.published();
+        assert_eq!(published.len(), 1);
+        assert_eq!(
+            published[0].metadata.event_id,
+            effect_id(&first, "PaymentProcessed", &payment_id_for("ord-1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_order_cancelled_before_it_was_placed_is_never_charged() {
+        let w = world();
+        let cancel = order_cancelled("ord-1");
+
+        let handled = w.deliver(&cancel).await.unwrap();
+
+        assert_eq!(handled, Handled::Processed);
+        let tombstone = w.payment("ord-1");
+        assert_eq!(tombstone.status, PaymentStatus::Cancelled);
+        assert_eq!(tombstone.event_id, cancel.metadata.event_id);
+        assert_eq!(tombstone.cancel_reason.as_deref(), Some("fraud-suspected"));
+
+        // A late OrderPlaced, then the same one redriven from the DLQ.
+        let order = order_placed("ord-1", "tok_visa");
+        assert_eq!(w.deliver(&order).await.unwrap(), Handled::Ignored);
+        assert_eq!(w.deliver(&order).await.unwrap(), Handled::Ignored);
+
+        assert_eq!(w.payment("ord-1"), tombstone);
+        assert!(w.bus.published().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_after_the_charge_changes_nothing() {
+        let w = world();
+        w.deliver(&order_placed("ord-1", "tok_visa")).await.unwrap();
+        let charged = w.payment("ord-1");
+        w.bus.clear();
+
+        let handled = w.deliver(&order_cancelled("ord-1")).await.unwrap();
+
+        // The saga's RefundPaymentRequested is what gives the money back.
+        assert_eq!(handled, Handled::Ignored);
+        assert_eq!(w.payment("ord-1"), charged);
+        assert!(w.bus.published().is_empty());
+    }
+
+    #[tokio::test]
+    async fn charges_and_cancellations_in_any_order_end_as_the_first_of_them_decided() {
+        let (p, c) = ("placed", "cancelled");
+        let runs: [&[&str]; 6] = [
+            &[c, p],
+            &[p, c],
+            &[c, c, p, p],
+            &[p, p, c, c],
+            &[c, p, c, p],
+            &[p, c, p, c],
+        ];
+        for run in runs {
+            let w = world();
+            let order = order_placed("ord-1", "tok_visa");
+            let cancel = order_cancelled("ord-1");
+            for step in run {
+                let event = if *step == p { &order } else { &cancel };
+                w.deliver(event).await.unwrap();
+            }
+            let payment = w.payment("ord-1");
+            let published = w.bus.published();
+            if run[0] == c {
+                assert_eq!(payment.status, PaymentStatus::Cancelled, "{run:?}");
+                assert!(published.is_empty(), "{run:?}");
+            } else {
+                assert_eq!(payment.status, PaymentStatus::Charged, "{run:?}");
+                // Charged once; every publish is the same event.
+                assert!(!published.is_empty(), "{run:?}");
+                assert!(published.iter().all(|e| *e == published[0]), "{run:?}");
+                assert!(
+                    matches!(published[0].data, Event::PaymentProcessed(_)),
+                    "{run:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_delivered_twice_is_a_duplicate() {
+        let w = world();
+        let cancel = order_cancelled("ord-1");
+        w.deliver(&cancel).await.unwrap();
+        let tombstone = w.payment("ord-1");
+
+        assert_eq!(w.deliver(&cancel).await.unwrap(), Handled::Duplicate);
+        assert_eq!(
+            w.deliver(&order_cancelled("ord-1")).await.unwrap(),
+            Handled::Duplicate
+        );
+        assert_eq!(w.payment("ord-1"), tombstone);
+    }
+
+    #[tokio::test]
+    async fn a_refund_request_for_a_cancelled_uncharged_order_refunds_nothing() {
+        let w = world();
+        w.deliver(&order_cancelled("ord-1")).await.unwrap();
+        let tombstone = w.payment("ord-1");
+
+        let handled = w.deliver(&refund_requested("ord-1")).await.unwrap();
+
+        assert_eq!(handled, Handled::Ignored);
+        assert_eq!(w.payment("ord-1"), tombstone);
+        assert!(w.bus.published().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_order_not_at_the_catalogue_price_fails_with_price_mismatch() {
+        let cases = [
+            ("a lower price than the catalogue's", ("MUG", 1500, "EUR")),
+            (
+                "the catalogue's number in another currency",
+                ("MUG", 1250, "USD"),
+            ),
+            ("a SKU not for sale", ("TEA", 1250, "EUR")),
+        ];
+        for (case, (sku, price, currency)) in cases {
+            let payments = Arc::new(MemoryPaymentRepository::default());
+            let catalogue = Arc::new(MemoryCatalogue::default());
+            catalogue.list(sku, price, currency);
+            let bus = MemoryBus::new();
+            let w = World {
+                service: PaymentService::new(
+                    payments.clone(),
+                    catalogue.clone(),
+                    bus.clone(),
+                    PaymentPolicy::default(),
+                ),
+                payments,
+                catalogue,
+                bus,
+            };
+            let order = order_placed("ord-1", "tok_visa");
+
+            let handled = w.deliver(&order).await.unwrap();
+
+            assert_eq!(handled, Handled::Processed, "{case}");
+            assert_eq!(
+                w.bus.events(),
+                vec![Event::PaymentFailed(PaymentFailed {
+                    order_id: "ord-1".into(),
+                    payment_id: payment_id_for("ord-1"),
+                    amount: 2500,
+                    currency: eur(),
+                    reason: "price-mismatch".into(),
+                })],
+                "{case}"
+            );
+            // Stored like a decline: nothing charged, and a redelivery answers the same.
+            let payment = w.payment("ord-1");
+            assert_eq!(
+                payment,
+                PaymentRecord {
+                    decline_reason: Some("price-mismatch".into()),
+                    processed_at: payment.processed_at.clone(),
+                    ..stored(&order, PaymentStatus::Declined)
+                },
+                "{case}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_correctly_priced_order_stays_charged_when_the_catalogue_changes_later() {
+        let w = world();
+        let order = order_placed("ord-1", "tok_visa");
+        w.deliver(&order).await.unwrap();
+        w.catalogue.list("MUG", 9999, "EUR");
+
+        assert_eq!(w.deliver(&order).await.unwrap(), Handled::Duplicate);
+
+        assert_eq!(w.payment("ord-1").status, PaymentStatus::Charged);
+        let published = w.bus.published();
+        assert_eq!(published[1], published[0]);
+        assert!(matches!(published[1].data, Event::PaymentProcessed(_)));
+    }
+
+    #[tokio::test]
     async fn an_event_not_routed_here_fails_for_good() {
         let w = world();
         let event = Envelope::new(Event::FraudSuspected(FraudSuspected {
@@ -630,5 +1111,11 @@ mod tests {
         let mut forged = refund_requested("ord-1").to_raw();
         forged.source = sources::ORDERS.into();
         assert_eq!(take_in(&forged), "untrusted-source");
+        let mut forged_cancel = order_cancelled("ord-1").to_raw();
+        forged_cancel.source = sources::ORDERS.into();
+        assert_eq!(take_in(&forged_cancel), "untrusted-source");
+        assert!(
+            eventkit::take_in::<Event>(crate::ROUTES, &order_cancelled("ord-1").to_raw()).is_ok()
+        );
     }
 }
