@@ -158,7 +158,7 @@ async fn a_trace_of_cancelled_orders_shows_the_compensations_and_their_results()
             (
                 "orderflow.orders",
                 "OrderPlaced",
-                order_of(&released, "TEA-GREEN", 1, 500, "tok_decline"),
+                order_of(&released, "TEA-GREEN", 1, 800, "tok_decline"),
             ),
         ])
         .await;
@@ -278,7 +278,7 @@ async fn dlq_list_show_and_a_redrive_that_moves_transient_failures_and_keeps_per
     // Transient: a good order that SQS moved after maxReceiveCount (no attributes), e.g.
     // while DynamoDB was throttling. Once the cause is gone, a redrive lets it through.
     let stranded = order_id("cli-stranded");
-    let detail = order_of(&stranded, "TEA-GREEN", 1, 500, "tok_visa");
+    let detail = order_of(&stranded, "TEA-GREEN", 1, 800, "tok_visa");
     let body = bus_event(
         &uuid::Uuid::new_v4().to_string(),
         "orderflow.orders",
