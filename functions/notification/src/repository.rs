@@ -1,5 +1,11 @@
-//! The emails table: one item per event that asked for an email (`id` = the event id),
-//! recording whether its email is being sent, was sent, or failed to send.
+//! The emails table: one item per event that asked for an email (`id` = [`email_key`] of
+//! its source and event id), recording whether its email is being sent, was sent, or failed
+//! to send, and the event's content digest.
+//!
+//! The key holds the source because an event id is its producer's: the shop front could
+//! reuse, or compute in advance, an id the saga's derived ids use, and an id alone would let
+//! its event take the saga's email slot. The digest tells a redelivery (same content: at
+//! most one email) from a different event reusing the id (a conflicting duplicate, refused).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -35,11 +41,21 @@ impl EmailStatus {
     }
 }
 
+/// `<source>#<eventId>`: neither part holds `#` (sources are fixed names, ids cannot), so
+/// no two events share a key.
+pub fn email_key(source: &str, event_id: &str) -> String {
+    format!("{source}#{event_id}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailRecord {
-    /// The id of the event the email is about.
+    /// [`email_key`] of the event the email is about.
     pub id: String,
+    /// The event's content digest (`Envelope::content_digest`); absent in records written
+    /// before digests were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     pub status: EmailStatus,
     pub template: String,
     pub to: String,

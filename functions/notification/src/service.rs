@@ -66,7 +66,9 @@ use tokio::time::Instant;
 
 use crate::mailer::{Mailer, SendError, SesMailer};
 use crate::rate::{SendRateLimiter, SendRateSettings};
-use crate::repository::{DynamoEmailRepository, EmailRecord, EmailRepository, EmailStatus};
+use crate::repository::{
+    email_key, DynamoEmailRepository, EmailRecord, EmailRepository, EmailStatus,
+};
 use crate::templates::{self, Email};
 
 /// What the notification function takes in: the events a customer is emailed about, each
@@ -146,10 +148,15 @@ impl NotificationService {
         event: Envelope<Event>,
         invocation: Invocation,
     ) -> Result<Handled, HandlerError> {
+        let claim = Claim {
+            key: email_key(&event.source, &event.metadata.event_id),
+            digest: event.content_digest(),
+        };
         let email = render(event.data)?;
         // On tokio's clock from here on (the limiter's, and tests' paused one).
         let latest_send = Instant::now() + invocation.remaining().saturating_sub(DEADLINE_MARGIN);
-        self.deliver(&event.metadata, &email, latest_send).await
+        self.deliver(&event.metadata, &claim, &email, latest_send)
+            .await
     }
 
     /// Waits for a send slot, then claims, sends, records and announces the email of event
@@ -157,6 +164,7 @@ impl NotificationService {
     async fn deliver(
         &self,
         cause: &EventMetadata,
+        claim: &Claim,
         email: &Email,
         latest_send: Instant,
     ) -> Result<Handled, HandlerError> {
@@ -167,7 +175,8 @@ impl NotificationService {
             return Err(HandlerError::transient("email-rate-limited", late));
         }
         let record = EmailRecord {
-            id: cause.event_id.clone(),
+            id: claim.key.clone(),
+            digest: Some(claim.digest.clone()),
             status: EmailStatus::Sending,
             template: email.template.name().to_string(),
             to: email.to.clone(),
@@ -180,6 +189,18 @@ impl NotificationService {
             last_error: None,
         };
         if let FirstWrite::Existing(stored) = self.repository.claim(&record).await? {
+            if stored.digest.as_ref().is_some_and(|d| *d != claim.digest) {
+                return Err(HandlerError::permanent(
+                    "conflicting-duplicate",
+                    format!(
+                        "email record {} belongs to another event with the same id (content \
+                         digest {} here, {} recorded): nothing sent",
+                        stored.id,
+                        short(&claim.digest),
+                        short(stored.digest.as_deref().unwrap_or_default())
+                    ),
+                ));
+            }
             return self.already_recorded(cause, stored).await;
         }
         let message_id = match self.send(cause, email, latest_send).await {
@@ -285,6 +306,16 @@ impl NotificationService {
         }
         Ok(Handled::Duplicate)
     }
+}
+
+/// Who claims an email: the event's key in the emails table and its content digest.
+struct Claim {
+    key: String,
+    digest: String,
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 /// The email an event asks for. Fails permanently for a type we do not mail about (the
@@ -427,7 +458,9 @@ mod tests {
         }
 
         fn record(&self, cause: &Envelope<Event>) -> Option<EmailRecord> {
-            self.emails.table.get(&cause.metadata.event_id)
+            self.emails
+                .table
+                .get(&email_key(&cause.source, &cause.metadata.event_id))
         }
 
         fn status(&self, cause: &Envelope<Event>) -> Option<EmailStatus> {
@@ -450,11 +483,12 @@ mod tests {
 
         /// Puts an emails record as an earlier attempt would have left it.
         fn earlier_attempt(&self, cause: &Envelope<Event>, status: EmailStatus) {
-            let id = &cause.metadata.event_id;
+            let id = &email_key(&cause.source, &cause.metadata.event_id);
             self.emails.table.put(
                 id,
                 EmailRecord {
                     id: id.clone(),
+                    digest: None,
                     status,
                     template: "welcome".into(),
                     to: ADA.into(),
@@ -858,6 +892,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn another_event_reusing_an_id_gets_no_email_and_is_refused() {
+        let w = world();
+        let first = confirmed();
+        w.handle(&first).await.unwrap();
+
+        // the same source and event id, other content: another customer's address
+        let mut reused = confirmed();
+        reused.metadata = first.metadata.clone();
+        if let Event::OrderConfirmed(order) = &mut reused.data {
+            order.customer_email = "mallory@example.com".into();
+        }
+        let err = w.handle(&reused).await.unwrap_err();
+
+        assert!(err.is_permanent());
+        assert_eq!(err.reason, "conflicting-duplicate");
+        assert_eq!(w.subjects_sent().len(), 1, "nothing more was sent");
+        assert_eq!(w.bus.events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_same_id_from_another_source_is_its_own_email() {
+        let w = world();
+        let first = confirmed();
+        w.handle(&first).await.unwrap();
+
+        // the shop front sends a sign-up (its own type) with the id of the saga's
+        // confirmation, computed in advance: it must not take or block the saga's email
+        let mut sign_up = registered();
+        sign_up.metadata = first.metadata.clone();
+        assert_ne!(sign_up.source, first.source);
+        w.handle(&sign_up).await.unwrap();
+
+        assert_eq!(w.subjects_sent().len(), 2);
+        assert_eq!(w.record(&first).map(|r| r.status), Some(EmailStatus::Sent));
     }
 
     #[tokio::test]

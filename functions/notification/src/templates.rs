@@ -51,13 +51,9 @@ impl Email {
     /// A cheap sanity check of the recipient, so that an obviously bad address fails
     /// before anything is recorded or sent. SES has the last word on the rest.
     pub fn check(&self) -> Result<(), InvalidEmail> {
-        let to = self.to.as_str();
-        let ok = (3..=254).contains(&to.len())
-            && !to.chars().any(|c| c.is_whitespace() || c.is_control())
-            && to
-                .split_once('@')
-                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
-        if ok {
+        // The rule intake applies to every order and sign-up, so an admitted event's
+        // recipient is never refused here.
+        if contracts::limits::is_sendable_email(&self.to) {
             Ok(())
         } else {
             Err(InvalidEmail::Recipient(self.to.clone()))

@@ -94,7 +94,7 @@ async fn one_email_for(
     assert_eq!(detail["data"]["subject"], found[0]["Subject"]);
     assert_eq!(found[0]["Source"], sender());
     let record = stack
-        .get_item("emails", "id", &ids[0])
+        .get_item("emails", "id", &format!("{source}#{}", ids[0]))
         .await
         .expect("emails record");
     assert_eq!(record["status"], "SENT");
@@ -245,7 +245,7 @@ mod localstack_only {
         assert_eq!(mails(&to, "Dup").await.len(), 1, "one email");
         assert_eq!(bus.of_type("EmailSent").len(), 1, "one EmailSent");
         let record = stack
-            .get_item("emails", "id", &event_id)
+            .get_item("emails", "id", &format!("orderflow.customers#{event_id}"))
             .await
             .expect("emails record");
         assert_eq!(record["status"], "SENT");
@@ -255,7 +255,7 @@ mod localstack_only {
     /// Puts an emails record as an earlier attempt would have left it.
     async fn earlier_attempt(stack: &Stack, event_id: &str, to: &str, status: &str) {
         let mut record = json!({
-            "id": event_id, "status": status, "template": "welcome", "to": to,
+            "id": format!("orderflow.customers#{event_id}"), "status": status, "template": "welcome", "to": to,
             "subject": "Welcome to Orderflow, Earlier", "correlationId": event_id,
             "createdAt": "2026-11-21T10:00:00.000Z"
         });
@@ -296,7 +296,10 @@ mod localstack_only {
         bus.settle(Duration::from_secs(2)).await;
         assert!(bus.of_type("EmailSent").is_empty());
         assert!(mails(&to, "Later").await.is_empty(), "nothing sent");
-        let record = stack.get_item("emails", "id", &event_id).await.unwrap();
+        let record = stack
+            .get_item("emails", "id", &format!("orderflow.customers#{event_id}"))
+            .await
+            .unwrap();
         assert_eq!(record["status"], "SENDING");
         bus.close().await;
     }
