@@ -18,6 +18,10 @@ use contracts::{
     ReleaseInventoryRequested, StockLine,
 };
 
+/// Payment's reason for an order whose unit prices are not the catalogue's; the order is
+/// cancelled with the same reason.
+pub const PRICE_MISMATCH: &str = "price-mismatch";
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum OrderStatus {
     /// Waiting for OrderPlaced, payment or stock.
@@ -32,8 +36,13 @@ pub enum OrderStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Payment {
-    Paid { payment_id: String },
-    Failed,
+    Paid {
+        payment_id: String,
+    },
+    /// Declined; `price_mismatch` when the order's prices were not the catalogue's.
+    Failed {
+        price_mismatch: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,13 +88,22 @@ impl Order {
     /// (a customer's sign-up, an email) change nothing.
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::OrderPlaced(placed) => self.placed = Some(placed.clone()),
+            // The first OrderPlaced is the order: payment and inventory acted on it, so a
+            // later one with other content must not rewrite what the saga confirms (the
+            // service refuses it before it is stored; streams from before keep their first).
+            Event::OrderPlaced(placed) => {
+                self.placed.get_or_insert_with(|| placed.clone());
+            }
             Event::PaymentProcessed(paid) => {
                 self.payment = Some(Payment::Paid {
                     payment_id: paid.payment_id.clone(),
                 })
             }
-            Event::PaymentFailed(_) => self.payment = Some(Payment::Failed),
+            Event::PaymentFailed(failed) => {
+                self.payment = Some(Payment::Failed {
+                    price_mismatch: failed.reason == PRICE_MISMATCH,
+                })
+            }
             Event::InventoryReserved(r) => {
                 self.stock = Some(Stock::Reserved {
                     reservation_id: r.reservation_id.clone(),
@@ -120,6 +138,11 @@ impl Order {
         }
     }
 
+    /// The OrderPlaced that made the order, once it has arrived: the first one.
+    pub fn placed(&self) -> Option<&OrderPlaced> {
+        self.placed.as_ref()
+    }
+
     /// The decisions the order takes when `fact` arrives.
     pub fn handle(&self, fact: &Event) -> Vec<Event> {
         let mut next = self.clone();
@@ -149,7 +172,17 @@ impl Order {
                 let cancel_reason = if self.fraud == Some(Fraud::Suspected) {
                     Some("fraud-suspected")
                 } else if self.status == OrderStatus::Pending
-                    && self.payment == Some(Payment::Failed)
+                    && self.payment
+                        == Some(Payment::Failed {
+                            price_mismatch: true,
+                        })
+                {
+                    Some(PRICE_MISMATCH)
+                } else if self.status == OrderStatus::Pending
+                    && self.payment
+                        == Some(Payment::Failed {
+                            price_mismatch: false,
+                        })
                 {
                     Some("payment-failed")
                 } else if self.status == OrderStatus::Pending

@@ -237,6 +237,10 @@ impl SagaService {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if let Some(outcome) = second_order_placed(&known.order, &fact) {
+                self.remember(&stream, known);
+                return outcome;
+            }
             if known.event_ids.contains(fact_id) {
                 self.remember(&stream, known);
                 return Ok(Handled::Duplicate);
@@ -314,6 +318,35 @@ impl SagaService {
             .inspect_err(|_| self.forget(stream))?;
         Ok(known)
     }
+}
+
+/// What to do with an OrderPlaced for an order that already has one: the first stands, as
+/// it does in payment and inventory (keyed by order, first writer wins). The same content
+/// again, under any event id (a producer retry with a fresh id, a redrive), is a duplicate;
+/// other content is a conflicting duplicate, refused for a person to see rather than
+/// merged into the order or dropped. `None` for any other fact, or the first OrderPlaced.
+/// Checked on every attempt, so two different OrderPlaced racing for an empty stream end
+/// the same way: the loser catches up, finds the winner, and is refused.
+fn second_order_placed(
+    order: &Order,
+    fact: &Envelope<Event>,
+) -> Option<Result<Handled, HandlerError>> {
+    let (Some(first), Event::OrderPlaced(again)) = (order.placed(), &fact.data) else {
+        return None;
+    };
+    if first == again {
+        tracing::info!(order_id = %again.order_id, event_id = %fact.metadata.event_id,
+            "the order's OrderPlaced again, same content: nothing to do");
+        return Some(Ok(Handled::Duplicate));
+    }
+    Some(Err(HandlerError::permanent(
+        "conflicting-duplicate",
+        format!(
+            "order {} already has an OrderPlaced with other content; event {} is refused, \
+             the first one stands",
+            again.order_id, fact.metadata.event_id
+        ),
+    )))
 }
 
 /// The stored stream as events: upcast, not validated again (a rule tightened since an

@@ -15,10 +15,12 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(60);
 const TABLE: &str = "analytics";
 
-/// A random whole hour between 2001 and about 2050.
+/// A random whole hour between 2001 and late 2023.
 fn random_hour() -> DateTime<Utc> {
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    let offset = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) % 430_000;
+    // Hours from 2001 to late 2023: in the past, as intake requires of `occurredAt` (no more
+    // than 5 minutes ahead), and spread wide enough that runs never share an hour.
+    let offset = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) % 200_000;
     "2001-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Hours::hours(offset as i64)
 }
 

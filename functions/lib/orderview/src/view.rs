@@ -205,6 +205,12 @@ fn apply(view: &mut OrderView, event: &StoredEvent) -> String {
         }
     };
     match data {
+        // The first OrderPlaced is the order (every order has a line, so lines tell whether
+        // one was folded): a later one, which the saga now refuses but older streams may
+        // hold, must not show an order nobody paid for, to another address.
+        Event::OrderPlaced(_) if !view.lines.is_empty() => {
+            "(a second OrderPlaced, ignored: the first one stands)".to_string()
+        }
         Event::OrderPlaced(o) => {
             if view.status == OrderStatus::Pending {
                 view.status = OrderStatus::Placed;
@@ -458,6 +464,26 @@ mod tests {
         assert_eq!(view.timeline[1].summary, "charged 25.00 EUR (pay_1)");
         assert_eq!(view.last_version, 5);
         assert_eq!(view.projection, PROJECTION_VERSION);
+    }
+
+    #[test]
+    fn a_second_order_placed_does_not_rewrite_the_order() {
+        let mut events = happy_path();
+        let mut other = placed();
+        other.customer_email = "mallory@example.com".into();
+        other.lines[0].quantity = 9;
+        other.total = 9 * 1250;
+        events.push(stored(6, other));
+
+        let view = replay(&events).unwrap();
+
+        assert_eq!(view.customer_email, "a@example.com");
+        assert_eq!((view.total, view.lines[0].quantity), (2500, 2));
+        assert_eq!(view.status, OrderStatus::Shipped);
+        assert_eq!(
+            view.timeline[5].summary,
+            "(a second OrderPlaced, ignored: the first one stands)"
+        );
     }
 
     #[test]

@@ -254,6 +254,59 @@ async fn a_failed_payment_cancels_and_releases_the_reservation() {
 }
 
 #[tokio::test]
+async fn a_price_mismatch_cancels_with_its_own_reason_and_releases_the_reservation() {
+    let saga = given(&[event(placed()), event(reserved())]).await;
+    let mut failed = payment_failed();
+    failed.reason = "price-mismatch".into();
+    saga.when(&event(failed)).await.unwrap();
+    assert_eq!(
+        saga.events()[3..],
+        [
+            cancelled("price-mismatch"),
+            release_requested("price-mismatch")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_same_order_placed_under_a_new_event_id_is_a_duplicate() {
+    let saga = given(&[event(placed())]).await;
+    assert_eq!(
+        saga.when(&event(placed())).await.unwrap(),
+        Handled::Duplicate
+    );
+    assert_eq!(saga.events(), [Event::OrderPlaced(placed())]);
+}
+
+#[tokio::test]
+async fn a_second_order_placed_with_other_content_is_refused_and_the_first_stands() {
+    let saga = given(&[event(placed()), event(paid())]).await;
+    let mut other = placed();
+    other.customer_email = "mallory@example.com".into();
+    for second in [event(other.clone()), {
+        // the same event id as the first, other content
+        let mut reused = event(other);
+        reused.metadata = saga.stream()[0].metadata.clone();
+        reused
+    }] {
+        let err = saga.when(&second).await.unwrap_err();
+        assert!(err.is_permanent());
+        assert_eq!(err.reason, "conflicting-duplicate");
+    }
+    assert_eq!(
+        saga.events(),
+        [
+            Event::OrderPlaced(placed()),
+            Event::PaymentProcessed(paid())
+        ]
+    );
+    // and what the saga decides later is about the first order
+    saga.when(&event(reserved())).await.unwrap();
+    saga.when(&event(cleared())).await.unwrap();
+    assert!(saga.events().contains(&confirmed()));
+}
+
+#[tokio::test]
 async fn missing_stock_cancels_and_refunds_the_payment() {
     let saga = given(&[event(placed()), event(paid())]).await;
     saga.when(&event(out_of_stock())).await.unwrap();
