@@ -53,7 +53,6 @@ async fn a_second_order_placed_with_other_content_is_refused_and_the_first_stand
     let order = order_id("e2e-second");
     let sku = format!("SKU-{order}");
     stack.set_stock(&sku, 10, 700).await;
-    let bus = stack.observe(about_order(&order)).await;
     let first_id = uuid::Uuid::new_v4().to_string();
     let mut first = order_of(&order, &sku, 2, 700, "tok_visa");
     first["metadata"]["eventId"] = first_id.clone().into();
@@ -101,8 +100,6 @@ async fn a_second_order_placed_with_other_content_is_refused_and_the_first_stand
         "the read model keeps the first order: {view}"
     );
     assert_eq!(view["customerEmail"], "success+e2e@simulator.amazonses.com");
-    assert_eq!(bus.of_type("PaymentProcessed").len(), 1);
-    bus.close().await;
 }
 
 #[tokio::test]
