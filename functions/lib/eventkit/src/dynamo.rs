@@ -195,28 +195,73 @@ impl Transaction {
     }
 }
 
+/// One item's part in a cancelled `TransactWriteItems`: its reason code and, when the item
+/// asked for `ReturnValuesOnConditionCheckFailure = ALL_OLD` and its condition failed, the
+/// item stored under its key ("Item: item in the request which caused the transaction to get
+/// cancelled", CancellationReason, DynamoDB API reference:
+/// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_CancellationReason.html).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ItemCancellation {
+    /// `None` (or the string `"None"`) for an item that did not fail.
+    pub code: Option<String>,
+    pub item: Option<HashMap<String, AttributeValue>>,
+}
+
+impl ItemCancellation {
+    /// The reason code, or `None` when this item is not why the transaction was cancelled.
+    pub fn failure(&self) -> Option<&str> {
+        self.code.as_deref().filter(|code| *code != "None")
+    }
+}
+
+/// What a `TransactWriteItems` did, with everything its cancellation said per item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetailedTransaction {
+    Committed,
+    /// One entry per item, in request order.
+    Cancelled(Vec<ItemCancellation>),
+}
+
 /// Runs one `TransactWriteItems`; a cancellation is a [`Transaction::Cancelled`], anything
 /// else a [`DynamoError`].
 pub async fn transact_write(
     client: &Client,
     items: Vec<TransactWriteItem>,
 ) -> Result<Transaction, DynamoError> {
+    Ok(match transact_write_detailed(client, items).await? {
+        DetailedTransaction::Committed => Transaction::Committed,
+        DetailedTransaction::Cancelled(reasons) => {
+            Transaction::Cancelled(reasons.into_iter().map(|r| r.code).collect())
+        }
+    })
+}
+
+/// [`transact_write`], keeping the items a cancellation returns: a caller that put
+/// `ReturnValuesOnConditionCheckFailure = ALL_OLD` on an item learns what blocked it without
+/// a second read.
+pub async fn transact_write_detailed(
+    client: &Client,
+    items: Vec<TransactWriteItem>,
+) -> Result<DetailedTransaction, DynamoError> {
     let err = match client
         .transact_write_items()
         .set_transact_items(Some(items))
         .send()
         .await
     {
-        Ok(_) => return Ok(Transaction::Committed),
+        Ok(_) => return Ok(DetailedTransaction::Committed),
         Err(err) => err,
     };
     match err.as_service_error() {
         Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-            Ok(Transaction::Cancelled(
+            Ok(DetailedTransaction::Cancelled(
                 cancelled
                     .cancellation_reasons()
                     .iter()
-                    .map(|r| r.code().map(str::to_string))
+                    .map(|r| ItemCancellation {
+                        code: r.code().map(str::to_string),
+                        item: r.item().cloned(),
+                    })
                     .collect(),
             ))
         }

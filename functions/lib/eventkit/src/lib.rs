@@ -14,8 +14,9 @@
 //! - [`publisher`]: the [`Publish`] port; PutEvents with per-entry retries.
 //! - [`dynamo`]: first-writer-wins puts, transactions, typed DynamoDB errors, attributes.
 //! - [`retry`]: the backoff schedule every in-process retry uses.
-//! - [`store`]: an append-only event store with optimistic concurrency and time-ordered
-//!   replay.
+//! - [`store`]: an append-only event store with optimistic concurrency, duplicate guards
+//!   scoped to a stream and a source (a redelivery is skipped, other content under a stored
+//!   id refused), and time-ordered replay (in-memory adapter under `testing`).
 //! - [`audit`]: the audit trail's item layout, its batch writer and its queries.
 //! - [`observability`] and [`metrics`]: JSON logs and CloudWatch Embedded Metric Format.
 
@@ -56,4 +57,4 @@ pub use lambda::{serve_event_batches, serve_events, serve_sqs, take_in, BatchRes
 pub use metrics::BatchMetrics;
 pub use publisher::{Publish, PublishError, Publisher};
 pub use retry::RetryPolicy;
-pub use store::{EventStore, StoreError, StoredEvent};
+pub use store::{guard_key, Appended, EventStore, StoreError, StoredEvent};

@@ -2,26 +2,53 @@
 //!
 //! Layout (see `infra/template.yaml`): partition key `streamId` (S), sort key `version` (N).
 //! - Each event is one item at `(streamId, version)`; versions start at 1, without gaps.
-//! - Each event id also owns a guard item at `("$event#<id>", 0)`, so an event id can be
-//!   stored once across the whole store: appending it again is a no-op.
+//! - Each event also owns a guard item at `(guard_key(stream, source, id), 0)` holding its
+//!   [`RawEvent::content_digest`]. An event id is unique only within one stream and one
+//!   source: the same id in another stream, or from another source, is another event. So
+//!   a producer cannot silence an event of some other order by reusing its id, nor claim
+//!   ahead an id one of the saga's (derived, predictable) decisions will use.
+//! - Guard items carry neither `timeBucket` nor `source`, so the readers of the table's
+//!   stream skip them: [`crate::stream::inserted_events`] (the projector and the outbox)
+//!   takes only items with a `timeBucket`, and the outbox's filter takes only items whose
+//!   `source` is the saga.
 //! - The sparse GSI `byTime` (`timeBucket` = UTC day, `timeKey` = recorded time, stream and
 //!   version) lists every event in global time order for replays and "state as of T".
 //!
 //! An append is one `TransactWriteItems`: a condition that the expected version exists,
 //! and a condition per new version that it does not; so two writers at the same version
 //! cannot both win, and the loser gets [`StoreError::Conflict`] to reload and retry.
+//!
+//! # Why an event is stored once, and a different one under its id never
+//!
+//! Each guard is put with `attribute_not_exists(streamId)` in the same transaction as its
+//! event, so an event and its guard exist together or not at all. When a guard is already
+//! there the append learns its digest from the cancellation itself (the guard's Put asks for
+//! `ReturnValuesOnConditionCheckFailure = ALL_OLD`; TransactWriteItems then returns "the item
+//! which caused the transaction to get cancelled" in that item's `CancellationReason`:
+//! https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html),
+//! or from a consistent read of the guard when no item came back. The same digest is a
+//! redelivery: skipped, the rest is appended. Another digest is
+//! [`StoreError::ConflictingDuplicate`]: nothing is written, since merging or dropping either
+//! event would lose a fact. A guard the transaction could not check because another
+//! transaction held it (`TransactionConflict`) says nothing about duplicates: it is a lost
+//! race, a [`StoreError::Conflict`].
+//!
+//! Guards written before they were scoped (`$event#<id>`) are not consulted: the saga, the
+//! store's one writer, also recognises a redelivery in the stream it reads.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::dynamo::attr::{n, s};
-use crate::dynamo::{transact_write, DynamoError, Transaction};
+use crate::dynamo::attr::{get_s, n, s};
+use crate::dynamo::{transact_write_detailed, DetailedTransaction, DynamoError, ItemCancellation};
 use crate::envelope::{format_time, Envelope, EventData, EventMetadata, RawEvent};
 use crate::error::{DecodeError, HandlerError};
 use crate::event_set::EventSet;
@@ -29,6 +56,8 @@ use crate::event_set::EventSet;
 /// TransactWriteItems takes 100 items: one version check plus two items per event.
 pub const MAX_EVENTS_PER_APPEND: usize = 49;
 const GUARD_PREFIX: &str = "$event#";
+/// The guard's copy of the event's content digest.
+const DIGEST: &str = "contentDigest";
 const TIME_INDEX: &str = "byTime";
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -39,6 +68,14 @@ pub enum StoreError {
         stream_id: String,
         expected: u64,
         actual: u64,
+    },
+    /// An event with the id, stream and source of a stored one but other content (type,
+    /// schema version or payload): not a redelivery, and not to be dropped as one.
+    #[error("event {event_id} from {event_source} is stored in {stream_id} with other content")]
+    ConflictingDuplicate {
+        stream_id: String,
+        event_source: String,
+        event_id: String,
     },
     #[error("{count} events in one append; at most {max}")]
     TooManyEvents { count: usize, max: usize },
@@ -57,6 +94,9 @@ impl From<StoreError> for HandlerError {
         match e {
             StoreError::Conflict { .. } => HandlerError::transient("version-conflict", e),
             StoreError::Dynamo(e) => e.into(),
+            StoreError::ConflictingDuplicate { .. } => {
+                HandlerError::permanent("conflicting-duplicate", e)
+            }
             StoreError::TooManyEvents { .. } => HandlerError::permanent("too-many-events", e),
             StoreError::Corrupt { .. } => HandlerError::permanent("corrupt-event", e),
         }
@@ -122,6 +162,13 @@ impl StoredEvent {
     }
 }
 
+/// The partition key of the guard item of event `event_id` from `event_source` in
+/// `stream_id`. Event ids and sources hold no `#` ([`crate::ids`] limits event ids to
+/// `A-Z a-z 0-9 - _ . : @`; sources are the owners' names), so no two triples share a key.
+pub fn guard_key(stream_id: &str, event_source: &str, event_id: &str) -> String {
+    format!("{GUARD_PREFIX}{stream_id}#{event_source}#{event_id}")
+}
+
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -129,7 +176,7 @@ pub struct Appended {
     pub version: u64,
     /// Events written now.
     pub written: Vec<String>,
-    /// Events skipped because their id was already stored.
+    /// Events skipped because they were already stored (same stream, source, id and digest).
     pub already_stored: Vec<String>,
 }
 
@@ -161,8 +208,10 @@ impl EventStore {
         }
     }
 
-    /// Appends `events` after `expected_version` (0 for a new stream). Events whose id is
-    /// already stored (anywhere) are skipped; the rest are written atomically or not at all.
+    /// Appends `events` after `expected_version` (0 for a new stream). Events already stored
+    /// in this stream (same source, id and content digest) are skipped; the rest are written
+    /// atomically or not at all. One with the source and id of a stored event but another
+    /// digest fails the whole append with [`StoreError::ConflictingDuplicate`].
     pub async fn append(
         &self,
         stream_id: &str,
@@ -261,33 +310,50 @@ impl EventStore {
                 message: e.to_string(),
             })?;
             items.push(put(&self.table, item)?);
-            let guard = HashMap::from([
-                (
-                    "streamId".to_string(),
-                    s(format!("{GUARD_PREFIX}{}", event.metadata.event_id)),
-                ),
-                ("version".to_string(), n(0)),
-                ("storedIn".to_string(), s(stream_id)),
-                ("storedAt".to_string(), n(version)),
-            ]);
-            items.push(put(&self.table, guard)?);
+            items.push(put_guard(
+                &self.table,
+                guard_item(stream_id, version, event),
+            )?);
         }
-        let outcome = transact_write(&self.client, items)
+        let reasons = match transact_write_detailed(&self.client, items)
             .await
-            .map_err(StoreError::Dynamo)?;
-        if outcome == Transaction::Committed {
-            return Ok(AppendAttempt::Written);
+            .map_err(StoreError::Dynamo)?
+        {
+            DetailedTransaction::Committed => return Ok(AppendAttempt::Written),
+            DetailedTransaction::Cancelled(reasons) => reasons,
+        };
+        let mut guards = read_guards(&reasons, offset, events.len())?;
+        for (guard, event) in guards.iter_mut().zip(events) {
+            if let Guard::Stored(digest @ None) = guard {
+                *digest = Some(self.stored_digest(stream_id, event).await?);
+            }
         }
-        let failed = |i: usize| outcome.failed_at(i);
-        let duplicates: Vec<usize> = (0..events.len())
-            .filter(|i| failed(offset + 2 * i + 1))
-            .collect();
-        if !duplicates.is_empty() {
-            return Ok(AppendAttempt::Duplicates(duplicates));
+        decide(stream_id, events, &guards)
+    }
+
+    /// The digest in `event`'s guard, read consistently: for when a cancellation did not
+    /// return the guard. A Query rather than a GetItem, so the writer needs no other grant
+    /// than the ones reading a stream takes.
+    async fn stored_digest(&self, stream_id: &str, event: &RawEvent) -> Result<String, StoreError> {
+        let key = guard_key(stream_id, &event.source, &event.metadata.event_id);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("streamId = :s AND version = :v")
+            .expression_attribute_values(":s", s(&key))
+            .expression_attribute_values(":v", n(0))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Dynamo(DynamoError::from_sdk(&e)))?;
+        match out.items().first() {
+            Some(guard) => guard_digest(&key, guard),
+            // Guards are never removed: one that failed a condition is there; retry.
+            None => Err(StoreError::Dynamo(DynamoError::Unavailable(format!(
+                "guard {key} failed its condition but reads as absent"
+            )))),
         }
-        // A failed version check, a taken version, or a concurrent transaction on the same
-        // items: all mean another writer got there first.
-        Ok(AppendAttempt::VersionTaken)
     }
 
     /// The stream's last version (0 when it has no events).
@@ -435,10 +501,121 @@ impl EventStore {
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum AppendAttempt {
     Written,
     Duplicates(Vec<usize>),
     VersionTaken,
+}
+
+/// What a cancelled append says of one event's guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Guard {
+    /// Not why the append was cancelled.
+    Free,
+    /// Already stored, with this digest (`None`: the cancellation did not return it).
+    Stored(Option<String>),
+    /// Another transaction held it: a race, not a duplicate.
+    Contended,
+}
+
+/// Each event's guard, from the reasons of a cancelled append laid out as
+/// `[version check?, (event, guard) per event]` with the first event at `offset`. A reason
+/// that no retry at the same version can fix or that a retry later can (throttling, a
+/// validation error) is that error, whichever item it is on.
+fn read_guards(
+    reasons: &[ItemCancellation],
+    offset: usize,
+    events: usize,
+) -> Result<Vec<Guard>, StoreError> {
+    for reason in reasons {
+        match reason.failure() {
+            None | Some("ConditionalCheckFailed" | "TransactionConflict") => {}
+            Some(code @ "ValidationError") => {
+                return Err(StoreError::Dynamo(DynamoError::Rejected(format!(
+                    "append cancelled: {code}"
+                ))))
+            }
+            Some(code) => {
+                return Err(StoreError::Dynamo(DynamoError::Unavailable(format!(
+                    "append cancelled: {code}"
+                ))))
+            }
+        }
+    }
+    (0..events)
+        .map(|i| {
+            let Some(reason) = reasons.get(offset + 2 * i + 1) else {
+                return Ok(Guard::Free);
+            };
+            Ok(match reason.failure() {
+                Some("ConditionalCheckFailed") => Guard::Stored(match &reason.item {
+                    Some(stored) => Some(guard_digest(
+                        get_s(stored, "streamId").unwrap_or("a guard"),
+                        stored,
+                    )?),
+                    None => None,
+                }),
+                Some("TransactionConflict") => Guard::Contended,
+                _ => Guard::Free,
+            })
+        })
+        .collect()
+}
+
+/// What a cancelled append means, once every stored guard's digest is known: a stored
+/// guard with another digest refuses the append, stored ones with the same digest are
+/// skipped, and anything else (a taken or missing version, a contended item) is a race.
+fn decide(
+    stream_id: &str,
+    events: &[&RawEvent],
+    guards: &[Guard],
+) -> Result<AppendAttempt, StoreError> {
+    let mut duplicates = Vec::new();
+    for (i, (event, guard)) in events.iter().zip(guards).enumerate() {
+        if let Guard::Stored(digest) = guard {
+            if digest.as_deref() != Some(event.content_digest().as_str()) {
+                return Err(StoreError::ConflictingDuplicate {
+                    stream_id: stream_id.to_string(),
+                    event_source: event.source.clone(),
+                    event_id: event.metadata.event_id.clone(),
+                });
+            }
+            duplicates.push(i);
+        }
+    }
+    if duplicates.is_empty() {
+        Ok(AppendAttempt::VersionTaken)
+    } else {
+        Ok(AppendAttempt::Duplicates(duplicates))
+    }
+}
+
+/// The guard item of `event`, stored at `version` of `stream_id`. No `timeBucket` and no
+/// `source` attribute: see the module doc for who skips guards by that.
+fn guard_item(stream_id: &str, version: u64, event: &RawEvent) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            "streamId".to_string(),
+            s(guard_key(
+                stream_id,
+                &event.source,
+                &event.metadata.event_id,
+            )),
+        ),
+        ("version".to_string(), n(0)),
+        ("storedIn".to_string(), s(stream_id)),
+        ("storedAt".to_string(), n(version)),
+        ("eventSource".to_string(), s(&event.source)),
+        ("eventId".to_string(), s(&event.metadata.event_id)),
+        (DIGEST.to_string(), s(event.content_digest())),
+    ])
+}
+
+fn guard_digest(key: &str, guard: &HashMap<String, AttributeValue>) -> Result<String, StoreError> {
+    get_s(guard, DIGEST).map(str::to_string).ok_or_else(|| {
+        StoreError::Dynamo(DynamoError::Unreadable(format!("{key} has no {DIGEST}")))
+    })
 }
 
 fn from_item(item: HashMap<String, AttributeValue>) -> Result<StoredEvent, StoreError> {
@@ -463,12 +640,30 @@ fn put(
     table: &str,
     item: HashMap<String, AttributeValue>,
 ) -> Result<TransactWriteItem, StoreError> {
+    put_with(table, item, ReturnValuesOnConditionCheckFailure::None)
+}
+
+/// A guard's Put returns the stored guard when its condition fails, so a cancelled append
+/// knows the stored digest without another read.
+fn put_guard(
+    table: &str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<TransactWriteItem, StoreError> {
+    put_with(table, item, ReturnValuesOnConditionCheckFailure::AllOld)
+}
+
+fn put_with(
+    table: &str,
+    item: HashMap<String, AttributeValue>,
+    on_failure: ReturnValuesOnConditionCheckFailure,
+) -> Result<TransactWriteItem, StoreError> {
     Ok(TransactWriteItem::builder()
         .put(
             Put::builder()
                 .table_name(table)
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(streamId)")
+                .return_values_on_condition_check_failure(on_failure)
                 .build()
                 .map_err(|e| StoreError::Dynamo(DynamoError::Rejected(e.to_string())))?,
         )
@@ -493,21 +688,183 @@ fn next_day(bucket: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn time_keys_sort_in_time_then_stream_then_version() {
-        let t = Utc::now();
-        let e = RawEvent {
-            source: "s".into(),
-            detail_type: "T".into(),
+    fn event(source: &str, id: &str, n: u32) -> RawEvent {
+        RawEvent {
+            source: source.into(),
+            detail_type: "Counted".into(),
             metadata: EventMetadata {
-                event_id: "e".into(),
+                event_id: id.into(),
                 schema_version: 1,
                 correlation_id: "c".into(),
                 causation_id: None,
-                occurred_at: t,
+                occurred_at: Utc::now(),
             },
-            data: Value::Null,
-        };
+            data: serde_json::json!({ "n": n }),
+        }
+    }
+
+    fn ok() -> ItemCancellation {
+        ItemCancellation {
+            code: Some("None".into()),
+            item: None,
+        }
+    }
+
+    fn failed(code: &str, item: Option<HashMap<String, AttributeValue>>) -> ItemCancellation {
+        ItemCancellation {
+            code: Some(code.into()),
+            item,
+        }
+    }
+
+    /// Reads a cancelled append at version 1 (version check at 0, then event/guard pairs),
+    /// with digests as the cancellation returned them.
+    fn outcome(
+        events: &[RawEvent],
+        reasons: Vec<ItemCancellation>,
+    ) -> Result<AppendAttempt, StoreError> {
+        let events: Vec<&RawEvent> = events.iter().collect();
+        let guards = read_guards(&reasons, 1, events.len())?;
+        decide("order#a", &events, &guards)
+    }
+
+    #[test]
+    fn guards_are_keyed_by_stream_source_and_id() {
+        assert_eq!(
+            guard_key("order#a", "orderflow.shop", "e1"),
+            "$event#order#a#orderflow.shop#e1"
+        );
+        let e = event("orderflow.shop", "e1", 1);
+        assert_ne!(
+            guard_item("order#a", 1, &e)["streamId"],
+            guard_item("order#b", 1, &e)["streamId"]
+        );
+        assert_ne!(
+            guard_item("order#a", 1, &e)["streamId"],
+            guard_item("order#a", 1, &event("orderflow.payment", "e1", 1))["streamId"]
+        );
+    }
+
+    #[test]
+    fn a_guard_holds_the_events_digest_and_nothing_the_stream_readers_take() {
+        let e = event("orderflow.saga", "e1", 1);
+        let guard = guard_item("order#a", 3, &e);
+        assert_eq!(
+            guard,
+            HashMap::from([
+                ("streamId".into(), s("$event#order#a#orderflow.saga#e1")),
+                ("version".into(), n(0)),
+                ("storedIn".into(), s("order#a")),
+                ("storedAt".into(), n(3)),
+                ("eventSource".into(), s("orderflow.saga")),
+                ("eventId".into(), s("e1")),
+                ("contentDigest".into(), s(e.content_digest())),
+            ])
+        );
+        // The projector takes items with a timeBucket; the outbox's filter, items whose
+        // `source` is the saga: a saga decision's guard must have neither.
+        assert!(!guard.contains_key("timeBucket") && !guard.contains_key("source"));
+        let image: serde_dynamo::Item = guard.into();
+        let record = serde_json::json!({
+            "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "dynamodb": {"Keys": {}, "NewImage": image, "SequenceNumber": "1",
+                         "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"}
+        });
+        let batch = serde_json::from_value(serde_json::json!({ "Records": [record] })).unwrap();
+        assert!(crate::stream::inserted_events(batch).is_empty());
+    }
+
+    #[test]
+    fn a_stored_guard_with_the_same_digest_is_a_duplicate() {
+        let events = [event("shop", "e1", 1), event("shop", "e2", 2)];
+        let stored = guard_item("order#a", 1, &events[0]);
+        let reasons = vec![
+            ok(),
+            ok(),
+            failed("ConditionalCheckFailed", Some(stored)),
+            ok(),
+            ok(),
+        ];
+        assert_eq!(
+            outcome(&events, reasons),
+            Ok(AppendAttempt::Duplicates(vec![0]))
+        );
+    }
+
+    #[test]
+    fn a_stored_guard_with_another_digest_is_a_conflicting_duplicate() {
+        let events = [event("shop", "e1", 1)];
+        let stored = guard_item("order#a", 1, &event("shop", "e1", 2));
+        let reasons = vec![ok(), ok(), failed("ConditionalCheckFailed", Some(stored))];
+        assert_eq!(
+            outcome(&events, reasons),
+            Err(StoreError::ConflictingDuplicate {
+                stream_id: "order#a".into(),
+                event_source: "shop".into(),
+                event_id: "e1".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_stored_guard_the_cancellation_did_not_return_is_read_before_deciding() {
+        let reasons = vec![ok(), ok(), failed("ConditionalCheckFailed", None)];
+        assert_eq!(
+            read_guards(&reasons, 1, 1),
+            Ok(vec![Guard::Stored(None)]),
+            "its digest is looked up (consistent read) before `decide`"
+        );
+    }
+
+    #[test]
+    fn a_contended_guard_is_a_lost_race_not_a_duplicate() {
+        let events = [event("shop", "e1", 1)];
+        let reasons = vec![
+            ok(),
+            failed("TransactionConflict", None),
+            failed("TransactionConflict", None),
+        ];
+        assert_eq!(outcome(&events, reasons), Ok(AppendAttempt::VersionTaken));
+        let reasons = vec![failed("ConditionalCheckFailed", None), ok(), ok()];
+        assert_eq!(
+            outcome(&events, reasons),
+            Ok(AppendAttempt::VersionTaken),
+            "the expected version is missing"
+        );
+    }
+
+    #[test]
+    fn a_throttled_or_invalid_item_is_that_error_not_a_duplicate() {
+        let events = [event("shop", "e1", 1)];
+        let reasons = vec![ok(), ok(), failed("ThrottlingError", None)];
+        assert!(matches!(
+            outcome(&events, reasons),
+            Err(StoreError::Dynamo(DynamoError::Unavailable(_)))
+        ));
+        let reasons = vec![ok(), failed("ValidationError", None), ok()];
+        assert!(matches!(
+            outcome(&events, reasons),
+            Err(StoreError::Dynamo(DynamoError::Rejected(_)))
+        ));
+    }
+
+    #[test]
+    fn a_conflicting_duplicate_is_permanent() {
+        let err = HandlerError::from(StoreError::ConflictingDuplicate {
+            stream_id: "order#a".into(),
+            event_source: "shop".into(),
+            event_id: "e1".into(),
+        });
+        assert!(err.is_permanent());
+        assert_eq!(err.reason, "conflicting-duplicate");
+    }
+
+    #[test]
+    fn time_keys_sort_in_time_then_stream_then_version() {
+        let t = Utc::now();
+        let mut e = event("s", "e", 0);
+        e.metadata.occurred_at = t;
         let a = StoredEvent::new("order#1", 2, &e, &t);
         let b = StoredEvent::new("order#1", 10, &e, &t);
         assert!(a.time_key < b.time_key, "versions compare numerically");

@@ -4,10 +4,13 @@
 //!
 //! The adapters keep the conditions of the real services: the idempotency store takes a
 //! lock only once, honouring expiry and in-progress expiry as the DynamoDB condition does;
-//! the bus can be told to fail, as PutEvents does when throttled.
+//! the bus can be told to fail, as PutEvents does when throttled; the event store checks the
+//! expected version and keeps each (stream, source, event id) once, refusing another
+//! content under it, as the DynamoDB store does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,6 +24,8 @@ use crate::idempotency::{Idempotency, IdempotencyRecord, IdempotencyStore, Lock}
 use crate::lambda::Invocation;
 use crate::publisher::{FailedEntry, Publish, PublishError};
 use crate::routes::{event_pattern, Route};
+use crate::store::{guard_key, Appended, StoreError, StoredEvent, MAX_EVENTS_PER_APPEND};
+use crate::RawEvent;
 
 /// Locks `mutex` even if a test panicked while holding it (that test has already failed;
 /// the others go on with its data). For in-memory adapters in other crates too.
@@ -246,6 +251,184 @@ impl<V: Clone> MemoryTable<V> {
     }
 }
 
+/// The event store in memory, with [`crate::EventStore`]'s conditions: an append at any
+/// version but the stream's is a [`StoreError::Conflict`]; an event whose stream, source and
+/// id are stored is skipped when its content digest is the stored one and refuses the whole
+/// append ([`StoreError::ConflictingDuplicate`]) when it is not. It also plays the other
+/// writer of a race, fails on demand and counts requests, as the table would bill them.
+#[derive(Default)]
+pub struct MemoryEventStore {
+    streams: Mutex<BTreeMap<String, Vec<StoredEvent>>>,
+    /// By [`guard_key`]: the stored event's content digest.
+    guards: Mutex<BTreeMap<String, String>>,
+    /// Appended by another writer just before the next append, which then loses the race.
+    racing: Mutex<Option<Vec<RawEvent>>>,
+    failures_left: Mutex<u32>,
+    reads: AtomicU32,
+    appends: AtomicU32,
+}
+
+impl MemoryEventStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Appends `events` after the stream's last version, as the first writer would (not
+    /// counted as a request; stored ones are skipped as by `append`).
+    pub fn seed(&self, stream_id: &str, events: &[RawEvent]) -> Result<Appended, StoreError> {
+        let current = self.version_of(stream_id);
+        self.write(stream_id, current, events)
+    }
+
+    /// The next `append` first lets another writer append `events` (with [`Self::seed`]).
+    pub fn race_next_append_with(&self, events: Vec<RawEvent>) {
+        *lock(&self.racing) = Some(events);
+    }
+
+    /// The next `n` appends fail as if DynamoDB throttled them, writing nothing.
+    pub fn fail_next(&self, n: u32) {
+        *lock(&self.failures_left) = n;
+    }
+
+    /// (reads, appends) so far.
+    pub fn requests(&self) -> (u32, u32) {
+        (
+            self.reads.load(Ordering::SeqCst),
+            self.appends.load(Ordering::SeqCst),
+        )
+    }
+
+    /// The digest the guard of (stream, source, event id) holds, if it exists.
+    pub fn guard(&self, stream_id: &str, event_source: &str, event_id: &str) -> Option<String> {
+        lock(&self.guards)
+            .get(&guard_key(stream_id, event_source, event_id))
+            .cloned()
+    }
+
+    /// Every event of `stream_id`, in version order.
+    pub fn stream(&self, stream_id: &str) -> Vec<StoredEvent> {
+        lock(&self.streams)
+            .get(stream_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn append(
+        &self,
+        stream_id: &str,
+        expected_version: u64,
+        events: &[RawEvent],
+    ) -> Result<Appended, StoreError> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        if let Some(racing) = lock(&self.racing).take() {
+            self.seed(stream_id, &racing)?;
+        }
+        {
+            let mut left = lock(&self.failures_left);
+            if *left > 0 {
+                *left -= 1;
+                return Err(StoreError::Dynamo(DynamoError::Unavailable(
+                    "ProvisionedThroughputExceededException: failing on purpose \
+                     (MemoryEventStore)"
+                        .into(),
+                )));
+            }
+        }
+        self.write(stream_id, expected_version, events)
+    }
+
+    pub async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .stream(stream_id)
+            .into_iter()
+            .filter(|e| e.version >= from_version)
+            .collect())
+    }
+
+    pub async fn current_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(self.version_of(stream_id))
+    }
+
+    fn version_of(&self, stream_id: &str) -> u64 {
+        lock(&self.streams)
+            .get(stream_id)
+            .and_then(|s| s.last())
+            .map_or(0, |e| e.version)
+    }
+
+    /// The guards first, then the version, as a cancelled transaction is read by
+    /// `EventStore::append`.
+    fn write(
+        &self,
+        stream_id: &str,
+        expected: u64,
+        events: &[RawEvent],
+    ) -> Result<Appended, StoreError> {
+        if events.len() > MAX_EVENTS_PER_APPEND {
+            return Err(StoreError::TooManyEvents {
+                count: events.len(),
+                max: MAX_EVENTS_PER_APPEND,
+            });
+        }
+        let mut streams = lock(&self.streams);
+        let mut guards = lock(&self.guards);
+        let mut fresh = Vec::new();
+        let mut already_stored = Vec::new();
+        for event in events {
+            let key = guard_key(stream_id, &event.source, &event.metadata.event_id);
+            match guards.get(&key) {
+                Some(digest) if *digest == event.content_digest() => {
+                    already_stored.push(event.metadata.event_id.clone())
+                }
+                Some(_) => {
+                    return Err(StoreError::ConflictingDuplicate {
+                        stream_id: stream_id.to_string(),
+                        event_source: event.source.clone(),
+                        event_id: event.metadata.event_id.clone(),
+                    })
+                }
+                None => fresh.push(event),
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(Appended {
+                version: expected,
+                written: vec![],
+                already_stored,
+            });
+        }
+        let stream = streams.entry(stream_id.to_string()).or_default();
+        let current = stream.last().map_or(0, |e| e.version);
+        if current != expected {
+            return Err(StoreError::Conflict {
+                stream_id: stream_id.to_string(),
+                expected,
+                actual: current,
+            });
+        }
+        let now = chrono::Utc::now();
+        for (i, event) in fresh.iter().enumerate() {
+            let version = expected + 1 + i as u64;
+            stream.push(StoredEvent::new(stream_id, version, event, &now));
+            guards.insert(
+                guard_key(stream_id, &event.source, &event.metadata.event_id),
+                event.content_digest(),
+            );
+        }
+        Ok(Appended {
+            version: expected + fresh.len() as u64,
+            written: fresh.iter().map(|e| e.metadata.event_id.clone()).collect(),
+            already_stored,
+        })
+    }
+}
+
 /// An invocation with plenty of time left.
 pub fn invocation() -> Invocation {
     Invocation::with_remaining(Duration::from_secs(30))
@@ -403,6 +586,99 @@ mod tests {
         assert!(bus.events().is_empty());
         bus.publish(std::slice::from_ref(&event)).await.unwrap();
         assert_eq!(bus.events(), vec![Pings(Ping { n: 1 })]);
+    }
+
+    fn raw(source: &str, id: &str, n: u32) -> RawEvent {
+        RawEvent {
+            source: source.into(),
+            detail_type: "Counted".into(),
+            metadata: crate::EventMetadata {
+                event_id: id.into(),
+                schema_version: 1,
+                correlation_id: "corr".into(),
+                causation_id: None,
+                occurred_at: chrono::Utc::now(),
+            },
+            data: serde_json::json!({ "n": n }),
+        }
+    }
+
+    fn raws(stored: &[StoredEvent]) -> Vec<RawEvent> {
+        stored.iter().map(StoredEvent::to_raw).collect()
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_keeps_an_id_once_per_stream_and_source() {
+        let store = MemoryEventStore::default();
+        let (a, b) = (raw("shop", "e1", 1), raw("shop", "e1", 2));
+        store
+            .append("order#a", 0, std::slice::from_ref(&a))
+            .await
+            .unwrap();
+        // The same id in another stream, or from another source, is another event.
+        store
+            .append("order#b", 0, std::slice::from_ref(&b))
+            .await
+            .unwrap();
+        let other_source = raw("payments", "e1", 1);
+        store
+            .append("order#a", 1, std::slice::from_ref(&other_source))
+            .await
+            .unwrap();
+        assert_eq!(
+            raws(&store.stream("order#a")),
+            vec![a.clone(), other_source]
+        );
+        assert_eq!(raws(&store.stream("order#b")), vec![b]);
+        assert_eq!(
+            store.guard("order#a", "shop", "e1"),
+            Some(a.content_digest())
+        );
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_skips_a_redelivery_and_refuses_other_content_under_its_id() {
+        let store = MemoryEventStore::default();
+        let first = raw("shop", "e1", 1);
+        store
+            .append("order#a", 0, std::slice::from_ref(&first))
+            .await
+            .unwrap();
+        let mut redelivered = first.clone();
+        redelivered.metadata.occurred_at += chrono::Duration::seconds(5);
+        let again = store
+            .append("order#a", 1, &[redelivered, raw("shop", "e2", 2)])
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            Appended {
+                version: 2,
+                written: vec!["e2".into()],
+                already_stored: vec!["e1".into()],
+            }
+        );
+        let err = store
+            .append("order#a", 2, &[raw("shop", "e3", 3), raw("shop", "e1", 9)])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::ConflictingDuplicate {
+                stream_id: "order#a".into(),
+                event_source: "shop".into(),
+                event_id: "e1".into(),
+            }
+        );
+        assert_eq!(store.stream("order#a").len(), 2, "nothing of it written");
+        assert_eq!(
+            store.append("order#a", 1, &[raw("shop", "e4", 4)]).await,
+            Err(StoreError::Conflict {
+                stream_id: "order#a".into(),
+                expected: 1,
+                actual: 2,
+            })
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use chrono::{Duration, Utc};
 use eventkit::envelope::EventMetadata;
-use eventkit::{EventStore, RawEvent, StoreError};
+use eventkit::{Appended, EventStore, RawEvent, StoreError};
 
 async fn setup() -> EventStore {
     let client = aws_sdk_dynamodb::Client::new(&common::config().await);
@@ -77,23 +77,81 @@ async fn a_conflict_reports_the_actual_version_and_a_reload_succeeds() {
 
 #[tokio::test]
 #[ignore = "needs LocalStack: make test"]
-async fn an_event_id_is_stored_once_across_the_store() {
+async fn the_same_event_id_in_two_streams_is_two_events_both_stored() {
     let store = setup().await;
-    store.append("s1", 0, &[event("dup", 1)]).await.unwrap();
-    // Again in the same stream at the next version, and in another stream: no copies.
-    let again = store.append("s1", 1, &[event("dup", 1)]).await.unwrap();
-    assert_eq!(again.already_stored, vec!["dup".to_string()]);
-    assert!(again.written.is_empty());
-    let other = store
-        .append("s2", 0, &[event("dup", 1), event("fresh", 2)])
+    let (a, b) = (event("shared", 1), event("shared", 2));
+    store
+        .append("order#a", 0, std::slice::from_ref(&a))
         .await
         .unwrap();
-    assert_eq!(other.written, vec!["fresh".to_string()]);
-    assert_eq!(other.version, 1);
-    assert_eq!(store.read_stream("s1", 1).await.unwrap().len(), 1);
-    let s2 = store.read_stream("s2", 1).await.unwrap();
-    assert_eq!(s2.len(), 1);
-    assert_eq!(s2[0].event_id, "fresh");
+    let other = store
+        .append("order#b", 0, std::slice::from_ref(&b))
+        .await
+        .unwrap();
+    assert_eq!(other.written, vec!["shared".to_string()]);
+    assert_eq!(
+        store.read_stream("order#a", 1).await.unwrap()[0].to_raw(),
+        a
+    );
+    assert_eq!(
+        store.read_stream("order#b", 1).await.unwrap()[0].to_raw(),
+        b
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs LocalStack: make test"]
+async fn the_same_event_again_in_its_stream_is_a_duplicate_and_the_rest_is_appended() {
+    let store = setup().await;
+    let first = event("dup", 1);
+    store
+        .append("s1", 0, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    // A redelivery: another time, the same content.
+    let mut again = first.clone();
+    again.metadata.occurred_at += Duration::seconds(5);
+    let fresh = event("fresh", 2);
+    let appended = store
+        .append("s1", 1, &[again, fresh.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        appended,
+        Appended {
+            version: 2,
+            written: vec!["fresh".into()],
+            already_stored: vec!["dup".into()],
+        }
+    );
+    let stream: Vec<RawEvent> = store
+        .read_stream("s1", 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.to_raw())
+        .collect();
+    assert_eq!(stream, vec![first, fresh]);
+}
+
+#[tokio::test]
+#[ignore = "needs LocalStack: make test"]
+async fn other_content_under_a_stored_id_is_a_conflicting_duplicate_and_nothing_is_written() {
+    let store = setup().await;
+    store.append("s1", 0, &[event("dup", 1)]).await.unwrap();
+    let err = store
+        .append("s1", 1, &[event("other", 3), event("dup", 2)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::ConflictingDuplicate {
+            stream_id: "s1".into(),
+            event_source: "it".into(),
+            event_id: "dup".into(),
+        }
+    );
+    assert_eq!(store.current_version("s1").await.unwrap(), 1);
 }
 
 #[tokio::test]
