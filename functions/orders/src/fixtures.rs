@@ -28,6 +28,21 @@ pub fn placed() -> OrderPlaced {
     }
 }
 
+/// Another order under the same order id: another customer, other lines, another total.
+pub fn placed_again_otherwise() -> OrderPlaced {
+    OrderPlaced {
+        customer_id: "cus-2".into(),
+        customer_email: "eve@example.com".into(),
+        lines: vec![OrderLine {
+            sku: "TEAPOT".into(),
+            quantity: 1,
+            unit_price: 4000,
+        }],
+        total: 4000,
+        ..placed()
+    }
+}
+
 pub fn eur() -> Currency {
     Currency::try_from("EUR".to_string()).unwrap()
 }
@@ -48,6 +63,14 @@ pub fn payment_failed() -> PaymentFailed {
         amount: 2500,
         currency: eur(),
         reason: "card-declined".into(),
+    }
+}
+
+/// Payment's decline when the order's unit prices are not the catalogue's.
+pub fn price_mismatch() -> PaymentFailed {
+    PaymentFailed {
+        reason: "price-mismatch".into(),
+        ..payment_failed()
     }
 }
 

@@ -32,21 +32,33 @@
 //!
 //! # Why exactly-once holds
 //!
-//! The fact and its decisions are one atomic append, and the store keeps an event id once
-//! (its guard items). A redelivered fact is found in the stream (read, or remembered) and
+//! The fact and its decisions are one atomic append, and the store keeps an event once per
+//! stream and source (its guard items, which hold the event's content digest). A
+//! redelivered fact is found in the stream (read, or remembered with its digest) and
 //! decides nothing; one that raced its own copy, or whose stored copy the instance has not
-//! seen, loses the append (the ids are stored) and decides nothing either. Decision ids
-//! derive from the fact's id, so a fact handled again after a failed append produces the
-//! same decisions with the same ids. The memory cannot weaken this: an append is decided on
-//! a remembered version, and the store refuses it unless that is still the stream's
-//! version, i.e. unless the remembered state is the whole stream. Whatever the outcome of
-//! an append other than a complete write (an error, ids already stored, a lost race), the
-//! memory of that order is dropped or caught up from the store before it is used again.
+//! seen, loses the append (the guards are stored with the same digest) and decides nothing
+//! either. Decision ids derive from the fact's id, so a fact handled again after a failed
+//! append produces the same decisions with the same ids; and since the guards are scoped by
+//! source, nobody but the saga can take the id of one of its decisions ahead of it. The
+//! memory cannot weaken this: an append is decided on a remembered version, and the store
+//! refuses it unless that is still the stream's version, i.e. unless the remembered state
+//! is the whole stream. Whatever the outcome of an append other than a complete write (an
+//! error, events already stored, a lost race), the memory of that order is dropped or
+//! caught up from the store before it is used again.
+//!
+//! # One order, one OrderPlaced
+//!
+//! Payment and inventory act on the first `OrderPlaced` of an order id they see, and so do
+//! the aggregate and the read model. A later `OrderPlaced` for a placed order is therefore
+//! never appended: with the first one's content digest (a resend under a new event id) it
+//! is a duplicate; with any other content it is a *conflicting duplicate*, dead-lettered
+//! (`conflicting-duplicate`) for a person to look at, since the order the services act on
+//! is not the one it describes. The same holds for any fact whose event id is stored with
+//! other content: it is not a redelivery, and dropping it silently would hide it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::collections::HashSet;
 
 use async_trait::async_trait;
 use contracts::{
@@ -94,7 +106,9 @@ pub const CONFLICT_RETRY: RetryPolicy = RetryPolicy {
 
 /// The order streams the saga reads and appends to: the event store, or a memory copy in
 /// tests. An append must fail with [`StoreError::Conflict`] when `expected_version` is not
-/// the stream's version, and skip events whose id is already stored.
+/// the stream's version, skip events stored in the stream with the same source, id and
+/// content digest, and fail with [`StoreError::ConflictingDuplicate`] for one stored with
+/// another digest.
 #[async_trait]
 pub trait OrderStreams: Send + Sync {
     /// The stream's events from `from_version` (inclusive) on, in version order.
@@ -138,21 +152,39 @@ pub struct SagaService {
     remember: bool,
 }
 
-/// What the saga knows of an order's stream: the events up to `version`, folded, and their
-/// ids. Only ever a prefix of the stored stream (events are never removed or changed).
+/// What the saga knows of an order's stream: the events up to `version`, folded, and the
+/// content digest of each by (source, event id), as the store's guards hold them. Only ever
+/// a prefix of the stored stream (events are never removed or changed).
 #[derive(Debug, Clone, Default)]
 struct Known {
     version: u64,
     order: Order,
-    event_ids: HashSet<String>,
+    digests: HashMap<(String, String), String>,
+    /// The digest of the order's first `OrderPlaced`, the one the order is.
+    placed: Option<String>,
+}
+
+/// What is known of a fact before deciding on it.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    New,
+    /// Stored already, with this content: decide nothing.
+    Duplicate,
+    /// Its id, or its order's `OrderPlaced`, is stored with other content.
+    Conflicting(String),
 }
 
 impl Known {
     /// Folds in stored events that follow `version`.
     fn catch_up(&mut self, stored: &[StoredEvent]) -> Result<(), HandlerError> {
-        for (event, data) in stored.iter().zip(history(stored)?) {
-            self.order.apply(&data);
-            self.event_ids.insert(event.event_id.clone());
+        for (event, envelope) in stored.iter().zip(history(stored)?) {
+            let digest = envelope.content_digest();
+            self.fold(
+                &envelope.data,
+                &envelope.source,
+                &envelope.metadata.event_id,
+                digest,
+            );
             self.version = event.version;
         }
         Ok(())
@@ -161,10 +193,46 @@ impl Known {
     /// Folds in `events`, just written in one append after `version`.
     fn written(&mut self, facts_and_decisions: &[Event], events: &[RawEvent]) {
         for (data, raw) in facts_and_decisions.iter().zip(events) {
-            self.order.apply(data);
-            self.event_ids.insert(raw.metadata.event_id.clone());
+            self.fold(
+                data,
+                &raw.source,
+                &raw.metadata.event_id,
+                raw.content_digest(),
+            );
         }
         self.version += events.len() as u64;
+    }
+
+    fn fold(&mut self, data: &Event, source: &str, event_id: &str, digest: String) {
+        self.order.apply(data);
+        if matches!(data, Event::OrderPlaced(_)) && self.placed.is_none() {
+            self.placed = Some(digest.clone());
+        }
+        self.digests
+            .insert((source.to_string(), event_id.to_string()), digest);
+    }
+
+    /// Whether `fact` (with content digest `digest`) is already in the known stream.
+    fn seen(&self, fact: &Envelope<Event>, digest: &str) -> Seen {
+        let key = (fact.source.clone(), fact.metadata.event_id.clone());
+        let stored = match (self.digests.get(&key), &fact.data, &self.placed) {
+            (Some(stored), _, _) => stored,
+            (None, Event::OrderPlaced(_), Some(placed)) => placed,
+            (None, _, _) => return Seen::New,
+        };
+        if stored == digest {
+            Seen::Duplicate
+        } else if self.digests.contains_key(&key) {
+            Seen::Conflicting(format!(
+                "event {} from {} is stored with other content",
+                key.1, key.0
+            ))
+        } else {
+            Seen::Conflicting(format!(
+                "the order is placed already, with other content than OrderPlaced {}",
+                key.1
+            ))
+        }
     }
 }
 
@@ -227,7 +295,7 @@ impl SagaService {
             return Err(DecodeError::not_routed(&fact.data).into());
         };
         let stream = order_stream(order_id);
-        let fact_id = fact.metadata.event_id.as_str();
+        let digest = fact.content_digest();
         let mut known = match self.recall(&stream) {
             Some(known) => known,
             // The order's first event, as far as anyone can tell: see the module doc.
@@ -235,15 +303,22 @@ impl SagaService {
             None => self.read_after(&stream, Known::default()).await?,
         };
         let mut attempt = 0;
+        let mut caught_up_on_conflict = false;
         loop {
             attempt += 1;
-            if let Some(outcome) = second_order_placed(&known.order, &fact) {
-                self.remember(&stream, known);
-                return outcome;
-            }
-            if known.event_ids.contains(fact_id) {
-                self.remember(&stream, known);
-                return Ok(Handled::Duplicate);
+            match known.seen(&fact, &digest) {
+                Seen::New => {}
+                Seen::Duplicate => {
+                    self.remember(&stream, known);
+                    return Ok(Handled::Duplicate);
+                }
+                Seen::Conflicting(message) => {
+                    self.remember(&stream, known);
+                    return Err(HandlerError::permanent(
+                        "conflicting-duplicate",
+                        format!("{stream}: {message}"),
+                    ));
+                }
             }
             let decisions = known.order.handle(&fact.data);
             let mut batch = Vec::with_capacity(1 + decisions.len());
@@ -263,8 +338,8 @@ impl SagaService {
                         known.written(&events, &batch);
                         self.remember(&stream, known);
                     } else {
-                        // Some ids were stored already, by a writer this instance has not
-                        // seen: what it knows of the order is no longer the whole stream.
+                        // Some events were stored already, by a writer this instance has
+                        // not seen: what it knows of the order is no longer the whole stream.
                         self.forget(&stream);
                     }
                     if appended.written.is_empty() {
@@ -280,6 +355,13 @@ impl SagaService {
                     tracing::info!(stream = %stream, attempt, "concurrent append; catching up");
                     tokio::time::sleep(CONFLICT_RETRY.delay(attempt)).await;
                     // What is known is still a true prefix: only the newer events are read.
+                    known = self.read_after(&stream, known).await?;
+                }
+                // The stored copy is in the stream: judged there once more, by the digest of
+                // its upcast envelope as the fact's is (a copy stored under an older schema
+                // version hashes otherwise as written, yet is the same event).
+                Err(StoreError::ConflictingDuplicate { .. }) if !caught_up_on_conflict => {
+                    caught_up_on_conflict = true;
                     known = self.read_after(&stream, known).await?;
                 }
                 Err(e) => {
@@ -320,42 +402,13 @@ impl SagaService {
     }
 }
 
-/// What to do with an OrderPlaced for an order that already has one: the first stands, as
-/// it does in payment and inventory (keyed by order, first writer wins). The same content
-/// again, under any event id (a producer retry with a fresh id, a redrive), is a duplicate;
-/// other content is a conflicting duplicate, refused for a person to see rather than
-/// merged into the order or dropped. `None` for any other fact, or the first OrderPlaced.
-/// Checked on every attempt, so two different OrderPlaced racing for an empty stream end
-/// the same way: the loser catches up, finds the winner, and is refused.
-fn second_order_placed(
-    order: &Order,
-    fact: &Envelope<Event>,
-) -> Option<Result<Handled, HandlerError>> {
-    let (Some(first), Event::OrderPlaced(again)) = (order.placed(), &fact.data) else {
-        return None;
-    };
-    if first == again {
-        tracing::info!(order_id = %again.order_id, event_id = %fact.metadata.event_id,
-            "the order's OrderPlaced again, same content: nothing to do");
-        return Some(Ok(Handled::Duplicate));
-    }
-    Some(Err(HandlerError::permanent(
-        "conflicting-duplicate",
-        format!(
-            "order {} already has an OrderPlaced with other content; event {} is refused, \
-             the first one stands",
-            again.order_id, fact.metadata.event_id
-        ),
-    )))
-}
-
 /// The stored stream as events: upcast, not validated again (a rule tightened since an
 /// event was taken in must not make its order unreadable). Only an event that does not
 /// decode at all makes the stream corrupt.
-fn history(stored: &[StoredEvent]) -> Result<Vec<Event>, HandlerError> {
+fn history(stored: &[StoredEvent]) -> Result<Vec<Envelope<Event>>, HandlerError> {
     stored
         .iter()
-        .map(|e| e.event::<Event>().map(|envelope| envelope.data))
+        .map(StoredEvent::event::<Event>)
         .collect::<Result<_, _>>()
         .map_err(|e| HandlerError::permanent("corrupt-stream", e))
 }

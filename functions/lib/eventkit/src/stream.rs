@@ -134,7 +134,7 @@ mod tests {
         };
         serde_json::from_value(serde_json::json!({"Records": [
             record("1", "INSERT", image("order#o1", 1, "e1")),
-            record("2", "INSERT", serde_json::json!({"streamId": {"S": "$event#e1"}, "version": {"N": "0"}})),
+            record("2", "INSERT", serde_json::json!({"streamId": {"S": "$event#order#o1#orderflow.saga#e1"}, "version": {"N": "0"}, "eventSource": {"S": "orderflow.saga"}, "contentDigest": {"S": "d"}})),
             record("3", "INSERT", image("order#o1", 2, "e2")),
             record("4", "INSERT", serde_json::json!({"streamId": {"S": "order#o1"}, "timeBucket": {"S": "x"}})),
             record("5", "INSERT", image("order#o1", 3, "e3")),

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 /// (see [`crate::repository::supersedes`]).
 ///
 /// 2: the shipping address (OrderPlaced v2) and the fraud verdict.
-pub const PROJECTION_VERSION: u32 = 2;
+/// 3: the first OrderPlaced is the order; a later one is only noted in the timeline.
+pub const PROJECTION_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]

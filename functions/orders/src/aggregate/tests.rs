@@ -120,6 +120,33 @@ fn payment_failed_before_any_reservation_cancels_then_releases_the_late_reservat
 }
 
 #[test]
+fn a_price_mismatch_cancels_with_its_own_reason_and_releases_reserved_stock() {
+    let mut s = given(vec![event(placed()), event(reserved())]);
+    assert_eq!(
+        s.when(event(price_mismatch())),
+        vec![
+            cancelled("price-mismatch"),
+            release_requested("price-mismatch")
+        ]
+    );
+    assert_eq!(
+        s.order.status,
+        OrderStatus::Cancelled {
+            reason: "price-mismatch".into()
+        }
+    );
+}
+
+#[test]
+fn a_price_mismatch_before_the_reservation_releases_it_with_that_reason() {
+    let mut s = given(vec![event(placed()), event(price_mismatch())]);
+    assert_eq!(
+        s.when(event(reserved())),
+        vec![release_requested("price-mismatch")]
+    );
+}
+
+#[test]
 fn out_of_stock_cancels_and_refunds_a_payment() {
     let mut s = given(vec![event(placed()), event(paid())]);
     assert_eq!(
@@ -217,6 +244,21 @@ fn the_same_event_twice_changes_nothing() {
     let len = s.stream.len();
     assert!(s.when(reservation).is_empty());
     assert_eq!(s.stream.len(), len);
+}
+
+#[test]
+fn a_later_order_placed_changes_nothing_and_the_first_one_is_confirmed() {
+    let mut s = given(vec![event(placed()), event(cleared()), event(paid())]);
+    assert!(s.when(event(placed_again_otherwise())).is_empty());
+    assert_eq!(s.order.placed(), Some(&placed()));
+    assert_eq!(s.when(event(reserved())), vec![confirmed()]);
+}
+
+#[test]
+fn a_later_order_placed_folds_back_to_the_first_one() {
+    let stream: [Event; 2] = [placed().into(), placed_again_otherwise().into()];
+    assert_eq!(Order::replay(&stream).placed(), Some(&placed()));
+    assert_eq!(Order::default().placed(), None);
 }
 
 #[test]
