@@ -116,6 +116,7 @@ mod tests {
                 source: "orderflow.orders",
                 event_id: id.into(),
                 detail_type: "OrderPlaced",
+                digest: "d".into(),
                 counted_at: "2026-11-21T10:00:00Z".parse().unwrap(),
             },
             updates,

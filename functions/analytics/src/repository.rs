@@ -19,15 +19,27 @@
 //! ([`Applied::Duplicates`]), and the caller writes the others again without them. A
 //! redelivered event therefore adds zero, and the others of its batch add once, in the
 //! transaction that commits.
+//!
+//! # Why an id only stands for the same event
+//!
+//! Event ids are the producers' choice, and the shop front can reuse one (by mistake, or
+//! computing a derived id in advance). A marker is therefore keyed by source and event id
+//! ([`marker_key`]): another producer's id is never this one's. It also records the event's
+//! content digest (`Envelope::content_digest`), and an event whose marker exists is only a
+//! duplicate if its digest is the recorded one ([`CounterStore::recheck`]); another event
+//! from the same source under the same id is refused as a conflicting duplicate, counted
+//! neither time it comes.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use chrono::{DateTime, Utc};
-use eventkit::dynamo::attr::{n, s};
+use eventkit::dynamo::attr::{get_s, n, s};
 use eventkit::dynamo::{transact_write, Transaction};
 use eventkit::{DynamoError, HandlerError};
 
@@ -39,9 +51,14 @@ use crate::counters::{CounterKey, CounterUpdate};
 /// message 4 days and its DLQ 14 (`MessageRetentionPeriod` in infra/template.yaml), and a
 /// message redriven from the DLQ spends up to 4 more days in the queue: 22 days end to end,
 /// so 35 leave two weeks for an operator to redrive late. `orderflow replay --to-bus`
-/// refuses ranges older than [`REPLAY_HORIZON`], which this covers with a day to spare. The
-/// expiry counts from when the marker is written ([`Marker::counted_at`]), never from the
-/// sender's `occurredAt`.
+/// refuses events older than [`REPLAY_HORIZON`], which this covers with a day to spare.
+///
+/// The expiry counts from when the marker is written ([`Marker::counted_at`]), never from
+/// the sender's `occurredAt`: that is the sender's word, and an expiry computed from an old
+/// one could lie in the past, where DynamoDB may delete the marker at once, or, more than
+/// five years back, not at all ("Items with an expiration time older than five years in the
+/// past are not deleted", Using time to live (TTL) in DynamoDB, Before you start,
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/time-to-live-ttl-before-you-start.html).
 pub const MARKER_TTL: Duration = Duration::from_secs(35 * 24 * 3600);
 
 /// The oldest stored event a replay to the bus may publish again: a day less than
@@ -57,6 +74,9 @@ pub struct Marker {
     pub source: &'static str,
     pub event_id: String,
     pub detail_type: &'static str,
+    /// The event's content digest (`Envelope::content_digest`): what tells a redelivery of
+    /// this event from another event reusing its id.
+    pub digest: String,
     pub counted_at: DateTime<Utc>,
 }
 
@@ -80,6 +100,15 @@ pub fn marker_key(source: &str, event_id: &str) -> CounterKey {
     }
 }
 
+/// What the marker of an event that came again records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// The same content (or a marker from before digests were kept): a redelivery.
+    Same,
+    /// Another event from the same source under the same id, with this digest.
+    Other { digest: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// Every marker was written and the counters moved.
@@ -98,7 +127,7 @@ pub enum RepositoryError {
     /// per-item cancellation reasons, markers first.
     #[error("analytics table: transaction conflict: transaction cancelled: {0:?}")]
     Conflict(Vec<Option<String>>),
-    /// The marker of `note_duplicate` is gone (expired, or never written).
+    /// The marker of `recheck` is gone (expired, or never written).
     #[error("analytics table: no marker for event {0}")]
     NoMarker(String),
     #[error("analytics table: {0}")]
@@ -124,9 +153,10 @@ pub trait CounterStore: Send + Sync {
     /// the markers exists.
     async fn apply_once(&self, plan: &TransactionPlan) -> Result<Applied, RepositoryError>;
 
-    /// Best effort: notes on an existing marker that the event came again. Only for
-    /// operators (and tests) to see redeliveries; counters are not touched.
-    async fn note_duplicate(&self, marker: &Marker) -> Result<(), RepositoryError>;
+    /// What the existing marker of `marker`'s event records: the same event (then it also
+    /// notes on it that the event came again, for operators and tests to see redeliveries)
+    /// or another one. Counters are not touched.
+    async fn recheck(&self, marker: &Marker) -> Result<Recorded, RepositoryError>;
 }
 
 /// The DynamoDB adapter.
@@ -151,6 +181,7 @@ impl DynamoCounterStore {
             .item("sk", s(key.sk))
             .item("expiresAt", n(marker.expires_at()))
             .item("detailType", s(marker.detail_type))
+            .item("digest", s(&marker.digest))
             .item(
                 "countedAt",
                 s(eventkit::envelope::format_time(&marker.counted_at)),
@@ -208,8 +239,7 @@ impl CounterStore for DynamoCounterStore {
         }
     }
 
-    async fn note_duplicate(&self, marker: &Marker) -> Result<(), RepositoryError> {
-        let event_id = &marker.event_id;
+    async fn recheck(&self, marker: &Marker) -> Result<Recorded, RepositoryError> {
         let key = marker.key();
         let result = self
             .client
@@ -218,17 +248,29 @@ impl CounterStore for DynamoCounterStore {
             .key("pk", s(key.pk))
             .key("sk", s(key.sk))
             .update_expression("ADD duplicates :one")
-            // Never recreate a marker TTL has removed: it would have no `expiresAt` and
-            // stay forever.
-            .condition_expression("attribute_exists(pk)")
+            // `attribute_exists`: never recreate a marker TTL has removed, it would have no
+            // `expiresAt` and stay forever. The digest: only the same event is noted as a
+            // redelivery; markers from before digests were kept have none to compare.
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(digest) OR digest = :digest)",
+            )
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":digest", s(&marker.digest))
+            // The stored marker comes back with a failed condition, so telling "gone" from
+            // "another event" takes no second round trip.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Recorded::Same),
             Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => {
-                    Err(RepositoryError::NoMarker(event_id.to_string()))
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    match failed.item() {
+                        Some(item) => Ok(Recorded::Other {
+                            digest: get_s(item, "digest").unwrap_or_default().to_string(),
+                        }),
+                        None => Err(RepositoryError::NoMarker(marker.event_id.clone())),
+                    }
                 }
                 _ => Err(DynamoError::from_sdk(&e).into()),
             },
@@ -287,6 +329,7 @@ pub(crate) mod memory {
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct StoredMarker {
         pub detail_type: &'static str,
+        pub digest: String,
         pub expires_at: i64,
         pub duplicates: u64,
     }
@@ -385,6 +428,7 @@ pub(crate) mod memory {
                     &marker.key().pk,
                     StoredMarker {
                         detail_type: marker.detail_type,
+                        digest: marker.digest.clone(),
                         expires_at: marker.expires_at(),
                         duplicates: 0,
                     },
@@ -401,15 +445,22 @@ pub(crate) mod memory {
             Ok(Applied::Counted)
         }
 
-        async fn note_duplicate(&self, marker: &Marker) -> Result<(), RepositoryError> {
-            let event_id = &marker.event_id;
-            self.markers
-                .update_if(&marker.key().pk, |m| {
+        async fn recheck(&self, marker: &Marker) -> Result<Recorded, RepositoryError> {
+            let pk = marker.key().pk;
+            let same = self.markers.update_if(&pk, |m| {
+                let same = m.digest == marker.digest;
+                if same {
                     m.duplicates += 1;
-                    true
-                })
-                .map(drop)
-                .ok_or_else(|| RepositoryError::NoMarker(event_id.to_string()))
+                }
+                same
+            });
+            match (same, self.markers.get(&pk)) {
+                (Some(_), _) => Ok(Recorded::Same),
+                (None, Some(stored)) => Ok(Recorded::Other {
+                    digest: stored.digest,
+                }),
+                (None, None) => Err(RepositoryError::NoMarker(marker.event_id.clone())),
+            }
         }
     }
 }
@@ -424,6 +475,7 @@ mod tests {
             source: "orderflow.orders",
             event_id: "e-1".into(),
             detail_type: "OrderPlaced",
+            digest: "d".into(),
             counted_at: "2026-11-21T10:00:00Z".parse().unwrap(),
         };
         assert_eq!(

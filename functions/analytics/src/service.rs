@@ -1,13 +1,15 @@
 //! Handles a batch of events for the analytics function: as few transactions as fit.
 //!
-//! Exactly once per event id without the idempotency layer: each event's marker and its
+//! Exactly once per event (its source and id, its content checked) without the idempotency layer: each event's marker and its
 //! counters are written in the same transaction (see [`crate::repository`]), so there is no
 //! step between "remember" and "count" for a crash to fall into. A batch shares one
 //! transaction per chunk of up to 100 items ([`crate::batch`]):
 //!
 //! - committed: every event of the chunk is counted once;
-//! - cancelled because some markers exist: nothing was written; those events are duplicates
-//!   (counted before) and the rest is written once more without them. If that is cancelled
+//! - cancelled because some markers exist: nothing was written; those events were counted
+//!   before, if their marker's digest is theirs ([`came_again`]: a redelivery, a duplicate),
+//!   or another event of their source took the id first (a conflicting duplicate, refused
+//!   for good and never counted); the rest is written once more without them. If that is cancelled
 //!   for duplicates too (a copy counted concurrently, or DynamoDB named only some), those are
 //!   duplicates as well and the rest goes back to SQS rather than into a third transaction;
 //! - cancelled by a conflict, or failed: nothing was written; every event of the chunk fails
@@ -25,7 +27,9 @@ use eventkit::{BatchResults, Envelope, Handled, HandlerError, Invocation};
 
 use crate::batch::{chunks, split_at_indexes, Counting, TransactionPlan, MAX_TRANSACTION_ITEMS};
 use crate::counters::plan;
-use crate::repository::{Applied, CounterStore, DynamoCounterStore, Marker};
+use crate::repository::{
+    Applied, CounterStore, DynamoCounterStore, Marker, Recorded, RepositoryError,
+};
 
 /// Transactions per chunk when markers turn out to exist: the first, and one without the
 /// duplicates it named.
@@ -111,9 +115,10 @@ impl AnalyticsService {
                 Ok(Applied::Duplicates(indexes)) => {
                     let (duplicates, rest) = split_at_indexes(pending, &indexes);
                     for duplicate in &duplicates {
-                        self.note_duplicate(&duplicate.marker).await;
+                        let recorded = self.store.recheck(&duplicate.marker).await;
+                        let result = came_again(&duplicate.marker, recorded);
+                        results.push((duplicate.event_id().to_string(), result));
                     }
-                    results.extend(answer(&duplicates, Ok(Handled::Duplicate)));
                     pending = rest;
                     if pending.is_empty() {
                         break;
@@ -154,13 +159,43 @@ impl AnalyticsService {
             alone: Vec::new(),
         }
     }
+}
 
-    /// Best effort: only a diagnostic, the duplicate was already not counted.
-    async fn note_duplicate(&self, marker: &Marker) {
-        if let Err(e) = self.store.note_duplicate(marker).await {
-            tracing::warn!(event_id = %marker.event_id, error = %e, "could not note the duplicate on its marker");
+/// What an event whose marker exists gets, from what its marker records. Nothing is counted
+/// either way: a redelivery was counted before, and an event reusing another's id must not
+/// add to (or be taken for) the first one's counts. A marker that could not be read back
+/// leaves the event to SQS, whose redelivery finds the marker again.
+fn came_again(
+    marker: &Marker,
+    recorded: Result<Recorded, RepositoryError>,
+) -> Result<Handled, HandlerError> {
+    match recorded {
+        Ok(Recorded::Same) => Ok(Handled::Duplicate),
+        Ok(Recorded::Other { digest }) => {
+            tracing::warn!(event_id = %marker.event_id, source = marker.source,
+                "another event of this source was counted under this id; not counting this one");
+            Err(HandlerError::permanent(
+                "conflicting-duplicate",
+                format!(
+                    "event {} from {} was counted before with other content \
+                     (digest {} here, {} recorded): not counted",
+                    marker.event_id,
+                    marker.source,
+                    short(&marker.digest),
+                    short(&digest)
+                ),
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(event_id = %marker.event_id, error = %e,
+                "counted before, but its marker could not be checked");
+            Err(e.into())
         }
     }
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 /// `event`'s marker and counter updates, counted at `now`.
@@ -171,6 +206,7 @@ fn counting(event: &Envelope<Event>, now: DateTime<Utc>) -> Counting {
             source: event.data.source(),
             detail_type: event.data.detail_type(),
             event_id: event.metadata.event_id.clone(),
+            digest: event.content_digest(),
             counted_at: now,
         },
     }
@@ -491,6 +527,109 @@ mod tests {
         let week = Utc::now().timestamp() + MARKER_TTL.as_secs() as i64;
         assert!((week - 5..=week).contains(&marker.expires_at));
         assert_eq!(marker.duplicates, 1);
+    }
+
+    #[tokio::test]
+    async fn another_payment_reusing_a_counted_id_is_refused_and_adds_nothing() {
+        // given a payment counted
+        let (store, service) = service();
+        let first = event_at("2026-11-21T10:30:00Z", processed(1234, "XTS"));
+        service
+            .handle_batch(vec![first.clone()], invocation())
+            .await;
+
+        // when another payment of the same source comes under the same id
+        let mut reused = event_at("2026-11-21T10:30:00Z", processed(9999, "XTS"));
+        reused.metadata = first.metadata.clone();
+        let results = service
+            .handle_batch(vec![reused.clone()], invocation())
+            .await;
+
+        // then it is refused for good and nothing is counted, nor noted as a redelivery
+        assert_eq!(
+            summary(results),
+            each(
+                &ids(std::slice::from_ref(&reused)),
+                Err((FailureKind::Permanent, "conflicting-duplicate"))
+            )
+        );
+        assert_eq!(store.counter(DAY, "XTS", AMOUNT), 1234);
+        assert_eq!(store.counter(DAY, "XTS", ORDERS), 1);
+        assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 1);
+        let marker = marker_of(&store, &first.metadata.event_id);
+        assert_eq!(
+            marker.digest,
+            first.content_digest(),
+            "the first one stands"
+        );
+        assert_eq!(marker.duplicates, 0);
+
+        // and a true redelivery of the first is still a plain duplicate
+        let again = service
+            .handle_batch(vec![first.clone()], invocation())
+            .await;
+        assert_eq!(
+            summary(again),
+            each(&ids(std::slice::from_ref(&first)), Ok(Handled::Duplicate))
+        );
+        assert_eq!(store.counter(DAY, "XTS", AMOUNT), 1234);
+    }
+
+    #[tokio::test]
+    async fn an_id_another_source_used_first_is_counted_on_its_own() {
+        // given an order the shop front sent under an id it chose
+        let (store, service) = service();
+        let order = event_at("2026-11-21T10:30:00Z", one_of_each().remove(0));
+        service
+            .handle_batch(vec![order.clone()], invocation())
+            .await;
+
+        // when the payment service's event comes with that same id
+        let mut payment = event_at("2026-11-21T10:30:00Z", processed(1234, "XTS"));
+        payment.metadata.event_id = order.metadata.event_id.clone();
+        let results = service
+            .handle_batch(vec![payment.clone()], invocation())
+            .await;
+
+        // then the shop front's id does not suppress the payment: revenue counts it
+        assert_eq!(
+            summary(results),
+            each(&ids(std::slice::from_ref(&payment)), Ok(Handled::Processed))
+        );
+        assert_eq!(store.counter(DAY, "XTS", AMOUNT), 1234);
+        assert_eq!(store.counter(HOUR, "OrderPlaced", COUNT), 1);
+        assert_eq!(store.markers.items().len(), 2, "one marker per source");
+    }
+
+    #[tokio::test]
+    async fn a_marker_expires_from_when_it_was_counted_whatever_the_sender_says() {
+        // given a payment whose sender claims it happened years ago
+        let (store, service) = service();
+        let old = event_at("2001-01-01T00:00:00Z", processed(5, "XTS"));
+
+        // when it is counted
+        let before = Utc::now().timestamp();
+        service.handle_batch(vec![old.clone()], invocation()).await;
+        let after = Utc::now().timestamp();
+
+        // then its marker lives MARKER_TTL from now, not from 2001 (an expiry in the past
+        // would let DynamoDB delete it at once, or keep it for ever past five years)
+        let marker = marker_of(&store, &old.metadata.event_id);
+        let ttl = MARKER_TTL.as_secs() as i64;
+        assert!((before + ttl..=after + ttl).contains(&marker.expires_at));
+        assert_eq!(marker.digest, old.content_digest());
+    }
+
+    #[test]
+    fn a_marker_that_cannot_be_checked_leaves_the_event_to_sqs() {
+        let marker = counting(&orders(1).remove(0), Utc::now()).marker;
+        let gone = came_again(&marker, Err(RepositoryError::NoMarker("e".into())));
+        let err = gone.unwrap_err();
+        assert!(!err.is_permanent(), "{err}");
+        assert!(matches!(
+            came_again(&marker, Ok(Recorded::Same)),
+            Ok(Handled::Duplicate)
+        ));
     }
 
     #[test]
