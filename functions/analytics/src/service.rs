@@ -1,8 +1,9 @@
 //! Handles a batch of events for the analytics function: as few transactions as fit.
 //!
-//! Exactly once per event (its source and id, its content checked) without the idempotency layer: each event's marker and its
-//! counters are written in the same transaction (see [`crate::repository`]), so there is no
-//! step between "remember" and "count" for a crash to fall into. A batch shares one
+//! Exactly once per event (its source and id, its content checked) without the idempotency
+//! layer: each event's marker and its counters are written in the same transaction (see
+//! [`crate::repository`]), so there is no step between "remember" and "count" for a crash
+//! to fall into. A batch shares one
 //! transaction per chunk of up to 100 items ([`crate::batch`]):
 //!
 //! - committed: every event of the chunk is counted once;

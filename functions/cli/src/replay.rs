@@ -4,7 +4,7 @@
 //! `EventStore::read_time_range`), published again with their original event ids and
 //! metadata, so every consumer recognises them and changes nothing (idempotency records,
 //! first-writer-wins tables, the store's per-stream event-id guards, analytics' markers:
-//! hence no range older than those markers, [`check_replay_horizon`]).
+//! hence no event older than those markers, [`check_replay_horizon`]).
 //! To the read model: the projector's rebuild over the range (`{"rebuild": {...}}`), followed
 //! through its `next` answers until it is done.
 
@@ -85,22 +85,40 @@ pub fn check_range(from: &DateTime<Utc>, to: &DateTime<Utc>) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a replay to the bus that reaches back past what analytics' dedupe markers cover
-/// ([`analytics::repository::REPLAY_HORIZON`]): every other consumer keeps its records for
-/// good, but analytics forgets an event after its markers expire and would count it again,
-/// so revenue would be doubled. The read model can be rebuilt over any range instead.
-pub fn check_replay_horizon(from: &DateTime<Utc>, now: &DateTime<Utc>) -> Result<()> {
+/// Refuses a replay to the bus whose oldest event is older than analytics' dedupe markers
+/// cover ([`analytics::repository::REPLAY_HORIZON`]): every other consumer keeps its records
+/// for good, but analytics forgets an event once its marker expires and would count it again,
+/// revenue included. Every consumer counts (analytics takes every type), so no `--type`
+/// makes an old range safe. `oldest` is the earliest time the store recorded one of the
+/// events (`None`: nothing to publish).
+pub fn check_replay_horizon(oldest: Option<&DateTime<Utc>>, now: &DateTime<Utc>) -> Result<()> {
     let horizon = analytics::repository::REPLAY_HORIZON;
-    let oldest = *now - chrono::Duration::seconds(horizon.as_secs() as i64);
-    if *from < oldest {
-        return Err(CliError::Usage(format!(
-            "--from ({}) is more than {} days ago: analytics no longer remembers events that              old and would count them twice; replay from {} or later (the read model can be              rebuilt over any range with --rebuild-read-model)",
-            format_time(from),
+    let limit = *now - chrono::Duration::seconds(horizon.as_secs() as i64);
+    match oldest {
+        Some(oldest) if *oldest < limit => Err(CliError::Usage(format!(
+            "not replaying: the range holds an event recorded at {}, more than {} days ago; \
+             analytics remembers what it counted for {} days only and would count such \
+             events (revenue included) a second time; replay events recorded at {} or later",
+            format_time(oldest),
             horizon.as_secs() / 86_400,
-            format_time(&oldest)
-        )));
+            analytics::repository::MARKER_TTL.as_secs() / 86_400,
+            format_time(&limit)
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// When the store recorded the earliest of `events`; an unreadable time counts as `from`,
+/// the earliest any of them can be.
+pub fn oldest_recorded(events: &[StoredEvent], from: &DateTime<Utc>) -> Option<DateTime<Utc>> {
+    events
+        .iter()
+        .map(|e| {
+            DateTime::parse_from_rfc3339(&e.recorded_at)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(*from)
+        })
+        .min()
 }
 
 /// An event published again.
@@ -186,9 +204,13 @@ pub async fn to_bus(
     quiet: bool,
 ) -> Result<(Vec<RawEvent>, Vec<(RawEvent, String)>)> {
     check_range(&from, &to)?;
-    check_replay_horizon(&from, &Utc::now())?;
     let stored = ctx.store().read_all_between(from, to).await?;
-    let (events, refused) = admissible(select(&stored, event_type));
+    let chosen: Vec<StoredEvent> = stored
+        .into_iter()
+        .filter(|e| event_type.is_none_or(|t| e.event_type == t))
+        .collect();
+    check_replay_horizon(oldest_recorded(&chosen, &from).as_ref(), &Utc::now())?;
+    let (events, refused) = admissible(select(&chosen, None));
     let publisher = ctx.publisher();
     let bar = if quiet {
         ProgressBar::hidden()
@@ -394,11 +416,36 @@ mod tests {
     fn a_replay_to_the_bus_stays_within_what_analytics_remembers() {
         let now = Utc::now();
         let days = |d: i64| now - chrono::Duration::days(d);
-        assert!(check_replay_horizon(&days(1), &now).is_ok());
-        assert!(check_replay_horizon(&days(33), &now).is_ok());
-        let err = check_replay_horizon(&days(35), &now).unwrap_err();
-        assert!(matches!(err, CliError::Usage(_)), "{err}");
-        assert!(err.to_string().contains("count them twice"), "{err}");
+        assert!(check_replay_horizon(Some(&days(1)), &now).is_ok());
+        assert!(check_replay_horizon(Some(&days(33)), &now).is_ok());
+        assert!(
+            check_replay_horizon(None, &now).is_ok(),
+            "nothing to publish"
+        );
+        let err = check_replay_horizon(Some(&days(35)), &now).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("a second time"), "{text}");
+        assert!(!text.contains("--"), "no flag to get round it: {text}");
+        assert!(!text.contains("  "), "one line of prose: {text}");
+    }
+
+    #[test]
+    fn the_oldest_event_decides_not_the_start_of_the_range() {
+        // given a range opened 90 days back whose events were all recorded yesterday
+        let now = Utc::now();
+        let from = now - chrono::Duration::days(90);
+        let recent = stored("e1", "OrderPlaced");
+        let mut old = stored("e2", "PaymentProcessed");
+        old.recorded_at = format_time(&(now - chrono::Duration::days(40)));
+
+        // then only the events themselves can make it too old
+        let oldest = oldest_recorded(std::slice::from_ref(&recent), &from);
+        assert!(check_replay_horizon(oldest.as_ref(), &now).is_ok());
+        let oldest = oldest_recorded(&[recent.clone(), old], &from);
+        assert!(check_replay_horizon(oldest.as_ref(), &now).is_err());
+        let mut unreadable = recent;
+        unreadable.recorded_at = "yesterday".into();
+        assert_eq!(oldest_recorded(&[unreadable], &from), Some(from));
     }
 
     #[test]
