@@ -1,8 +1,9 @@
 //! The audit function: keeps every Orderflow event seen on the bus in the audit table
 //! (`eventkit::audit`), so that `orderflow trace` can show events that live only on the
 //! bus (emails, fraud verdicts) next to the event store's. Idempotent without an
-//! idempotency record: an entry's key holds the event id and a put of the same event
-//! writes the same item again.
+//! idempotency record: an entry's key holds the event id and its content digest, so a put
+//! of the same event writes the same item again, and another event reusing the id (the
+//! shop front chooses its own ids) gets an entry of its own instead of overwriting it.
 //!
 //! Why not an EventBridge archive: an archive can only be replayed onto the bus it archives
 //! ("Archiving and replaying events in Amazon EventBridge",
@@ -203,6 +204,29 @@ mod tests {
         assert_eq!(calls[0][0].event_type, "EmailSent");
         assert_eq!(calls[0][0].source, "orderflow.notification");
         assert_eq!(calls[0][1].order_id, None, "a sign-up is about no order");
+    }
+
+    #[test]
+    fn events_reusing_an_id_keep_an_entry_each_and_a_redelivery_its_one() {
+        // given a sign-up, another sign-up sent under its id and time, and a redelivery
+        let first = signup();
+        let mut reused = Envelope::new(Event::from(CustomerRegistered {
+            customer_id: "cus-2".into(),
+            email: "mallory@example.com".into(),
+            name: "Mallory".into(),
+        }));
+        reused.metadata = first.metadata.clone();
+        let now = Utc::now();
+
+        // when their entries are made
+        let made = entries(&[first.clone(), reused, first.clone()], 30, &now);
+
+        // then the two events have two keys, the redelivery the first one's, and the key
+        // ends with the decoded event's digest
+        assert_ne!(made[0].sk, made[1].sk);
+        assert_eq!(made[0].sk, made[2].sk);
+        assert_eq!(eventkit::audit::distinct(&made).len(), 2);
+        assert!(made[0].sk.ends_with(&first.content_digest()[..16]));
     }
 
     #[tokio::test]

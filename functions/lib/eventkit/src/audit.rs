@@ -2,14 +2,19 @@
 //! read by `orderflow trace`. Lives here because both sides must agree on the item layout.
 //!
 //! Layout (`AuditTable` in `infra/template.yaml`): partition key `correlationId`, sort key
-//! `<occurredAt>#<eventId>` (RFC 3339 UTC with milliseconds, so text order is time order);
-//! GSI `byOrder` on `orderId` + `sk`, sparse (events about no order, such as
-//! `CustomerRegistered`, are only found by correlation id); TTL attribute `expiresAt`.
+//! `<occurredAt>#<eventId>#<digest prefix>` ([`sort_key`]; RFC 3339 UTC with milliseconds,
+//! so text order is time order); GSI `byOrder` on `orderId` + `sk`, sparse (events about no
+//! order, such as `CustomerRegistered`, are only found by correlation id); TTL attribute
+//! `expiresAt`, counted from when the entry is written, never from the sender's
+//! `occurredAt`. Readers take the event from the item's attributes (`eventId`, `detail`),
+//! never by taking the sort key apart.
 //!
-//! Writes are plain puts keyed by the event id (through the sort key), so writing the same
-//! event twice leaves one identical item: idempotent without a condition, which is what lets
-//! a whole batch go in `BatchWriteItem`s of 25 (it takes no conditions), and lets a failed
-//! batch be written again whole.
+//! Writes are plain puts keyed by the event and its content (through the sort key), so
+//! writing the same event twice leaves one identical item: idempotent without a condition,
+//! which is what lets a whole batch go in `BatchWriteItem`s of 25 (it takes no conditions),
+//! and lets a failed batch be written again whole. An event id is its producer's word, so
+//! the key does not rest on it alone: two different events under one id and time keep an
+//! entry each, and neither overwrites the other.
 
 use std::collections::{HashMap, HashSet};
 
@@ -297,6 +302,33 @@ mod tests {
             a.sk,
             AuditEntry::of(&first, None, 1, &now).sk,
             "a redelivery is one entry"
+        );
+    }
+
+    #[test]
+    fn an_entry_expires_from_when_it_is_written_not_from_when_the_sender_says() {
+        // given an event that claims to have happened years before it was written
+        let mut old = event("e-1", None);
+        old.metadata.occurred_at = "2001-01-01T00:00:00Z".parse().unwrap();
+        let now: DateTime<Utc> = "2026-11-21T10:00:00Z".parse().unwrap();
+
+        let entry = AuditEntry::of(&old, None, 30, &now);
+
+        // then it lives 30 days from now: an expiry in 2001 would be more than five years in
+        // the past, which DynamoDB's TTL never deletes
+        assert_eq!(entry.expires_at, now.timestamp() + 30 * 86_400);
+        assert!(entry.sk.starts_with("2001-01-01T00:00:00.000Z#e-1#"));
+    }
+
+    #[test]
+    fn the_same_id_from_another_source_keeps_its_own_entry() {
+        let now = Utc::now();
+        let first = event("e-1", None);
+        let mut other = event("e-1", None);
+        other.source = "orderflow.orders".into();
+        assert_ne!(
+            AuditEntry::of(&first, None, 1, &now).sk,
+            AuditEntry::of(&other, None, 1, &now).sk
         );
     }
 
