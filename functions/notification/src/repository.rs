@@ -97,8 +97,10 @@ impl From<RepositoryError> for HandlerError {
 /// The emails table, as the handler needs it.
 #[async_trait]
 pub trait EmailRepository: Send + Sync {
-    /// Stores `record` (status SENDING) unless the event already has a record that is not
-    /// FAILED; that record is returned instead.
+    /// Stores `record` (status SENDING) unless its key already has a record that is not
+    /// FAILED, or a FAILED one of another event (another digest: a failed email is retaken
+    /// only by the event it belongs to, never by one reusing its id); that record is
+    /// returned instead.
     async fn claim(&self, record: &EmailRecord)
         -> Result<FirstWrite<EmailRecord>, RepositoryError>;
     /// SENDING -> SENT with the provider's message id.
@@ -163,9 +165,14 @@ impl EmailRepository for DynamoEmailRepository {
         &self,
         record: &EmailRecord,
     ) -> Result<FirstWrite<EmailRecord>, RepositoryError> {
-        let condition = "attribute_not_exists(id) OR #status = :failed";
+        // Records from before digests were kept have none: those are retaken as before.
+        let condition = "attribute_not_exists(id) OR (#status = :failed AND \
+                         (attribute_not_exists(digest) OR digest = :digest))";
         let names = [("#status", "status")];
-        let values = [(":failed", EmailStatus::Failed.attribute())];
+        let values = [
+            (":failed", EmailStatus::Failed.attribute()),
+            (":digest", s(record.digest.as_deref().unwrap_or_default())),
+        ];
         Ok(put_if(
             &self.client,
             &self.table,
@@ -240,17 +247,19 @@ pub(crate) mod memory {
             &self,
             record: &EmailRecord,
         ) -> Result<FirstWrite<EmailRecord>, RepositoryError> {
-            // `attribute_not_exists(id) OR status = FAILED`, each half checked atomically.
+            // `attribute_not_exists(id) OR (status = FAILED AND the same digest)`, each half
+            // checked atomically.
             let FirstWrite::Existing(stored) = self.table.first_write(&record.id, record.clone())
             else {
                 return Ok(FirstWrite::Written);
             };
             let retaken = self.table.update_if(&record.id, |stored| {
-                let failed = stored.status == EmailStatus::Failed;
-                if failed {
+                let retakable = stored.status == EmailStatus::Failed
+                    && (stored.digest.is_none() || stored.digest == record.digest);
+                if retakable {
                     *stored = record.clone();
                 }
-                failed
+                retakable
             });
             Ok(match retaken {
                 Some(_) => FirstWrite::Written,

@@ -7,9 +7,15 @@
 //! lost email rather than a duplicate one:
 //!
 //! 1. Before sending, claim the event in the emails table: a conditional put of
-//!    `id = <event id>`, status SENDING (it succeeds only if there is no record, or a
-//!    FAILED one).
+//!    `id = <source>#<event id>` with the event's content digest, status SENDING (it
+//!    succeeds only if there is no record, or a FAILED one of the same digest).
 //! 2. Send. 3. Mark the record SENT with the SES message id. 4. Publish `EmailSent`.
+//!
+//! The key holds the source because an event id is its producer's choice (the shop front
+//! can reuse one, or compute a saga's derived id in advance); the digest tells the same
+//! event from another one reusing its id under the same source. Such an event finds a
+//! record with another digest and is refused as `conflicting-duplicate`, nothing sent and
+//! the record untouched, whatever its status.
 //!
 //! A later attempt for the same event (SQS redelivery, a retry after a failed publish, a
 //! replay) finds the record:
@@ -912,6 +918,37 @@ mod tests {
         assert_eq!(err.reason, "conflicting-duplicate");
         assert_eq!(w.subjects_sent().len(), 1, "nothing more was sent");
         assert_eq!(w.bus.events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn another_event_reusing_an_id_cannot_take_over_a_failed_email() {
+        // given a confirmation whose send SES refused (FAILED: free for its own retry)
+        let w = world();
+        let first = confirmed();
+        w.mailer
+            .fail_with([SendError::Rejected("MessageRejected: not verified".into())]);
+        w.handle(&first).await.unwrap_err();
+        w.mailer.recover();
+
+        // when another confirmation comes under its source and id
+        let mut reused = confirmed();
+        reused.metadata = first.metadata.clone();
+        if let Event::OrderConfirmed(order) = &mut reused.data {
+            order.customer_email = "mallory@example.com".into();
+        }
+        let err = w.handle(&reused).await.unwrap_err();
+
+        // then it is refused, nothing is sent, and the record is still the first one's
+        assert!(err.is_permanent());
+        assert_eq!(err.reason, "conflicting-duplicate");
+        assert!(w.mailer.sent().is_empty());
+        let record = w.record(&first).unwrap();
+        assert_eq!(record.digest, Some(first.content_digest()));
+        assert_eq!(record.to, ADA);
+
+        // and the first one's redelivery still gets its email
+        assert_eq!(w.handle(&first).await.unwrap(), Handled::Processed);
+        assert_eq!(w.mailer.sent().len(), 1);
     }
 
     #[tokio::test]
