@@ -3,16 +3,17 @@
 //! Exactly once per event (its source and id, its content checked) without the idempotency
 //! layer: each event's marker and its counters are written in the same transaction (see
 //! [`crate::repository`]), so there is no step between "remember" and "count" for a crash
-//! to fall into. A batch shares one
-//! transaction per chunk of up to 100 items ([`crate::batch`]):
+//! to fall into. A batch shares one transaction per chunk of up to 100 items
+//! ([`crate::batch`]):
 //!
 //! - committed: every event of the chunk is counted once;
 //! - cancelled because some markers exist: nothing was written; those events were counted
 //!   before, if their marker's digest is theirs ([`came_again`]: a redelivery, a duplicate),
 //!   or another event of their source took the id first (a conflicting duplicate, refused
-//!   for good and never counted); the rest is written once more without them. If that is cancelled
-//!   for duplicates too (a copy counted concurrently, or DynamoDB named only some), those are
-//!   duplicates as well and the rest goes back to SQS rather than into a third transaction;
+//!   for good and never counted); the rest is written once more without them. If that is
+//!   cancelled for duplicates too (a copy counted concurrently, or DynamoDB named only
+//!   some), those are duplicates as well and the rest goes back to SQS rather than into a
+//!   third transaction;
 //! - cancelled by a conflict, or failed: nothing was written; every event of the chunk fails
 //!   transiently and SQS redelivers it, to be counted (once) then;
 //! - refused as it can never succeed (a key over DynamoDB's limits): nothing was written; the

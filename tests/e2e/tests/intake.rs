@@ -145,3 +145,40 @@ async fn an_order_placed_after_its_cancellation_is_not_charged() {
     );
     assert_eq!(stack.stock(&sku).await, Some(3), "nothing reserved");
 }
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn an_order_reusing_another_orders_event_id_is_its_own_order_and_both_end() {
+    let stack = Stack::connect().await;
+    let (a, b) = (order_id("e2e-ida"), order_id("e2e-idb"));
+    let sku = format!("SKU-{a}");
+    stack.set_stock(&sku, 10, 300).await;
+    // Event ids are one namespace only within a stream and a source: order B's producer
+    // (by mistake, or on purpose) reuses order A's event id.
+    let shared_id = uuid::Uuid::new_v4().to_string();
+    let mut first = order_of(&a, &sku, 1, 300, "tok_visa");
+    first["metadata"]["eventId"] = shared_id.clone().into();
+    stack
+        .put_events(&[("orderflow.orders", "OrderPlaced", first)])
+        .await;
+    let ended = |v: &serde_json::Value| v["status"] == "CONFIRMED" || v["status"] == "SHIPPED";
+    stack.wait_for_order(&a, "confirmed", ended).await;
+
+    let mut second = order_of(&b, &sku, 2, 300, "tok_visa");
+    second["metadata"]["eventId"] = shared_id.clone().into();
+    stack
+        .put_events(&[("orderflow.orders", "OrderPlaced", second)])
+        .await;
+    let view = stack.wait_for_order(&b, "confirmed", ended).await;
+    assert_eq!(view["total"], 600, "{view}");
+    for (order, amount) in [(&a, 300), (&b, 600)] {
+        let payment = stack
+            .get_item("payments", "orderId", order)
+            .await
+            .expect("payment");
+        assert_eq!(payment["amount"], amount, "{order}: {payment}");
+        assert_eq!(payment["eventId"], shared_id);
+    }
+    let view = stack.get_item("orders", "orderId", &a).await.unwrap();
+    assert_eq!(view["total"], 300, "order A is untouched: {view}");
+}
