@@ -34,6 +34,9 @@ pub struct DeadLetterNote {
 #[serde(rename_all = "camelCase")]
 pub struct TraceEvent {
     pub event_id: String,
+    /// [`RawEvent::content_digest`]: what makes two sightings the same event, since an id
+    /// is only unique within its source and stream (another order may reuse it).
+    pub content_digest: String,
     pub event_type: String,
     pub source: String,
     pub occurred_at: DateTime<Utc>,
@@ -48,6 +51,7 @@ impl TraceEvent {
     pub fn from_raw(raw: &RawEvent, seen_in: &'static str) -> Self {
         TraceEvent {
             event_id: raw.metadata.event_id.clone(),
+            content_digest: raw.content_digest(),
             event_type: raw.detail_type.clone(),
             source: raw.source.clone(),
             occurred_at: raw.metadata.occurred_at,
@@ -72,13 +76,18 @@ impl TraceEvent {
     pub fn from_store(stored: &StoredEvent) -> Self {
         TraceEvent::from_raw(&stored.to_raw(), STORE)
     }
+
+    fn identity(&self) -> (String, String) {
+        (self.event_id.clone(), self.content_digest.clone())
+    }
 }
 
-/// One event per id: the places it was seen and its dead letters are merged.
+/// One entry per event (its id and content digest: two events sharing an id stay two):
+/// the places it was seen and its dead letters are merged.
 pub fn merge(events: Vec<TraceEvent>) -> Vec<TraceEvent> {
-    let mut by_id: BTreeMap<String, TraceEvent> = BTreeMap::new();
+    let mut by_id: BTreeMap<(String, String), TraceEvent> = BTreeMap::new();
     for e in events {
-        match by_id.get_mut(&e.event_id) {
+        match by_id.get_mut(&e.identity()) {
             Some(known) => {
                 known.seen_in.extend(e.seen_in.iter().copied());
                 known.dead_letters.extend(e.dead_letters);
@@ -87,7 +96,7 @@ pub fn merge(events: Vec<TraceEvent>) -> Vec<TraceEvent> {
                 }
             }
             None => {
-                by_id.insert(e.event_id.clone(), e);
+                by_id.insert(e.identity(), e);
             }
         }
     }
@@ -338,6 +347,7 @@ pub fn attach_dead_letters(
         if !ours {
             continue;
         }
+        let digest = raw.content_digest();
         let note = DeadLetterNote {
             queue: queue.clone(),
             reason: letter.reason.clone(),
@@ -346,7 +356,7 @@ pub fn attach_dead_letters(
         };
         match events
             .iter_mut()
-            .find(|e| e.event_id == raw.metadata.event_id)
+            .find(|e| e.event_id == raw.metadata.event_id && e.content_digest == digest)
         {
             Some(e) => e.dead_letters.push(note),
             None => {
@@ -477,6 +487,18 @@ mod tests {
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0].event_id, "e1", "time order");
         assert_eq!(merged[0].seen_in, BTreeSet::from([AUDIT, STORE]));
+    }
+
+    #[test]
+    fn two_events_sharing_an_id_stay_two_entries() {
+        let mut other_order = raw("e1", "OrderPlaced", "orderflow.orders", None, 5);
+        other_order.data = json!({"orderId": "ord-2"});
+        let merged = merge(vec![
+            ev("e1", "OrderPlaced", "orderflow.orders", None, 0),
+            TraceEvent::from_raw(&other_order, AUDIT),
+        ]);
+        let orders: Vec<Option<&str>> = merged.iter().map(|e| e.order_id.as_deref()).collect();
+        assert_eq!(orders, vec![Some("ord-1"), Some("ord-2")]);
     }
 
     #[test]

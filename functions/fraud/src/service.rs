@@ -985,6 +985,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn another_order_under_an_id_of_the_batch_waits_and_copies_share_the_answer() {
+        // given one batch: an order, its redelivered copy, and another order reusing its id
+        let w = world();
+        let first = order("ord-1", 0, Some(paris())).to_raw();
+        let mut other = order("ord-2", 5, Some(berlin())).to_raw();
+        other.metadata.event_id = first.metadata.event_id.clone();
+
+        // when it is processed as a whole
+        let outcomes = process(&w, &[first.clone(), first, other]).await;
+
+        // then the first is judged once, its copy shares the answer, and the other order is
+        // not taken for it: it waits for a later batch, where it is judged on its own
+        assert_eq!(
+            outcomes,
+            vec![
+                ("m0".into(), MessageOutcome::Handled(Handled::Processed)),
+                ("m1".into(), MessageOutcome::Handled(Handled::Processed)),
+                (
+                    "m2".into(),
+                    MessageOutcome::Retried {
+                        reason: eventkit::lambda::SHARED_EVENT_ID.into()
+                    }
+                ),
+            ]
+        );
+        let stored: Vec<String> = w
+            .windows
+            .orders()
+            .iter()
+            .map(|o| o.order_id.clone())
+            .collect();
+        assert_eq!(stored, vec!["ord-1".to_string()]);
+    }
+
+    #[tokio::test]
     async fn a_version_1_order_from_the_queue_is_upcast_and_judged() {
         let w = world();
         let mut raw = order("ord-1", 0, None).to_raw();

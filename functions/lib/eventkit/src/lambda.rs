@@ -1,7 +1,8 @@
 //! The glue between `lambda_runtime` and a per-message handler, so that a function's
 //! `main` is a few lines and its logic never sees SQS types.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -231,57 +232,94 @@ where
     H: FnOnce(Vec<Envelope<E>>) -> Fut,
     Fut: Future<Output = BatchResults>,
 {
-    let results = handle_batch(routes, &batch, handler).await;
+    let answers = handle_batch(routes, &batch, handler).await;
     processor
         .process(batch, |raw| {
-            let result = batch_result::<E>(routes, &raw, &results);
+            let result = answers.result_for::<E>(routes, &raw);
             async move { result }
         })
         .await
 }
 
+/// What a batch handler said, by event id, and which event each id stood for.
+///
+/// A batch handler answers per event id, so two different events sharing an id in one
+/// batch (another source, or other content: a mistake or an attack, never a redelivery)
+/// cannot both be handed to it: one answer would stand for both. The first is handled; the
+/// others wait for a later batch ([`SHARED_EVENT_ID`], transient), where the handler sees
+/// each alone and judges it against what the first one left (a consumer's own
+/// conflicting-duplicate check). Copies of one event (same source and digest) share the
+/// answer, as redeliveries should.
+struct BatchAnswers {
+    results: HashMap<String, Result<Handled, HandlerError>>,
+    /// Event id → (source, content digest) of the event handled under it.
+    handled: HashMap<String, (String, String)>,
+}
+
+/// The reason an event waits for a later batch: another event of its batch has its id.
+pub const SHARED_EVENT_ID: &str = "shared-event-id";
+
 /// Admits the batch's events and runs `handler` over them (each event id once).
-async fn handle_batch<E, H, Fut>(
-    routes: &[Route],
-    batch: &SqsEvent,
-    handler: H,
-) -> HashMap<String, Result<Handled, HandlerError>>
+async fn handle_batch<E, H, Fut>(routes: &[Route], batch: &SqsEvent, handler: H) -> BatchAnswers
 where
     E: EventSet,
     H: FnOnce(Vec<Envelope<E>>) -> Fut,
     Fut: Future<Output = BatchResults>,
 {
-    let mut seen = HashSet::new();
+    let mut handled = HashMap::new();
     let events: Vec<Envelope<E>> = batch
         .records
         .iter()
         .filter_map(|m| RawEvent::from_sqs_body(m.body.as_deref().unwrap_or_default()).ok())
-        .filter_map(|raw| take_in::<E>(routes, &raw).ok())
-        .filter(|event| seen.insert(event.metadata.event_id.clone()))
+        .filter_map(|raw| {
+            let event = take_in::<E>(routes, &raw).ok()?;
+            match handled.entry(raw.metadata.event_id.clone()) {
+                Entry::Occupied(_) => None,
+                Entry::Vacant(free) => {
+                    free.insert(identity(&raw));
+                    Some(event)
+                }
+            }
+        })
         .collect();
-    if events.is_empty() {
-        return HashMap::new();
-    }
-    handler(events).await.into_iter().collect()
+    let results = if events.is_empty() {
+        HashMap::new()
+    } else {
+        handler(events).await.into_iter().collect()
+    };
+    BatchAnswers { results, handled }
 }
 
-/// One message's result in a batch handled as a whole: its intake error, or what the
-/// handler said about its event.
-fn batch_result<E: EventSet>(
-    routes: &[Route],
-    raw: &RawEvent,
-    results: &HashMap<String, Result<Handled, HandlerError>>,
-) -> Result<Handled, HandlerError> {
-    take_in::<E>(routes, raw)?;
-    results
-        .get(&raw.metadata.event_id)
-        .cloned()
-        .unwrap_or_else(|| {
+fn identity(raw: &RawEvent) -> (String, String) {
+    (raw.source.clone(), raw.content_digest())
+}
+
+impl BatchAnswers {
+    /// One message's result: its intake error, what the handler said about its event, or,
+    /// for another event under an id the handler answered for, a wait for a later batch.
+    fn result_for<E: EventSet>(
+        &self,
+        routes: &[Route],
+        raw: &RawEvent,
+    ) -> Result<Handled, HandlerError> {
+        take_in::<E>(routes, raw)?;
+        let id = &raw.metadata.event_id;
+        if self.handled.get(id) != Some(&identity(raw)) {
+            return Err(HandlerError::transient(
+                SHARED_EVENT_ID,
+                format!(
+                    "another event of this batch has event id {id}; this one waits for a \
+                     later batch, so that one answer never stands for two events"
+                ),
+            ));
+        }
+        self.results.get(id).cloned().unwrap_or_else(|| {
             Err(HandlerError::transient(
                 "not-handled",
                 "the batch handler returned no result for this event",
             ))
         })
+    }
 }
 
 /// The runtime loop shared by the serve functions: `run` turns one SQS batch into a report;
