@@ -386,13 +386,16 @@ fn the_order(event: &Envelope<Event>) -> OrderPlaced {
     }
 }
 
+/// The events a consumer published, or what went wrong.
+type Published = Result<Vec<Envelope<Event>>, String>;
+
 /// The catalogue prices each SKU as the order does, unless `prices_agree` is false; then
 /// every price is off by one (a legitimate `PaymentFailed`, never a handler error).
 ///
 /// As on the inventory table, a price below one minor unit is never listed
 /// (`DynamoCatalogue` treats such an item as not for sale): intake admits a line at
 /// `unitPrice` 0, and payment declines that order as mispriced, as an event.
-async fn payment(body: &str, prices_agree: bool) -> Verdict {
+async fn payment(body: &str, prices_agree: bool) -> Published {
     let event = taken_in_by("payment", payment::ROUTES, body)?;
     let order = the_order(&event);
     let catalogue = Arc::new(payment::catalogue::MemoryCatalogue::default());
@@ -429,14 +432,14 @@ async fn payment(body: &str, prices_agree: bool) -> Verdict {
         "charged"
     };
     match bus.events().as_slice() {
-        [Event::PaymentProcessed(_)] if expected == "charged" => Ok(()),
-        [Event::PaymentFailed(failed)] if failed.reason == expected => Ok(()),
+        [Event::PaymentProcessed(_)] if expected == "charged" => Ok(bus.published()),
+        [Event::PaymentFailed(failed)] if failed.reason == expected => Ok(bus.published()),
         other => Err(format!("payment published {other:?}, expected {expected}")),
     }
 }
 
 /// Exactly enough stock for the order.
-async fn inventory(body: &str) -> Verdict {
+async fn inventory(body: &str) -> Published {
     let event = taken_in_by("inventory", inventory::ROUTES, body)?;
     let mut needed: BTreeMap<String, i64> = BTreeMap::new();
     for line in &the_order(&event).lines {
@@ -453,12 +456,12 @@ async fn inventory(body: &str) -> Verdict {
         .await
         .map_err(|e| refused("inventory", &e))?;
     match bus.events().as_slice() {
-        [Event::InventoryReserved(_)] => Ok(()),
+        [Event::InventoryReserved(_)] => Ok(bus.published()),
         other => Err(format!("inventory published {other:?}")),
     }
 }
 
-async fn fraud(body: &str) -> Verdict {
+async fn fraud(body: &str) -> Published {
     let event = taken_in_by("fraud", fraud::ROUTES, body)?;
     let bus = MemoryBus::<Event>::new();
     let service = fraud::FraudService::new(
@@ -471,7 +474,7 @@ async fn fraud(body: &str) -> Verdict {
         service.handle_batch(vec![event], invocation()).await,
     )?;
     match bus.events().as_slice() {
-        [Event::FraudCleared(_)] => Ok(()),
+        [Event::FraudCleared(_)] => Ok(bus.published()),
         other => Err(format!("fraud published {other:?} for one order")),
     }
 }
@@ -500,9 +503,25 @@ impl orders::OrderStreams for Streams {
     }
 }
 
-/// The saga, then the projector's fold of the stream it wrote: the view must show the
-/// order, and fit in one DynamoDB item.
-async fn saga_and_projection(body: &str) -> Verdict {
+/// `raw` as an SQS body, the way a rule delivers what was put on the bus.
+fn on_the_bus(raw: &RawEvent) -> String {
+    json!({
+        "version": "0",
+        "id": raw.metadata.event_id,
+        "source": raw.source,
+        "detail-type": raw.detail_type,
+        "time": eventkit::envelope::format_time(&raw.metadata.occurred_at),
+        "detail": raw.detail(),
+    })
+    .to_string()
+}
+
+/// The saga takes in the order and then what payment, inventory and fraud said of it, all
+/// through its intake; the order must end (confirmed or cancelled), and the projector's
+/// fold of the stream must show it and fit in one DynamoDB item. The saga's decisions, as
+/// the outbox puts them on the bus (it publishes the stream's events of the saga's own
+/// source, and no others), are the answer.
+async fn saga_and_projection(body: &str, facts: &[Envelope<Event>]) -> Result<Vec<String>, String> {
     let event = taken_in_by("orders", orders::ROUTES, body)?;
     let order = the_order(&event);
     let store = MemoryEventStore::new();
@@ -510,7 +529,23 @@ async fn saga_and_projection(body: &str) -> Verdict {
     saga.handle(event, invocation())
         .await
         .map_err(|e| refused("the saga", &e))?;
+    for fact in facts {
+        let fact = taken_in_by("orders", orders::ROUTES, &on_the_bus(&fact.to_raw()))?;
+        saga.handle(fact, invocation())
+            .await
+            .map_err(|e| refused("the saga", &e))?;
+    }
     let stream = store.stream(&contracts::order_stream(&order.order_id));
+    let ends = stream
+        .iter()
+        .filter(|e| matches!(e.event_type.as_str(), "OrderConfirmed" | "OrderCancelled"))
+        .count();
+    if ends != 1 {
+        let types: Vec<&str> = stream.iter().map(|e| e.event_type.as_str()).collect();
+        return Err(format!(
+            "the order did not end once: its stream holds {types:?}"
+        ));
+    }
     let view = orderview::view::replay(&stream)
         .ok_or_else(|| "the saga wrote no stream for the order".to_string())?;
     if view.lines != order.lines || view.total != order.total {
@@ -529,17 +564,58 @@ async fn saga_and_projection(body: &str) -> Verdict {
             "the order's view is {size} bytes, over an item's limit"
         ));
     }
+    Ok(stream
+        .iter()
+        .filter(|e| e.source == contracts::sources::SAGA)
+        .map(|e| on_the_bus(&e.to_raw()))
+        .collect())
+}
+
+/// The emails of the saga's decisions that notification takes in: each is sent once.
+async fn notification(bodies: &[String]) -> Result<(), String> {
+    let mailer = Arc::new(notification::mailer::memory::MemoryMailer::default());
+    let service = notification::NotificationService::new(
+        Arc::new(notification::repository::memory::MemoryEmails::default()),
+        mailer.clone(),
+        MemoryBus::<Event>::new(),
+        notification::SendRateLimiter::new(1000.0).map_err(|e| e.to_string())?,
+    );
+    let mut emails = 0;
+    for body in bodies {
+        let routed = RawEvent::from_sqs_body(body).is_ok_and(|raw| {
+            notification::ROUTES
+                .iter()
+                .any(|r| r.detail_type == raw.detail_type && r.source == raw.source)
+        });
+        if routed {
+            let event = taken_in_by("notification", notification::ROUTES, body)?;
+            service
+                .handle(event, invocation())
+                .await
+                .map_err(|e| refused("notification", &e))?;
+            emails += 1;
+        }
+    }
+    let sent = mailer.sent().len();
+    if sent != emails {
+        return Err(format!("notification sent {sent} of {emails} emails"));
+    }
     Ok(())
 }
 
-async fn analytics(body: &str) -> Verdict {
-    let event = taken_in_by("analytics", analytics::ROUTES, body)?;
+/// Analytics takes in everything on the bus: here the order and every event of its stream,
+/// in one batch.
+async fn analytics(bodies: &[String]) -> Verdict {
+    let events = bodies
+        .iter()
+        .map(|body| taken_in_by("analytics", analytics::ROUTES, body))
+        .collect::<Result<Vec<_>, _>>()?;
     let service = analytics::AnalyticsService::new(Arc::new(
         analytics::repository::memory::MemoryCounterStore::default(),
     ));
     all_handled(
         "analytics",
-        service.handle_batch(vec![event], invocation()).await,
+        service.handle_batch(events, invocation()).await,
     )
 }
 
@@ -578,28 +654,49 @@ impl audit::AuditSink for AuditTable {
     }
 }
 
-async fn audit(body: &str) -> Verdict {
-    let event = taken_in_by("audit", audit::ROUTES, body)?;
+/// Audit, like analytics, takes in everything on the bus.
+async fn audit(bodies: &[String]) -> Verdict {
+    let events = bodies
+        .iter()
+        .map(|body| taken_in_by("audit", audit::ROUTES, body))
+        .collect::<Result<Vec<_>, _>>()?;
     let service = audit::AuditService::new(Arc::new(AuditTable), audit::DEFAULT_RETENTION_DAYS);
-    all_handled("audit", service.handle(vec![event]).await)
+    all_handled("audit", service.handle(events).await)
 }
 
-/// Every consumer of the order, each on its own fresh adapters; every failure, not only the
-/// first.
+/// Every consumer of the order, each on its own fresh adapters, and what follows from their
+/// answers: the saga with payment's, inventory's and fraud's events, notification with the
+/// saga's decisions, analytics and audit with all of it. Every failure is reported, not
+/// only the first.
 async fn every_consumer(order: &OrderSpec) -> Verdict {
     let body = order.to_body(Utc::now());
-    let verdicts = [
-        ("payment", payment(&body, true).await),
-        ("inventory", inventory(&body).await),
-        ("fraud", fraud(&body).await),
-        ("orders", saga_and_projection(&body).await),
-        ("analytics", analytics(&body).await),
-        ("audit", audit(&body).await),
-    ];
-    let failures: Vec<String> = verdicts
-        .into_iter()
-        .filter_map(|(_, verdict)| verdict.err())
-        .collect();
+    let mut failures = Vec::new();
+    let mut facts = Vec::new();
+    for published in [
+        payment(&body, true).await,
+        inventory(&body).await,
+        fraud(&body).await,
+    ] {
+        match published {
+            Ok(events) => facts.extend(events),
+            Err(e) => failures.push(e),
+        }
+    }
+    let mut on_bus = vec![body.clone()];
+    on_bus.extend(facts.iter().map(|fact| on_the_bus(&fact.to_raw())));
+    match saga_and_projection(&body, &facts).await {
+        Ok(decisions) => on_bus.extend(decisions),
+        Err(e) => failures.push(e),
+    }
+    for verdict in [
+        notification(&on_bus).await,
+        analytics(&on_bus).await,
+        audit(&on_bus).await,
+    ] {
+        if let Err(e) = verdict {
+            failures.push(e);
+        }
+    }
     if failures.is_empty() {
         Ok(())
     } else {
@@ -628,9 +725,85 @@ proptest! {
     #[test]
     fn payment_declines_a_mispriced_order_without_failing(order in order()) {
         let body = order.to_body(Utc::now());
-        let verdict = runtime().block_on(payment(&body, false));
-        prop_assert!(verdict.is_ok(), "{}", verdict.unwrap_err());
+        let published = runtime().block_on(payment(&body, false));
+        prop_assert!(published.is_ok(), "{}", published.unwrap_err());
     }
+}
+
+/// The strategy is no use if it never reaches a limit: among a few hundred of its orders,
+/// each limit is met exactly (and each end of the range of lines and SKUs).
+#[test]
+fn the_generated_orders_reach_every_limit() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let mut runner = TestRunner::deterministic();
+    let strategy = order();
+    let orders: Vec<OrderSpec> = (0..300)
+        .map(|_| strategy.new_tree(&mut runner).expect("an order").current())
+        .collect();
+    let distinct = |o: &OrderSpec| {
+        o.lines
+            .iter()
+            .map(|l| l.sku.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    type Reaches = fn(&OrderSpec) -> bool;
+    let reached: Vec<(&str, Reaches)> = vec![
+        ("one line", |o| o.lines.len() == 1),
+        ("the most lines", |o| o.lines.len() == MAX_ORDER_LINES),
+        ("a line at the most units", |o| {
+            o.lines.iter().any(|l| l.quantity == MAX_LINE_QUANTITY)
+        }),
+        ("a line at the largest safe price", |o| {
+            o.lines.iter().any(|l| l.unit_price == MAX_SAFE_UNIT_PRICE)
+        }),
+        ("a free line", |o| o.lines.iter().any(|l| l.unit_price == 0)),
+        ("a SKU of the most characters", |o| {
+            o.lines.iter().any(|l| l.sku.len() == MAX_ID_CHARS)
+        }),
+        ("an order id of the most characters", |o| {
+            o.order_id.len() == MAX_ID_CHARS
+        }),
+        ("an event id of the most characters", |o| {
+            o.event_id.len() == MAX_EVENT_ID_CHARS
+        }),
+        ("the longest email", |o| {
+            o.customer_email.len() == MAX_EMAIL_BYTES
+        }),
+        ("an email with multi-byte characters", |o| {
+            !o.customer_email.is_ascii()
+        }),
+        ("the longest token", |o| {
+            o.payment_token.chars().count() == MAX_PAYMENT_TOKEN_CHARS
+        }),
+        ("no address (version 1)", |o| o.shipping_address.is_none()),
+        ("the longest address line", |o| {
+            o.shipping_address
+                .as_ref()
+                .is_some_and(|a| a.line1.chars().count() == 200)
+        }),
+        ("the earliest time", |o| {
+            matches!(o.occurred_at, When::Earliest)
+        }),
+        ("the latest time", |o| matches!(o.occurred_at, When::Latest)),
+    ];
+    for (limit, reaches) in reached {
+        assert!(orders.iter().any(reaches), "no order reached {limit}");
+    }
+    for (limit, skus) in [("one SKU", 1), ("the most SKUs", MAX_DISTINCT_SKUS)] {
+        assert!(
+            orders.iter().any(|o| distinct(o) == skus),
+            "no order reached {limit}"
+        );
+    }
+    assert!(
+        orders
+            .iter()
+            .any(|o| o.lines.len() == MAX_ORDER_LINES && distinct(o) == MAX_DISTINCT_SKUS),
+        "no order has the most lines over the most SKUs"
+    );
 }
 
 // ---- The corners, outright ----
