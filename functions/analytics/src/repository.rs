@@ -314,8 +314,8 @@ fn classify(codes: &[Option<&str>], markers: usize) -> Cancelled {
 /// written only if absent, markers and counters change together or not at all, and a
 /// transaction of more than 100 items, naming an item twice, or with a key over 2 KB is
 /// refused as DynamoDB refuses it.
-#[cfg(test)]
-pub(crate) mod memory {
+#[cfg(any(test, feature = "testing"))]
+pub mod memory {
     use super::*;
     use crate::batch::MAX_TRANSACTION_ITEMS;
     use eventkit::testing::{lock, MemoryTable};

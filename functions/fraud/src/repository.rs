@@ -274,14 +274,14 @@ impl FraudWindows for DynamoFraudWindows {
 /// The fraud table in memory, with the DynamoDB adapter's conditions: first writer wins per
 /// key, reads are consistent, and an order is flagged only if unflagged or flagged with the
 /// same id. Operations can be made to fail, as DynamoDB does when throttled.
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 #[derive(Default)]
-pub(crate) struct MemoryFraudWindows {
+pub struct MemoryFraudWindows {
     pub table: eventkit::testing::MemoryTable<OrderRecord>,
     failures: std::sync::Mutex<Vec<DynamoError>>,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl MemoryFraudWindows {
     /// The next operations fail with these errors, one each, in order.
     pub fn fail_next(&self, errors: Vec<DynamoError>) {
@@ -307,7 +307,7 @@ impl MemoryFraudWindows {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 #[async_trait]
 impl FraudWindows for MemoryFraudWindows {
     async fn record(&self, order: &OrderRecord) -> Result<FirstWrite<OrderRecord>, DynamoError> {

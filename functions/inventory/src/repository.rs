@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::ReservationStatus;
 
-#[cfg(test)]
-pub(crate) mod memory;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 
 /// An order's reservation record, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -159,8 +159,8 @@ fn is_daily_quota(message: &str) -> bool {
 
 /// A mailer in memory: answers the failures it is given, in order, then sends, numbering
 /// the provider message ids `ses-1`, `ses-2`, ...
-#[cfg(test)]
-pub(crate) mod memory {
+#[cfg(any(test, feature = "testing"))]
+pub mod memory {
     use super::*;
     use std::collections::VecDeque;
     use std::sync::Mutex;

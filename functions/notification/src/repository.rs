@@ -212,8 +212,8 @@ impl EmailRepository for DynamoEmailRepository {
 }
 
 /// The emails table in memory, with the DynamoDB adapter's conditions.
-#[cfg(test)]
-pub(crate) mod memory {
+#[cfg(any(test, feature = "testing"))]
+pub mod memory {
     use super::*;
     use eventkit::testing::MemoryTable;
 

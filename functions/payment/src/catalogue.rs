@@ -181,14 +181,15 @@ fn listed_price(item: &Item) -> Option<(String, CataloguePrice)> {
     }
 }
 
-/// The catalogue in memory, for the service's tests.
-#[cfg(test)]
+/// The catalogue in memory, for the service's tests (and, with the `testing` feature,
+/// other crates').
+#[cfg(any(test, feature = "testing"))]
 #[derive(Default)]
-pub(crate) struct MemoryCatalogue {
+pub struct MemoryCatalogue {
     prices: std::sync::Mutex<HashMap<String, CataloguePrice>>,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl MemoryCatalogue {
     /// Puts `sku` on sale at `price` minor units of `currency`.
     pub fn list(&self, sku: &str, price: u64, currency: &str) {
@@ -198,7 +199,7 @@ impl MemoryCatalogue {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 #[async_trait]
 impl Catalogue for MemoryCatalogue {
     async fn prices(&self, skus: &[&str]) -> Result<HashMap<String, CataloguePrice>, DynamoError> {

@@ -173,13 +173,13 @@ impl PaymentRepository for DynamoPaymentRepository {
 
 /// The payments table in memory, with the DynamoDB adapter's conditions: first writer wins
 /// per order, and only a `CHARGED` payment is refunded.
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 #[derive(Default)]
-pub(crate) struct MemoryPaymentRepository {
+pub struct MemoryPaymentRepository {
     pub table: eventkit::testing::MemoryTable<PaymentRecord>,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 #[async_trait]
 impl PaymentRepository for MemoryPaymentRepository {
     async fn record_once(
