@@ -13,15 +13,14 @@
 //! long after the idempotency records have expired.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::BuildError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use contracts::{Shortage, StockLine};
 use eventkit::dynamo::attr::{get_n, get_s, n, s};
-use eventkit::dynamo::{put_once, transact_write, Transaction};
-use eventkit::{DynamoError, FirstWrite, HandlerError, RetryPolicy};
+use eventkit::dynamo::{batch_get_all, put_once, transact_write, BatchGet, Transaction};
+use eventkit::{DynamoError, FirstWrite, HandlerError};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::ReservationStatus;
@@ -149,17 +148,6 @@ pub trait InventoryRepository: Send + Sync {
     ) -> Result<Release, RepositoryError>;
 }
 
-/// How often to ask again for the stock keys BatchGetItem left unprocessed. "If DynamoDB
-/// returns any unprocessed items, you should retry the batch operation on those items.
-/// However, we strongly recommend that you use an exponential backoff algorithm" (BatchGetItem,
-/// Amazon DynamoDB API Reference,
-/// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
-const UNPROCESSED_KEYS: RetryPolicy = RetryPolicy {
-    max_attempts: 5,
-    base_delay: Duration::from_millis(50),
-    max_delay: Duration::from_millis(800),
-};
-
 pub struct DynamoInventoryRepository {
     client: aws_sdk_dynamodb::Client,
     stock_table: String,
@@ -214,61 +202,26 @@ impl InventoryRepository for DynamoInventoryRepository {
     }
 
     async fn stock_levels(&self, skus: &[&str]) -> Result<HashMap<String, u32>, RepositoryError> {
-        let mut levels = HashMap::new();
-        if skus.is_empty() {
-            return Ok(levels);
-        }
+        // A reservation's lines are merged by SKU (`merge_lines`): its keys are distinct, as
+        // BatchGetItem requires.
         let keys = skus
             .iter()
             .map(|sku| HashMap::from([("sku".to_string(), s(*sku))]))
             .collect();
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .projection_expression("sku, #stock")
-                .expression_attribute_names("#stock", "stock")
-                .build()
-                .map_err(malformed)?,
-        );
-        for attempt in 0..UNPROCESSED_KEYS.max_attempts {
-            let Some(request) = pending.take() else {
-                break;
-            };
-            if attempt > 0 {
-                tokio::time::sleep(UNPROCESSED_KEYS.delay(attempt)).await;
-            }
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.stock_table, request)
-                .send()
-                .await
-                .map_err(|e| DynamoError::from_sdk(&e))?;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(&self.stock_table))
-                .into_iter()
-                .flatten()
-            {
-                if let Some(sku) = get_s(item, "sku") {
-                    levels.insert(sku.to_string(), stock_level(get_n(item, "stock")));
-                }
-            }
-            pending = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.stock_table))
-                .filter(|k| !k.keys().is_empty())
-                .cloned();
-        }
-        match pending {
-            None => Ok(levels),
-            Some(_) => Err(DynamoError::Unavailable(format!(
-                "BatchGetItem left stock keys unprocessed after {} attempts",
-                UNPROCESSED_KEYS.max_attempts
-            ))
-            .into()),
-        }
+        let read = BatchGet {
+            projection: Some("sku, #stock"),
+            names: &[("#stock", "stock")],
+            // The levels judge whether the order is short right now.
+            consistent_read: true,
+        };
+        let items = batch_get_all(&self.client, &self.stock_table, keys, &read).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let sku = get_s(item, "sku")?;
+                Some((sku.to_string(), stock_level(get_n(item, "stock"))))
+            })
+            .collect())
     }
 
     async fn record_once(

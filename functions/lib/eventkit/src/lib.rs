@@ -12,7 +12,8 @@
 //! - [`idempotency`]: run work once per key, with Powertools semantics, over the
 //!   [`IdempotencyStore`] port (DynamoDB adapter; in-memory adapter under `testing`).
 //! - [`publisher`]: the [`Publish`] port; PutEvents with per-entry retries.
-//! - [`dynamo`]: first-writer-wins puts, transactions, typed DynamoDB errors, attributes.
+//! - [`dynamo`]: first-writer-wins puts, transactions, batch reads, typed DynamoDB errors,
+//!   attributes.
 //! - [`retry`]: the backoff schedule every in-process retry uses.
 //! - [`store`]: an append-only event store with optimistic concurrency, duplicate guards
 //!   scoped to a stream and a source (a redelivery is skipped, other content under a stored
