@@ -145,6 +145,30 @@ impl OrderStreams for EventStore {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
+/// The saga's port over eventkit's in-memory event store, which keeps the DynamoDB store's
+/// conditions (a stale version is a conflict; an event is kept once per stream and source,
+/// other content under its id refused).
+#[async_trait]
+impl OrderStreams for eventkit::testing::MemoryEventStore {
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        eventkit::testing::MemoryEventStore::read_stream(self, stream_id, from_version).await
+    }
+
+    async fn append(
+        &self,
+        stream_id: &str,
+        expected_version: u64,
+        events: &[RawEvent],
+    ) -> Result<Appended, StoreError> {
+        eventkit::testing::MemoryEventStore::append(self, stream_id, expected_version, events).await
+    }
+}
+
 pub struct SagaService {
     streams: Arc<dyn OrderStreams>,
     /// By stream id; see the module doc for why it can be trusted.

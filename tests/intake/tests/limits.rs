@@ -36,7 +36,7 @@ use contracts::limits::{
 };
 use contracts::{Event, OrderPlaced, Payload, RawEvent, Route};
 use eventkit::audit::AuditEntry;
-use eventkit::store::{Appended, StoreError, StoredEvent, TimeCursor, TimePage};
+use eventkit::store::{StoreError, StoredEvent, TimeCursor, TimePage};
 use eventkit::stream::StoreChange;
 use eventkit::testing::{invocation, MemoryBus, MemoryEventStore, MemoryTable};
 use eventkit::{take_in, BatchResults, DecodeError, DynamoError, Envelope, HandlerError};
@@ -485,30 +485,6 @@ async fn fraud(body: &str) -> Published {
     }
 }
 
-/// The saga's port over eventkit's in-memory event store (the saga's own tests implement
-/// it in the crate; a crate outside it needs a type of its own).
-struct Streams(Arc<MemoryEventStore>);
-
-#[async_trait]
-impl orders::OrderStreams for Streams {
-    async fn read_stream(
-        &self,
-        stream_id: &str,
-        from_version: u64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.0.read_stream(stream_id, from_version).await
-    }
-
-    async fn append(
-        &self,
-        stream_id: &str,
-        expected_version: u64,
-        events: &[RawEvent],
-    ) -> Result<Appended, StoreError> {
-        self.0.append(stream_id, expected_version, events).await
-    }
-}
-
 /// The projector's ports: the saga's event store, and a read-model table in memory that
 /// writes only a view that supersedes the stored one and refuses, as DynamoDB does, a view
 /// over an item's size.
@@ -586,7 +562,7 @@ async fn saga_and_projection(body: &str, facts: &[Envelope<Event>]) -> Result<Ve
     let event = taken_in_by("orders", orders::ROUTES, body)?;
     let order = the_order(&event);
     let store = MemoryEventStore::new();
-    let saga = orders::SagaService::new(Arc::new(Streams(store.clone())));
+    let saga = orders::SagaService::new(store.clone());
     saga.handle(event, invocation())
         .await
         .map_err(|e| refused("the saga", &e))?;

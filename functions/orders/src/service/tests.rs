@@ -9,29 +9,6 @@ use eventkit::testing::{assert_rule_matches_routes, invocation, MemoryEventStore
 use super::*;
 use crate::fixtures::*;
 
-/// The saga's port over eventkit's in-memory event store, which keeps the DynamoDB store's
-/// conditions (a stale version is a conflict; an event is kept once per stream and source,
-/// other content under its id refused).
-#[async_trait]
-impl OrderStreams for MemoryEventStore {
-    async fn read_stream(
-        &self,
-        stream_id: &str,
-        from_version: u64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        MemoryEventStore::read_stream(self, stream_id, from_version).await
-    }
-
-    async fn append(
-        &self,
-        stream_id: &str,
-        expected_version: u64,
-        events: &[RawEvent],
-    ) -> Result<Appended, StoreError> {
-        MemoryEventStore::append(self, stream_id, expected_version, events).await
-    }
-}
-
 struct Saga {
     streams: Arc<MemoryEventStore>,
     service: SagaService,
