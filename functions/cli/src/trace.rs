@@ -34,9 +34,6 @@ pub struct DeadLetterNote {
 #[serde(rename_all = "camelCase")]
 pub struct TraceEvent {
     pub event_id: String,
-    /// [`RawEvent::content_digest`]: what makes two sightings the same event, since an id
-    /// is only unique within its source and stream (another order may reuse it).
-    pub content_digest: String,
     pub event_type: String,
     pub source: String,
     pub occurred_at: DateTime<Utc>,
@@ -51,7 +48,6 @@ impl TraceEvent {
     pub fn from_raw(raw: &RawEvent, seen_in: &'static str) -> Self {
         TraceEvent {
             event_id: raw.metadata.event_id.clone(),
-            content_digest: raw.content_digest(),
             event_type: raw.detail_type.clone(),
             source: raw.source.clone(),
             occurred_at: raw.metadata.occurred_at,
@@ -77,15 +73,26 @@ impl TraceEvent {
         TraceEvent::from_raw(&stored.to_raw(), STORE)
     }
 
-    fn identity(&self) -> (String, String) {
-        (self.event_id.clone(), self.content_digest.clone())
+    /// What makes two sightings one event: an id is unique only within its source and
+    /// stream, so another order's event may reuse it. Not the content digest: the store
+    /// keeps an upcast copy, the audit trail and a DLQ the form that was sent.
+    fn identity(&self) -> Identity {
+        (
+            self.event_id.clone(),
+            self.source.clone(),
+            self.event_type.clone(),
+            self.order_id.clone(),
+        )
     }
 }
 
-/// One entry per event (its id and content digest: two events sharing an id stay two):
-/// the places it was seen and its dead letters are merged.
+/// (event id, source, type, order id): see [`TraceEvent::identity`].
+type Identity = (String, String, String, Option<String>);
+
+/// One entry per event (two events of different orders sharing an id stay two): the
+/// places it was seen and its dead letters are merged.
 pub fn merge(events: Vec<TraceEvent>) -> Vec<TraceEvent> {
-    let mut by_id: BTreeMap<(String, String), TraceEvent> = BTreeMap::new();
+    let mut by_id: BTreeMap<Identity, TraceEvent> = BTreeMap::new();
     for e in events {
         match by_id.get_mut(&e.identity()) {
             Some(known) => {
@@ -347,7 +354,7 @@ pub fn attach_dead_letters(
         if !ours {
             continue;
         }
-        let digest = raw.content_digest();
+        let sighting = TraceEvent::from_raw(&raw, DLQ);
         let note = DeadLetterNote {
             queue: queue.clone(),
             reason: letter.reason.clone(),
@@ -356,11 +363,11 @@ pub fn attach_dead_letters(
         };
         match events
             .iter_mut()
-            .find(|e| e.event_id == raw.metadata.event_id && e.content_digest == digest)
+            .find(|e| e.identity() == sighting.identity())
         {
             Some(e) => e.dead_letters.push(note),
             None => {
-                let mut e = TraceEvent::from_raw(&raw, DLQ);
+                let mut e = sighting;
                 e.dead_letters.push(note);
                 events.push(e);
             }

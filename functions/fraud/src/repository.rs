@@ -6,19 +6,21 @@
 //!   intake), so the key splits unambiguously.
 //! - `orderId`, `occurredAt`, `country` and `city` (both absent when the location is
 //!   unknown), `eventId` and `correlationId` of the order's `OrderPlaced`, `expiresAt`
-//!   (N, the TTL attribute) and `suspectedBy` (the id of the `FraudSuspected` that flagged
-//!   the order; absent until then).
+//!   (N, the TTL attribute), `suspectedBy` (the id of the `FraudSuspected` that flagged
+//!   the order; absent until then) and `clearance` (the `FraudCleared` first published for
+//!   it, as JSON; absent until then).
 //!
-//! An item is written once (first writer wins), and `suspectedBy` set at most once to one
-//! value; see [`crate::service`] for why that makes each order suspected once.
+//! An item is written once (first writer wins), and `suspectedBy` and `clearance` each set
+//! at most once to one value; see [`crate::service`] for why that makes each order
+//! suspected once, and each clearance announced with one content under its one id.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, SubsecRound, Utc};
-use contracts::{Country, Location};
+use contracts::{Country, FraudCleared, Location};
 use eventkit::dynamo::attr::s;
 use eventkit::dynamo::put_once;
 use eventkit::envelope::format_time;
@@ -53,6 +55,9 @@ pub struct OrderRecord {
     pub expires_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspected_by: Option<String>,
+    /// The `FraudCleared` data first published for the order, as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clearance: Option<String>,
 }
 
 impl OrderRecord {
@@ -90,6 +95,7 @@ impl OrderRecord {
             correlation_id: correlation_id.to_string(),
             expires_at: (recorded_at.max(occurred_at) + RETENTION).timestamp(),
             suspected_by: None,
+            clearance: None,
         }
     }
 
@@ -168,6 +174,17 @@ pub trait FraudWindows: Send + Sync {
         at: &str,
         suspicion_event_id: &str,
     ) -> Result<Flagging, DynamoError>;
+
+    /// Records `cleared` as the stored order `at`'s clearance unless one is recorded, and
+    /// returns the recorded one: a judgment made again later (a redelivery, a replay, with
+    /// more of the customer's orders in the window by then) is announced as it was first,
+    /// since its event id is the same.
+    async fn clear(
+        &self,
+        customer_id: &str,
+        at: &str,
+        cleared: &FraudCleared,
+    ) -> Result<FraudCleared, DynamoError>;
 }
 
 pub struct DynamoFraudWindows {
@@ -269,6 +286,49 @@ impl FraudWindows for DynamoFraudWindows {
             },
         }
     }
+
+    async fn clear(
+        &self,
+        customer_id: &str,
+        at: &str,
+        cleared: &FraudCleared,
+    ) -> Result<FraudCleared, DynamoError> {
+        // `if_not_exists` keeps a recorded clearance, and UPDATED_NEW returns the attribute
+        // as it stands after the update, the recorded one or this one: one request either
+        // way ("if_not_exists(path, value)": Update expressions, DynamoDB Developer Guide,
+        // https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.UpdateExpressions.html;
+        // ReturnValues UPDATED_NEW, UpdateItem API reference,
+        // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html).
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("customerId", s(customer_id))
+            .key("at", s(at))
+            .update_expression("SET clearance = if_not_exists(clearance, :c)")
+            .condition_expression("attribute_exists(customerId)")
+            .expression_attribute_values(":c", s(clearance_json(cleared)?))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| DynamoError::from_sdk(&e))?;
+        let recorded = out
+            .attributes()
+            .and_then(|a| a.get("clearance"))
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str);
+        stored_clearance(recorded)
+    }
+}
+
+fn stored_clearance(json: Option<&str>) -> Result<FraudCleared, DynamoError> {
+    let json = json.ok_or_else(|| DynamoError::Unreadable("the order has no clearance".into()))?;
+    serde_json::from_str(json)
+        .map_err(|e| DynamoError::Unreadable(format!("stored clearance: {e}")))
+}
+
+fn clearance_json(cleared: &FraudCleared) -> Result<String, DynamoError> {
+    serde_json::to_string(cleared).map_err(|e| DynamoError::Rejected(e.to_string()))
 }
 
 /// The fraud table in memory, with the DynamoDB adapter's conditions: first writer wins per
@@ -352,6 +412,22 @@ impl FraudWindows for MemoryFraudWindows {
             Some(_) => Flagging::Flagged,
             None => Flagging::AlreadyFlagged,
         })
+    }
+
+    async fn clear(
+        &self,
+        customer_id: &str,
+        at: &str,
+        cleared: &FraudCleared,
+    ) -> Result<FraudCleared, DynamoError> {
+        self.failure()?;
+        let json = clearance_json(cleared)?;
+        let order = self.table.update_if(&Self::key(customer_id, at), |order| {
+            order.clearance.get_or_insert(json);
+            true
+        });
+        let order = order.ok_or_else(|| DynamoError::Rejected(format!("no order at {at}")))?;
+        stored_clearance(order.clearance.as_deref())
     }
 }
 

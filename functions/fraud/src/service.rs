@@ -183,11 +183,22 @@ impl FraudService {
         let mut events = Vec::new();
         for verdict in verdicts(&self.rule, customer_id, orders, &stored) {
             match verdict {
-                Verdict::Cleared { event, cleared } => {
+                Verdict::Cleared {
+                    mut event,
+                    at,
+                    cleared,
+                } => {
+                    let recorded = self.windows.clear(customer_id, &at, &cleared).await?;
+                    if recorded != cleared {
+                        tracing::info!(correlation_id = %event.metadata.correlation_id,
+                            order_id = %cleared.order_id, "cleared before: announcing that \
+                            clearance again, not this judgment");
+                    }
                     tracing::info!(correlation_id = %event.metadata.correlation_id,
-                        order_id = %cleared.order_id, customer_id,
-                        orders_in_window = cleared.orders_in_window,
-                        locations_in_window = cleared.locations_in_window, "order cleared");
+                        order_id = %recorded.order_id, customer_id,
+                        orders_in_window = recorded.orders_in_window,
+                        locations_in_window = recorded.locations_in_window, "order cleared");
+                    event.data = Event::FraudCleared(recorded);
                     events.push(event);
                 }
                 Verdict::Suspected { at, event, pattern } => {
@@ -258,6 +269,8 @@ fn record_of(cause: &EventMetadata, order: &OrderPlaced) -> Result<OrderRecord, 
 enum Verdict {
     Cleared {
         event: Envelope<Event>,
+        /// The sort key of the cleared order's item.
+        at: String,
         cleared: FraudCleared,
     },
     /// The stored order `at` is to be flagged with `event`'s id.
@@ -322,6 +335,7 @@ fn verdicts(
                     locations_in_window,
                 };
                 cleared.push(Verdict::Cleared {
+                    at: order.record.at.clone(),
                     event: Envelope::caused_by(
                         &order.cause,
                         &order.record.order_id,
@@ -744,6 +758,15 @@ mod tests {
             tokio::task::yield_now().await;
             self.table.flag(customer_id, at, suspicion_event_id).await
         }
+
+        async fn clear(
+            &self,
+            customer_id: &str,
+            at: &str,
+            cleared: &FraudCleared,
+        ) -> Result<FraudCleared, DynamoError> {
+            self.table.clear(customer_id, at, cleared).await
+        }
     }
 
     #[tokio::test]
@@ -893,6 +916,7 @@ mod tests {
                 correlation_id: event.metadata.correlation_id.clone(),
                 expires_at,
                 suspected_by: None,
+                clearance: Some(serde_json::to_string(&w.clearances()[0]).unwrap()),
             }]
         );
         assert_eq!(
@@ -982,6 +1006,38 @@ mod tests {
         .outcomes;
         report.sort_by(|a, b| a.0.cmp(&b.0));
         report
+    }
+
+    #[tokio::test]
+    async fn an_order_judged_again_later_is_announced_as_it_was_first_cleared() {
+        // given an order cleared alone, then another order of the customer in its window
+        let w = world();
+        let first = order("ord-1", 0, Some(paris()));
+        w.service
+            .handle_batch(vec![first.clone()], invocation())
+            .await;
+        w.service
+            .handle_batch(vec![order("ord-2", 10, Some(paris()))], invocation())
+            .await;
+
+        // when the first order comes again (a redelivery, a replay)
+        w.bus.clear();
+        w.service
+            .handle_batch(vec![first.clone()], invocation())
+            .await;
+
+        // then its clearance goes out with the content it first had under its one id (the
+        // window now holds two orders; the saga refuses other content under a stored id)
+        let again = w.bus.published();
+        assert_eq!(again.len(), 1);
+        let Event::FraudCleared(cleared) = &again[0].data else {
+            panic!("{again:?}");
+        };
+        assert_eq!(cleared.orders_in_window, 1);
+        assert_eq!(
+            again[0].metadata.event_id,
+            derived_event_id(&first.metadata.event_id, FraudCleared::DETAIL_TYPE, "ord-1")
+        );
     }
 
     #[tokio::test]
