@@ -111,6 +111,54 @@ fn text(mail: &Value) -> &str {
 mod localstack_only {
     use super::*;
 
+    /// A second OrderPlaced for a placed order, other content and another address to mail:
+    /// the saga refuses it, so the customer of the first gets one confirmation and the
+    /// second address gets nothing, ever (nothing is decided on the refused order).
+    #[tokio::test]
+    #[ignore = "needs the LocalStack deployment: make test"]
+    async fn a_conflicting_second_order_placed_mails_nobody() {
+        let stack = Stack::connect().await;
+        let order = order_id("e2e-mailsecond");
+        let sku = format!("SKU-{order}");
+        stack.set_stock(&sku, 10, 400).await;
+        let (first_to, second_to) = (
+            format!("{order}-first@example.com"),
+            format!("{order}-second@example.com"),
+        );
+        let mut first = e2e::order_of(&order, &sku, 1, 400, "tok_visa");
+        first["data"]["customerEmail"] = first_to.clone().into();
+        let mut bus = stack
+            .observe(email_sent(&first_to, "order-confirmed"))
+            .await;
+        stack
+            .put_events(&[("orderflow.orders", "OrderPlaced", first)])
+            .await;
+        bus.wait_for("EmailSent", 1, WAIT).await;
+        bus.close().await;
+
+        let mut second = e2e::order_of(&order, &sku, 3, 400, "tok_visa");
+        second["data"]["customerEmail"] = second_to.clone().into();
+        let second_id = stack
+            .put_events(&[("orderflow.orders", "OrderPlaced", second)])
+            .await
+            .remove(0);
+        for dlq in ["payment-dlq", "inventory-dlq", "orders-dlq"] {
+            let letter = stack.dead_letter(dlq, &second_id, WAIT).await;
+            assert_eq!(letter.reason, "conflicting-duplicate", "{dlq}");
+        }
+        let confirmed = format!("{order} is confirmed");
+        assert_eq!(
+            mails(&first_to, &confirmed).await.len(),
+            1,
+            "one confirmation"
+        );
+        assert_eq!(
+            mails(&second_to, "").await,
+            Vec::<Value>::new(),
+            "no mail at all"
+        );
+    }
+
     #[tokio::test]
     #[ignore = "needs the LocalStack deployment: make test"]
     async fn order_confirmed_sends_one_confirmation_with_the_total() {
