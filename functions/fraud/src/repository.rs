@@ -426,7 +426,10 @@ impl FraudWindows for MemoryFraudWindows {
             order.clearance.get_or_insert(json);
             true
         });
-        let order = order.ok_or_else(|| DynamoError::Rejected(format!("no order at {at}")))?;
+        // As DynamoDB's failed `attribute_exists` condition: transient, the redelivery
+        // records the order again (its TTL may have removed it in between).
+        let order =
+            order.ok_or_else(|| DynamoError::Unavailable(format!("no order at {at} to clear")))?;
         stored_clearance(order.clearance.as_deref())
     }
 }

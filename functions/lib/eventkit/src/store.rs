@@ -162,6 +162,18 @@ impl StoredEvent {
     }
 }
 
+/// An append is one transaction: [`StoreError::TooManyEvents`] beyond what it can hold.
+/// Checked the same way by the in-memory store (`testing::MemoryEventStore`).
+pub(crate) fn check_append_size(events: &[RawEvent]) -> Result<(), StoreError> {
+    if events.len() > MAX_EVENTS_PER_APPEND {
+        return Err(StoreError::TooManyEvents {
+            count: events.len(),
+            max: MAX_EVENTS_PER_APPEND,
+        });
+    }
+    Ok(())
+}
+
 /// The partition key of the guard item of event `event_id` from `event_source` in
 /// `stream_id`. Event ids and sources hold no `#` ([`crate::ids`] limits event ids to
 /// `A-Z a-z 0-9 - _ . : @`; sources are the owners' names), so no two triples share a key.
@@ -218,12 +230,7 @@ impl EventStore {
         expected_version: u64,
         events: &[RawEvent],
     ) -> Result<Appended, StoreError> {
-        if events.len() > MAX_EVENTS_PER_APPEND {
-            return Err(StoreError::TooManyEvents {
-                count: events.len(),
-                max: MAX_EVENTS_PER_APPEND,
-            });
-        }
+        check_append_size(events)?;
         let mut remaining: Vec<&RawEvent> = events.iter().collect();
         let mut already_stored = Vec::new();
         loop {

@@ -24,7 +24,7 @@ use crate::idempotency::{Idempotency, IdempotencyRecord, IdempotencyStore, Lock}
 use crate::lambda::Invocation;
 use crate::publisher::{FailedEntry, Publish, PublishError};
 use crate::routes::{event_pattern, Route};
-use crate::store::{guard_key, Appended, StoreError, StoredEvent, MAX_EVENTS_PER_APPEND};
+use crate::store::{check_append_size, guard_key, Appended, StoreError, StoredEvent};
 use crate::RawEvent;
 
 /// Locks `mutex` even if a test panicked while holding it (that test has already failed;
@@ -370,12 +370,7 @@ impl MemoryEventStore {
         expected: u64,
         events: &[RawEvent],
     ) -> Result<Appended, StoreError> {
-        if events.len() > MAX_EVENTS_PER_APPEND {
-            return Err(StoreError::TooManyEvents {
-                count: events.len(),
-                max: MAX_EVENTS_PER_APPEND,
-            });
-        }
+        check_append_size(events)?;
         let mut streams = lock(&self.streams);
         let mut guards = lock(&self.guards);
         let mut fresh = Vec::new();
