@@ -134,7 +134,12 @@ impl Order {
             Event::ReleaseInventoryRequested(_) | Event::InventoryReleased(_) => {
                 self.release_requested = true
             }
-            Event::CustomerRegistered(_) | Event::EmailSent(_) => {}
+            Event::CustomerRegistered(_)
+            | Event::EmailSent(_)
+            | Event::OrderDeadlineReached(_)
+            | Event::OrderCancelRequested(_)
+            | Event::CancelShipmentRequested(_)
+            | Event::ShipmentCancelled(_) => {}
         }
     }
 

@@ -24,7 +24,10 @@ pub use inventory::{
     InventoryOutOfStock, InventoryReleased, InventoryReserved, ReleaseInventoryRequested, Shortage,
     StockLine,
 };
-pub use lifecycle::{EmailSent, OrderCancelled, OrderConfirmed, OrderShipped};
+pub use lifecycle::{
+    CancelShipmentRequested, EmailSent, OrderCancelRequested, OrderCancelled, OrderConfirmed,
+    OrderDeadlineReached, OrderShipped, ShipmentCancelled, DEADLINE_EXCEEDED,
+};
 pub use money::{Currency, MoneyError};
 pub use order::{OrderLine, OrderPlaced};
 pub use payment::{PaymentFailed, PaymentProcessed, PaymentRefunded, RefundPaymentRequested};
@@ -44,6 +47,10 @@ pub mod sources {
     pub const FRAUD: &str = "orderflow.fraud";
     /// The order saga's decisions (published by the outbox).
     pub const SAGA: &str = "orderflow.saga";
+    /// The deadline timer: an order's `OrderDeadlineReached`.
+    pub const DEADLINES: &str = "orderflow.deadlines";
+    /// People running the shop: `orderflow order cancel`.
+    pub const OPERATIONS: &str = "orderflow.operations";
     /// Every Orderflow source starts with this.
     pub const PREFIX: &str = "orderflow.";
 }
@@ -126,6 +133,10 @@ event_set! {
     OrderConfirmed,
     OrderCancelled,
     OrderShipped,
+    OrderDeadlineReached,
+    OrderCancelRequested,
+    CancelShipmentRequested,
+    ShipmentCancelled,
     FraudSuspected,
     FraudCleared,
     EmailSent,
@@ -186,6 +197,10 @@ impl Event {
             Event::OrderConfirmed(e) => &e.order_id,
             Event::OrderCancelled(e) => &e.order_id,
             Event::OrderShipped(e) => &e.order_id,
+            Event::OrderDeadlineReached(e) => &e.order_id,
+            Event::OrderCancelRequested(e) => &e.order_id,
+            Event::CancelShipmentRequested(e) => &e.order_id,
+            Event::ShipmentCancelled(e) => &e.order_id,
             Event::FraudSuspected(e) => &e.order_id,
             Event::FraudCleared(e) => &e.order_id,
             Event::EmailSent(e) => return e.order_id.as_deref(),

@@ -45,6 +45,8 @@ pub struct OrderCancelled {
     pub customer_id: String,
     pub customer_email: String,
     /// `payment-failed`, `out-of-stock` or `fraud-suspected`.
+    // (The published schema's description; since then also `price-mismatch`,
+    // `deadline-exceeded` and an operator's reason.)
     pub reason: String,
 }
 
@@ -57,6 +59,87 @@ impl EventData for OrderCancelled {
             ("orderId", &self.order_id),
             ("customerId", &self.customer_id),
         ])
+    }
+}
+
+/// The order was not confirmed in time: the deadline timer's fact, one per order, sent
+/// `OrderDeadlineSeconds` after the order was placed. The saga cancels an order that is still
+/// pending with reason [`DEADLINE_EXCEEDED`]; for any other order it is only recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderDeadlineReached {
+    pub order_id: String,
+}
+
+/// `OrderCancelled.reason` of an order its deadline ended.
+pub const DEADLINE_EXCEEDED: &str = "deadline-exceeded";
+
+impl EventData for OrderDeadlineReached {
+    const DETAIL_TYPE: &'static str = "OrderDeadlineReached";
+    const SOURCE: &'static str = crate::sources::DEADLINES;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_ids(&[("orderId", &self.order_id)])
+    }
+}
+
+/// An operator asks for an order to be ended (`orderflow order cancel <id> --reason R`). The
+/// saga cancels it like any other cancel: at once while it is pending, through shipping once
+/// it is confirmed, not at all once it has shipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelRequested {
+    pub order_id: String,
+    /// A short code (letters, digits, `-`, `_`, `.`), the cancelled order's reason.
+    pub reason: String,
+}
+
+impl EventData for OrderCancelRequested {
+    const DETAIL_TYPE: &'static str = "OrderCancelRequested";
+    const SOURCE: &'static str = crate::sources::OPERATIONS;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_ids(&[("orderId", &self.order_id), ("reason", &self.reason)])
+    }
+}
+
+/// The saga wants a confirmed order stopped before it leaves: shipping cancels the shipment
+/// unless it was dispatched first (one conditional write decides which), and says so with
+/// [`ShipmentCancelled`] or `OrderShipped`. The saga refunds and releases only after
+/// `ShipmentCancelled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelShipmentRequested {
+    pub order_id: String,
+    /// Why, e.g. `fraud-suspected`: the order's reason once it is cancelled.
+    pub reason: String,
+}
+
+impl EventData for CancelShipmentRequested {
+    const DETAIL_TYPE: &'static str = "CancelShipmentRequested";
+    const SOURCE: &'static str = crate::sources::SAGA;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_ids(&[("orderId", &self.order_id), ("reason", &self.reason)])
+    }
+}
+
+/// The shipment was stopped before dispatch (or never created): the goods stay, so the
+/// saga may refund and release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentCancelled {
+    pub order_id: String,
+    /// The `CancelShipmentRequested` reason.
+    pub reason: String,
+}
+
+impl EventData for ShipmentCancelled {
+    const DETAIL_TYPE: &'static str = "ShipmentCancelled";
+    const SOURCE: &'static str = crate::sources::SHIPPING;
+
+    fn validate(&self) -> Result<(), FieldError> {
+        check_data_ids(&[("orderId", &self.order_id), ("reason", &self.reason)])
     }
 }
 

@@ -71,6 +71,9 @@ pub enum OrderStatus {
     Pending,
     Placed,
     Confirmed,
+    /// Confirmed, and the saga asked shipping to stop the shipment: it ends CANCELLED if
+    /// shipping stopped it, SHIPPED if dispatch came first.
+    Cancelling,
     Cancelled,
     Shipped,
 }
@@ -346,10 +349,13 @@ fn apply(view: &mut OrderView, event: &StoredEvent) -> String {
             "stock release requested".into()
         }
         Event::OrderShipped(s) => {
-            if view.status == OrderStatus::Confirmed {
+            let mut summary = format!("shipped with {} ({})", s.carrier, s.tracking_number);
+            if view.status == OrderStatus::Cancelling {
+                summary.push_str(", dispatched before the cancel reached shipping");
+            }
+            if matches!(view.status, OrderStatus::Confirmed | OrderStatus::Cancelling) {
                 view.status = OrderStatus::Shipped;
             }
-            let summary = format!("shipped with {} ({})", s.carrier, s.tracking_number);
             view.shipment = Some(ShipmentView {
                 shipment_id: s.shipment_id,
                 carrier: s.carrier,
@@ -357,6 +363,21 @@ fn apply(view: &mut OrderView, event: &StoredEvent) -> String {
             });
             summary
         }
+        Event::OrderDeadlineReached(_) => {
+            if matches!(view.status, OrderStatus::Pending | OrderStatus::Placed) {
+                "deadline reached before confirmation".into()
+            } else {
+                "deadline reached (nothing to do)".into()
+            }
+        }
+        Event::OrderCancelRequested(r) => format!("an operator asked to cancel: {}", r.reason),
+        Event::CancelShipmentRequested(r) => {
+            if view.status == OrderStatus::Confirmed {
+                view.status = OrderStatus::Cancelling;
+            }
+            format!("shipment stop requested: {}", r.reason)
+        }
+        Event::ShipmentCancelled(_) => "shipment stopped before dispatch".into(),
         // Not part of an order's stream; shown by name if one ever is.
         other @ (Event::CustomerRegistered(_) | Event::EmailSent(_)) => {
             other.detail_type().to_string()
