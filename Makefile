@@ -49,7 +49,7 @@ local-deploy: build local-up ## build and deploy the SAM template to LocalStack 
 	@infra/scripts/deploy_local.sh
 
 logs: ## a function's latest log lines: make logs FN=payment [STAGE=dev]
-	@test -n "$(FN)" || { echo "usage: make logs FN=<payment|fraud|inventory|shipping|notification|analytics|audit|orders|outbox|projector|order-query>"; exit 2; }
+	@test -n "$(FN)" || { echo "usage: make logs FN=<payment|fraud|inventory|shipping|deadline|notification|analytics|audit|orders|outbox|projector|order-query>"; exit 2; }
 	@source infra/scripts/env.sh && awsl logs filter-log-events --log-group-name "/aws/lambda/orderflow-$$STAGE-$(FN)" \
 	  --query 'events[].message' --output text | tr '\t' '\n' | grep -v '^$$' | tail -n $${LINES:-60}
 
@@ -166,7 +166,7 @@ clean: local-down ## remove build outputs and local state (keeps installed tools
 LAMBDA_FUNCTIONS := PaymentFunction=payment InventoryFunction=inventory ShippingFunction=shipping \
   NotificationFunction=notification AnalyticsFunction=analytics OrdersFunction=orders \
   OutboxFunction=outbox ProjectorFunction=projector OrderQueryFunction=order-query \
-  AuditFunction=audit \
+  AuditFunction=audit DeadlineFunction=deadline \
   FraudFunction=fraud
 REPO_ROOT := $(patsubst %/,%,$(dir $(abspath $(firstword $(MAKEFILE_LIST)))))
 # The architecture is the template's one `Architectures:` line (Globals): SAM runs these

@@ -5,18 +5,32 @@
 //! decisions their ids and appends them together with the fact.
 //!
 //! An order is confirmed only when it is paid, reserved and cleared by fraud detection. A
-//! suspicion cancels it with its compensations, even after confirmation, as long as it has
-//! not shipped; after shipping the suspicion is only recorded (it stays in the stream and the
-//! read model shows it).
+//! pending order that a failure, a suspicion, an operator ([`OrderCancelRequested`]) or its
+//! deadline ([`OrderDeadlineReached`]) stops is cancelled at once, with its compensations.
+//!
+//! # A confirmed order is stopped through shipping
+//!
+//! Once confirmed, the order is on its way to shipping, which dispatches it after a hold.
+//! Refunding and releasing it then would be wrong if the goods left anyway (paid back and
+//! counted on the shelf, while in a parcel). So a suspicion or an operator's cancel of a
+//! confirmed order only asks shipping to stop it ([`CancelShipmentRequested`], status
+//! [`OrderStatus::Cancelling`]); shipping decides between dispatch and cancel with one
+//! conditional write, and answers with exactly one of `ShipmentCancelled` (then the order is
+//! cancelled, refunded and released) or `OrderShipped` (then it stays shipped, the suspicion
+//! recorded). Whatever the interleaving, no order is both shipped and compensated.
+//!
+//! A deadline stops only pending orders: a confirmed order ends by shipping's hold.
 //!
 //! Decisions are only taken once `OrderPlaced` is known, so results that arrive before it
 //! (out of order) wait for it, and each compensation is asked for at most once: applying a
 //! fact again, even one with a new event id, decides nothing new.
 
 use contracts::{
-    Event, OrderCancelled, OrderConfirmed, OrderPlaced, RefundPaymentRequested,
-    ReleaseInventoryRequested, StockLine,
+    CancelShipmentRequested, Event, OrderCancelled, OrderConfirmed, OrderPlaced,
+    RefundPaymentRequested, ReleaseInventoryRequested, StockLine, DEADLINE_EXCEEDED,
 };
+#[cfg(doc)]
+use contracts::{OrderCancelRequested, OrderDeadlineReached};
 
 /// Payment's reason for an order whose unit prices are not the catalogue's; the order is
 /// cancelled with the same reason.
@@ -28,6 +42,11 @@ pub enum OrderStatus {
     #[default]
     Pending,
     Confirmed,
+    /// Confirmed, and shipping was asked to stop the shipment: it ends `Cancelled` with this
+    /// reason when shipping stopped it, `Shipped` when dispatch came first.
+    Cancelling {
+        reason: String,
+    },
     Cancelled {
         reason: String,
     },
@@ -72,6 +91,13 @@ pub struct Order {
     fraud: Option<Fraud>,
     refund_requested: bool,
     release_requested: bool,
+    deadline_reached: bool,
+    /// An operator's reason, the first one asked for.
+    cancel_requested: Option<String>,
+    /// Shipping stopped the shipment (with the reason it was asked with).
+    shipment_cancelled: Option<String>,
+    /// The order shipped after a stop was asked for: dispatch won the race.
+    shipped_despite_cancel: bool,
 }
 
 impl Order {
@@ -115,10 +141,27 @@ impl Order {
             Event::FraudCleared(_) => {
                 self.fraud.get_or_insert(Fraud::Cleared);
             }
-            Event::OrderShipped(_) => {
-                if self.status == OrderStatus::Confirmed {
+            Event::OrderShipped(_) => match self.status {
+                OrderStatus::Confirmed => self.status = OrderStatus::Shipped,
+                OrderStatus::Cancelling { .. } => {
                     self.status = OrderStatus::Shipped;
+                    self.shipped_despite_cancel = true;
                 }
+                _ => {}
+            },
+            Event::OrderDeadlineReached(_) => self.deadline_reached = true,
+            Event::OrderCancelRequested(r) => {
+                self.cancel_requested.get_or_insert_with(|| r.reason.clone());
+            }
+            Event::CancelShipmentRequested(r) => {
+                if self.status == OrderStatus::Confirmed {
+                    self.status = OrderStatus::Cancelling {
+                        reason: r.reason.clone(),
+                    }
+                }
+            }
+            Event::ShipmentCancelled(c) => {
+                self.shipment_cancelled.get_or_insert_with(|| c.reason.clone());
             }
             Event::OrderConfirmed(_) => self.status = OrderStatus::Confirmed,
             Event::OrderCancelled(cancelled) => {
@@ -134,13 +177,36 @@ impl Order {
             Event::ReleaseInventoryRequested(_) | Event::InventoryReleased(_) => {
                 self.release_requested = true
             }
-            Event::CustomerRegistered(_)
-            | Event::EmailSent(_)
-            | Event::OrderDeadlineReached(_)
-            | Event::OrderCancelRequested(_)
-            | Event::CancelShipmentRequested(_)
-            | Event::ShipmentCancelled(_) => {}
+            Event::CustomerRegistered(_) | Event::EmailSent(_) => {}
         }
+    }
+
+    /// Why a pending order is cancelled now, if it is: what the saga knows stops it. When
+    /// several things do, the first in this list names it.
+    fn pending_cancel_reason(&self) -> Option<&str> {
+        if self.fraud == Some(Fraud::Suspected) {
+            Some("fraud-suspected")
+        } else if let Some(Payment::Failed { price_mismatch }) = &self.payment {
+            Some(if *price_mismatch {
+                PRICE_MISMATCH
+            } else {
+                "payment-failed"
+            })
+        } else if self.stock == Some(Stock::OutOfStock) {
+            Some("out-of-stock")
+        } else if let Some(reason) = &self.cancel_requested {
+            Some(reason)
+        } else if self.deadline_reached {
+            Some(DEADLINE_EXCEEDED)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the order shipped although a stop had been asked for (an alarm's case: the
+    /// suspicion stays recorded, nothing is compensated).
+    pub fn shipped_despite_cancel(&self) -> bool {
+        self.shipped_despite_cancel
     }
 
     /// The OrderPlaced that made the order, once it has arrived: the first one.
@@ -172,56 +238,47 @@ impl Order {
             _ => None,
         };
         let mut decisions = Vec::new();
+        let compensate = |decisions: &mut Vec<Event>, reason: &str| {
+            if paid_with.is_some() && !self.refund_requested {
+                decisions.push(refund(placed, reason));
+            }
+            if reserved.is_some() && !self.release_requested {
+                decisions.push(release(placed, reason));
+            }
+        };
         match &self.status {
-            OrderStatus::Pending | OrderStatus::Confirmed => {
-                let cancel_reason = if self.fraud == Some(Fraud::Suspected) {
-                    Some("fraud-suspected")
-                } else if self.status == OrderStatus::Pending
-                    && self.payment
-                        == Some(Payment::Failed {
-                            price_mismatch: true,
-                        })
-                {
-                    Some(PRICE_MISMATCH)
-                } else if self.status == OrderStatus::Pending
-                    && self.payment
-                        == Some(Payment::Failed {
-                            price_mismatch: false,
-                        })
-                {
-                    Some("payment-failed")
-                } else if self.status == OrderStatus::Pending
-                    && self.stock == Some(Stock::OutOfStock)
-                {
-                    Some("out-of-stock")
-                } else {
-                    None
-                };
-                if let Some(reason) = cancel_reason {
+            OrderStatus::Pending => {
+                if let Some(reason) = self.pending_cancel_reason() {
                     decisions.push(cancel(placed, reason));
-                    if paid_with.is_some() && !self.refund_requested {
-                        decisions.push(refund(placed, reason));
-                    }
-                    if reserved.is_some() && !self.release_requested {
-                        decisions.push(release(placed, reason));
-                    }
-                } else if self.status == OrderStatus::Pending && self.fraud == Some(Fraud::Cleared)
-                {
+                    compensate(&mut decisions, reason);
+                } else if self.fraud == Some(Fraud::Cleared) {
                     if let (Some(payment_id), Some((reservation_id, lines))) = (paid_with, reserved)
                     {
                         decisions.push(confirm(placed, payment_id, reservation_id, lines));
                     }
                 }
             }
-            // A result that arrives after the order was cancelled is compensated at once.
-            OrderStatus::Cancelled { reason } => {
-                if paid_with.is_some() && !self.refund_requested {
-                    decisions.push(refund(placed, reason));
-                }
-                if reserved.is_some() && !self.release_requested {
-                    decisions.push(release(placed, reason));
+            OrderStatus::Confirmed => {
+                if let Some(reason) = &self.shipment_cancelled {
+                    // Shipping stopped it without being asked by this stream: the goods
+                    // stay either way, so the order ends here.
+                    decisions.push(cancel(placed, reason));
+                    compensate(&mut decisions, reason);
+                } else if self.fraud == Some(Fraud::Suspected) {
+                    decisions.push(stop_shipment(placed, "fraud-suspected"));
+                } else if let Some(reason) = &self.cancel_requested {
+                    decisions.push(stop_shipment(placed, reason));
                 }
             }
+            // Compensated only once shipping has said the goods stay.
+            OrderStatus::Cancelling { reason } => {
+                if self.shipment_cancelled.is_some() {
+                    decisions.push(cancel(placed, reason));
+                    compensate(&mut decisions, reason);
+                }
+            }
+            // A result that arrives after the order was cancelled is compensated at once.
+            OrderStatus::Cancelled { reason } => compensate(&mut decisions, reason),
             // Shipped orders are past cancelling; late facts are only recorded.
             OrderStatus::Shipped => {}
         }
@@ -252,6 +309,13 @@ fn cancel(placed: &OrderPlaced, reason: &str) -> Event {
         order_id: placed.order_id.clone(),
         customer_id: placed.customer_id.clone(),
         customer_email: placed.customer_email.clone(),
+        reason: reason.to_string(),
+    })
+}
+
+fn stop_shipment(placed: &OrderPlaced, reason: &str) -> Event {
+    Event::CancelShipmentRequested(CancelShipmentRequested {
+        order_id: placed.order_id.clone(),
         reason: reason.to_string(),
     })
 }

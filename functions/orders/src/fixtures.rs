@@ -2,10 +2,11 @@
 //! service's tests.
 
 use contracts::{
-    Currency, Event, FraudCleared, FraudRule, FraudSuspected, InventoryOutOfStock,
-    InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced,
-    OrderShipped, PaymentFailed, PaymentProcessed, PaymentRefunded, RefundPaymentRequested,
-    ReleaseInventoryRequested, Shortage, StockLine,
+    CancelShipmentRequested, Currency, Event, FraudCleared, FraudRule, FraudSuspected,
+    InventoryOutOfStock, InventoryReleased, InventoryReserved, OrderCancelRequested,
+    OrderCancelled, OrderConfirmed, OrderDeadlineReached, OrderLine, OrderPlaced, OrderShipped,
+    PaymentFailed, PaymentProcessed, PaymentRefunded, RefundPaymentRequested,
+    ReleaseInventoryRequested, ShipmentCancelled, Shortage, StockLine,
 };
 use eventkit::Envelope;
 
@@ -191,4 +192,31 @@ pub fn refunded() -> PaymentRefunded {
         amount: 2500,
         currency: eur(),
     }
+}
+
+pub fn deadline() -> OrderDeadlineReached {
+    OrderDeadlineReached {
+        order_id: ORDER.into(),
+    }
+}
+
+pub fn operator_cancel(reason: &str) -> OrderCancelRequested {
+    OrderCancelRequested {
+        order_id: ORDER.into(),
+        reason: reason.into(),
+    }
+}
+
+pub fn shipment_cancelled(reason: &str) -> ShipmentCancelled {
+    ShipmentCancelled {
+        order_id: ORDER.into(),
+        reason: reason.into(),
+    }
+}
+
+pub fn stop_requested(reason: &str) -> Event {
+    Event::CancelShipmentRequested(CancelShipmentRequested {
+        order_id: ORDER.into(),
+        reason: reason.into(),
+    })
 }

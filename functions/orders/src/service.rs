@@ -63,8 +63,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use contracts::{
     order_stream, Event, EventData, FraudCleared, FraudSuspected, InventoryOutOfStock,
-    InventoryReleased, InventoryReserved, OrderPlaced, OrderShipped, PaymentFailed,
-    PaymentProcessed, PaymentRefunded,
+    InventoryReleased, InventoryReserved, OrderCancelRequested, OrderCancelled,
+    OrderDeadlineReached, OrderPlaced, OrderShipped, PaymentFailed, PaymentProcessed,
+    PaymentRefunded, ShipmentCancelled, DEADLINE_EXCEEDED,
 };
 use eventkit::store::Appended;
 use eventkit::{
@@ -93,6 +94,9 @@ pub const ROUTES: &[Route] = &[
     FraudSuspected::ROUTE,
     FraudCleared::ROUTE,
     OrderShipped::ROUTE,
+    ShipmentCancelled::ROUTE,
+    OrderDeadlineReached::ROUTE,
+    OrderCancelRequested::ROUTE,
 ];
 
 /// In-process retries after losing an append to a concurrent writer. Jittered, so writers
@@ -169,8 +173,16 @@ impl OrderStreams for eventkit::testing::MemoryEventStore {
     }
 }
 
+/// EMF metric: orders cancelled `deadline-exceeded` (alarm `OrdersTimedOutAlarm`).
+pub const ORDERS_TIMED_OUT: &str = "ordersTimedOut";
+/// EMF metric: confirmed orders shipped after a stop was asked for (alarm
+/// `ShippedDespiteCancelAlarm`: a person looks at the suspicion).
+pub const SHIPPED_DESPITE_CANCEL: &str = "shippedDespiteCancel";
+
 pub struct SagaService {
     streams: Arc<dyn OrderStreams>,
+    /// Where [`ORDERS_TIMED_OUT`] and [`SHIPPED_DESPITE_CANCEL`] go; `None`: not counted.
+    metrics_namespace: Option<String>,
     /// By stream id; see the module doc for why it can be trusted.
     known: quick_cache::sync::Cache<String, Known>,
     remember: bool,
@@ -272,7 +284,10 @@ fn fact_order(event: &Event) -> Option<&str> {
         | Event::InventoryReleased(InventoryReleased { order_id, .. })
         | Event::FraudSuspected(FraudSuspected { order_id, .. })
         | Event::FraudCleared(FraudCleared { order_id, .. })
-        | Event::OrderShipped(OrderShipped { order_id, .. }) => Some(order_id),
+        | Event::OrderShipped(OrderShipped { order_id, .. })
+        | Event::ShipmentCancelled(ShipmentCancelled { order_id, .. })
+        | Event::OrderDeadlineReached(OrderDeadlineReached { order_id })
+        | Event::OrderCancelRequested(OrderCancelRequested { order_id, .. }) => Some(order_id),
         _ => None,
     }
 }
@@ -288,10 +303,18 @@ impl SagaService {
     /// Reads `EVENT_STORE_TABLE`.
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         let table = eventkit::aws::required_env("EVENT_STORE_TABLE")?;
+        let namespace = eventkit::aws::required_env(eventkit::lambda::METRICS_NAMESPACE_VAR)?;
         Ok(SagaService::new(Arc::new(EventStore::new(
             aws_sdk_dynamodb::Client::new(aws),
             table,
-        ))))
+        )))
+        .counting_in(namespace))
+    }
+
+    /// Counts the outcomes alarms watch as EMF metrics in `namespace`.
+    pub fn counting_in(mut self, namespace: impl Into<String>) -> Self {
+        self.metrics_namespace = Some(namespace.into());
+        self
     }
 
     pub fn new(streams: Arc<dyn OrderStreams>) -> Self {
@@ -303,6 +326,7 @@ impl SagaService {
     pub fn with_memory(streams: Arc<dyn OrderStreams>, orders: usize) -> Self {
         SagaService {
             streams,
+            metrics_namespace: None,
             known: quick_cache::sync::Cache::new(orders.max(1)),
             remember: orders > 0,
         }
@@ -360,6 +384,7 @@ impl SagaService {
                         events.push(fact.data.clone());
                         events.extend(decisions);
                         known.written(&events, &batch);
+                        self.count_outcomes(&fact.data, &events[1..], &known.order);
                         self.remember(&stream, known);
                     } else {
                         // Some events were stored already, by a writer this instance has
@@ -394,6 +419,27 @@ impl SagaService {
                     return Err(e.into());
                 }
             }
+        }
+    }
+
+    /// Counts what an alarm watches, once per appended decision: an order its deadline
+    /// cancelled, and one that shipped although a stop had been asked for. (An append that
+    /// raced another writer's copy counts nothing: that writer counted it.)
+    fn count_outcomes(&self, fact: &Event, decisions: &[Event], order: &Order) {
+        let Some(namespace) = &self.metrics_namespace else {
+            return;
+        };
+        let timed_out = decisions.iter().any(|d| {
+            matches!(d, Event::OrderCancelled(OrderCancelled { reason, .. }) if reason == DEADLINE_EXCEEDED)
+        });
+        if timed_out {
+            tracing::warn!(order_id = ?fact.order_id(), "order cancelled by its deadline");
+            eventkit::metrics::emit_count(namespace, "orders", ORDERS_TIMED_OUT, 1);
+        }
+        if matches!(fact, Event::OrderShipped(_)) && order.shipped_despite_cancel() {
+            tracing::error!(order_id = ?fact.order_id(),
+                "order shipped before the stop reached shipping: the suspicion is recorded, nothing was refunded");
+            eventkit::metrics::emit_count(namespace, "orders", SHIPPED_DESPITE_CANCEL, 1);
         }
     }
 

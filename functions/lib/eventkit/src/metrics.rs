@@ -106,9 +106,50 @@ impl EventTypeCounts {
     }
 }
 
+/// One count of a business outcome (an order its deadline ended, say), as an EMF document
+/// with a `service` dimension: for the outcomes an alarm watches, which a batch's counts do
+/// not tell apart.
+pub fn count_emf(
+    namespace: &str,
+    service: &str,
+    metric: &str,
+    value: u64,
+    timestamp_ms: i64,
+) -> serde_json::Value {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["service"]],
+                "Metrics": [{"Name": metric, "Unit": "Count"}],
+            }]
+        },
+        "service": service,
+        metric: value,
+    })
+}
+
+/// Writes [`count_emf`] to stdout (see [`BatchMetrics::emit`]).
+pub fn emit_count(namespace: &str, service: &str, metric: &str, value: u64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    println!("{}", count_emf(namespace, service, metric, value, now));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_is_declared_and_set_under_its_name() {
+        let doc = count_emf("Orderflow", "orders", "ordersTimedOut", 1, 7);
+        let declared = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Metrics"][0]["Name"], "ordersTimedOut");
+        assert_eq!(declared["Dimensions"], json!([["service"]]));
+        assert_eq!(doc["ordersTimedOut"], 1);
+        assert_eq!(doc["service"], "orders");
+        assert_eq!(doc["_aws"]["Timestamp"], 7);
+    }
 
     #[test]
     fn event_type_counts_are_one_emf_document_per_type() {

@@ -174,7 +174,7 @@ fn out_of_stock_first_then_a_late_payment_is_refunded_once() {
 }
 
 #[test]
-fn a_later_suspicion_cancels_a_confirmed_order_with_every_compensation() {
+fn a_later_suspicion_stops_a_confirmed_order_through_shipping_before_compensating() {
     let mut s = given(vec![
         event(placed()),
         event(cleared()),
@@ -184,6 +184,18 @@ fn a_later_suspicion_cancels_a_confirmed_order_with_every_compensation() {
     assert_eq!(s.order.status, OrderStatus::Confirmed);
     assert_eq!(
         s.when(event(fraud())),
+        vec![stop_requested("fraud-suspected")],
+        "nothing is paid back while the goods may still leave"
+    );
+    assert_eq!(
+        s.order.status,
+        OrderStatus::Cancelling {
+            reason: "fraud-suspected".into()
+        }
+    );
+    assert!(s.when(event(operator_cancel("customer-request"))).is_empty());
+    assert_eq!(
+        s.when(event(shipment_cancelled("fraud-suspected"))),
         vec![
             cancelled("fraud-suspected"),
             refund_requested("fraud-suspected"),
@@ -196,6 +208,98 @@ fn a_later_suspicion_cancels_a_confirmed_order_with_every_compensation() {
             reason: "fraud-suspected".into()
         }
     );
+}
+
+#[test]
+fn a_stop_that_loses_to_dispatch_leaves_the_order_shipped_and_uncompensated() {
+    let mut s = given(vec![
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+        event(fraud()),
+    ]);
+    assert!(s.when(event(shipped())).is_empty());
+    assert_eq!(s.order.status, OrderStatus::Shipped);
+    assert!(s.order.shipped_despite_cancel());
+    assert_eq!(s.order.fraud, Some(Fraud::Suspected), "recorded");
+    assert!(!s.order.refund_requested && !s.order.release_requested);
+}
+
+#[test]
+fn the_deadline_cancels_a_pending_order_with_what_it_owes() {
+    let mut s = given(vec![event(placed()), event(paid()), event(cleared())]);
+    assert_eq!(
+        s.when(event(deadline())),
+        vec![
+            cancelled(DEADLINE_EXCEEDED),
+            refund_requested(DEADLINE_EXCEEDED)
+        ]
+    );
+    assert_eq!(
+        s.when(event(reserved())),
+        vec![release_requested(DEADLINE_EXCEEDED)],
+        "a late reservation is released"
+    );
+}
+
+#[test]
+fn the_deadline_after_confirmation_or_an_end_decides_nothing() {
+    let mut confirmed = given(vec![
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+    ]);
+    assert!(confirmed.when(event(deadline())).is_empty());
+    assert_eq!(confirmed.order.status, OrderStatus::Confirmed);
+    let mut cancelled = given(vec![event(placed()), event(out_of_stock())]);
+    assert!(cancelled.when(event(deadline())).is_empty());
+}
+
+#[test]
+fn a_deadline_before_the_order_placed_cancels_it_when_it_arrives() {
+    let mut s = given(vec![event(deadline()), event(paid())]);
+    assert_eq!(
+        s.when(event(placed())),
+        vec![
+            cancelled(DEADLINE_EXCEEDED),
+            refund_requested(DEADLINE_EXCEEDED)
+        ]
+    );
+}
+
+#[test]
+fn an_operator_cancels_a_pending_order_at_once_and_a_confirmed_one_through_shipping() {
+    let mut pending = given(vec![event(placed()), event(reserved())]);
+    assert_eq!(
+        pending.when(event(operator_cancel("customer-request"))),
+        vec![
+            cancelled("customer-request"),
+            release_requested("customer-request")
+        ]
+    );
+    let mut confirmed = given(vec![
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+    ]);
+    assert_eq!(
+        confirmed.when(event(operator_cancel("customer-request"))),
+        vec![stop_requested("customer-request")]
+    );
+    let mut shipped = given(vec![
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+        event(shipped()),
+    ]);
+    assert!(shipped
+        .when(event(operator_cancel("customer-request")))
+        .is_empty());
+    assert_eq!(shipped.order.status, OrderStatus::Shipped);
 }
 
 #[test]
@@ -474,7 +578,9 @@ fn a_suspicion_without_a_clearance_cancels_once_and_never_confirms_in_any_order(
 
 #[test]
 fn a_clearance_then_a_suspicion_cancel_with_both_compensations_once_in_any_order() {
-    let (outcome, decided) = every_order_agrees(vec![
+    // Shipping, asked to stop a confirmed order, stops it here (dispatch losing is
+    // `no_interleaving_ships_and_compensates_an_order`'s case).
+    let (outcome, decided) = every_order_agrees_with_shipping_stopping(vec![
         event(placed()),
         event(cleared()),
         event(paid()),
@@ -488,13 +594,82 @@ fn a_clearance_then_a_suspicion_cancel_with_both_compensations_once_in_any_order
         }
     );
     assert!(outcome.refund_requested && outcome.release_requested);
-    // Confirmed first only when the suspicion was the last fact to arrive.
+    // Confirmed (and stopped through shipping) only when the suspicion was the last fact.
     for decision in [
         "OrderCancelled",
         "RefundPaymentRequested",
         "ReleaseInventoryRequested",
     ] {
         assert!(decided.contains(&decision), "{decided:?}");
+    }
+}
+
+#[test]
+fn a_deadline_in_any_position_ends_the_order_once_and_owes_nothing_at_the_end() {
+    // Before the last result it cancels (deadline-exceeded, with what was taken given back);
+    // after confirmation it decides nothing.
+    let facts = vec![
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+        event(deadline()),
+    ];
+    for permutation in permutations(&facts) {
+        let types = arrival(&permutation);
+        let (outcome, decisions) = run(&permutation);
+        let last_result = types
+            .iter()
+            .rposition(|t| *t != "OrderDeadlineReached")
+            .unwrap();
+        let deadline_at = types
+            .iter()
+            .position(|t| *t == "OrderDeadlineReached")
+            .unwrap();
+        if deadline_at > last_result {
+            assert_eq!(outcome.status, OrderStatus::Confirmed, "{types:?}");
+            assert_eq!(
+                decisions.into_iter().collect::<Vec<_>>(),
+                vec![("OrderConfirmed", 1)]
+            );
+        } else {
+            assert_eq!(
+                outcome.status,
+                OrderStatus::Cancelled {
+                    reason: DEADLINE_EXCEEDED.into()
+                },
+                "{types:?}"
+            );
+            assert!(outcome.refund_requested && outcome.release_requested);
+            assert_eq!(
+                decisions.into_iter().collect::<Vec<_>>(),
+                vec![
+                    ("OrderCancelled", 1),
+                    ("RefundPaymentRequested", 1),
+                    ("ReleaseInventoryRequested", 1)
+                ],
+                "{types:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_deadline_with_a_failure_in_any_order_cancels_once() {
+    for facts in [
+        vec![event(placed()), event(paid()), event(out_of_stock()), event(deadline())],
+        vec![event(placed()), event(payment_failed()), event(reserved()), event(deadline())],
+    ] {
+        for permutation in permutations(&facts) {
+            let (outcome, decisions) = run(&permutation);
+            assert!(
+                matches!(outcome.status, OrderStatus::Cancelled { .. }),
+                "{:?}",
+                arrival(&permutation)
+            );
+            assert_eq!(decisions.get("OrderCancelled"), Some(&1));
+            assert!(decisions.values().all(|n| *n == 1), "{decisions:?}");
+        }
     }
 }
 
@@ -532,5 +707,232 @@ fn two_failures_cancel_once_for_the_failure_known_first() {
             },
             "{types:?}"
         );
+    }
+}
+
+/// Like [`every_order_agrees`], with shipping answering a stop request by stopping the
+/// shipment (it had not been dispatched yet).
+fn every_order_agrees_with_shipping_stopping(
+    facts: Vec<Envelope<Event>>,
+) -> (Outcome, Vec<&'static str>) {
+    let mut first: Option<Outcome> = None;
+    let mut decided = BTreeSet::new();
+    for permutation in permutations(&facts) {
+        let types = arrival(&permutation);
+        let mut s = given(permutation);
+        if let OrderStatus::Cancelling { reason } = s.order.status.clone() {
+            s.when(event(shipment_cancelled(&reason)));
+        }
+        let mut decisions: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for e in &s.stream {
+            if e.source() == contracts::sources::SAGA {
+                *decisions.entry(e.detail_type()).or_insert(0) += 1;
+            }
+        }
+        for (decision, count) in &decisions {
+            assert_eq!(*count, 1, "{decision} taken {count} times for {types:?}");
+            decided.insert(*decision);
+        }
+        let outcome = outcome(&s.order);
+        match &first {
+            None => first = Some(outcome),
+            Some(expected) => assert_eq!(&outcome, expected, "arrival order {types:?}"),
+        }
+    }
+    (
+        first.expect("at least one permutation"),
+        decided.into_iter().collect(),
+    )
+}
+
+// The saga and shipping together: the order's facts arrive in any order, and shipping's
+// dispatch (the held OrderConfirmed) and its handling of a stop request happen at any
+// moment after the saga decided them, as their queues deliver them. Shipping's table lets
+// the first of dispatch and stop win, as its conditional write does.
+
+#[derive(Debug, Clone)]
+enum Delivery {
+    /// A fact reaches the saga.
+    Saga(Envelope<Event>),
+    /// The held OrderConfirmed reaches shipping.
+    Dispatch,
+    /// CancelShipmentRequested reaches shipping.
+    Stop(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shipment {
+    Dispatched,
+    Stopped,
+}
+
+#[derive(Clone)]
+struct World {
+    saga: Scenario,
+    shipment: Option<Shipment>,
+    in_flight: Vec<Delivery>,
+}
+
+impl Clone for Scenario {
+    fn clone(&self) -> Self {
+        Scenario {
+            order: self.order.clone(),
+            stream: self.stream.clone(),
+            seen: self.seen.clone(),
+        }
+    }
+}
+
+impl World {
+    fn deliver(&mut self, delivery: Delivery) {
+        match delivery {
+            Delivery::Saga(fact) => {
+                for decision in self.saga.when(fact) {
+                    match decision {
+                        Event::OrderConfirmed(_) => self.in_flight.push(Delivery::Dispatch),
+                        Event::CancelShipmentRequested(r) => {
+                            self.in_flight.push(Delivery::Stop(r.reason))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Delivery::Dispatch => {
+                if self.shipment.is_none() {
+                    self.shipment = Some(Shipment::Dispatched);
+                    self.in_flight.push(Delivery::Saga(event(shipped())));
+                }
+            }
+            Delivery::Stop(reason) => {
+                if self.shipment.is_none() {
+                    self.shipment = Some(Shipment::Stopped);
+                    self.in_flight
+                        .push(Delivery::Saga(event(shipment_cancelled(&reason))));
+                }
+            }
+        }
+    }
+}
+
+/// How the explored interleavings ended.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ends {
+    shipped: usize,
+    /// Shipped after a stop was asked for: dispatch won.
+    shipped_despite_cancel: usize,
+    cancelled: usize,
+}
+
+/// Explores every delivery order from `world`, checking each end.
+fn explore(world: World, ends: &mut Ends) {
+    if world.in_flight.is_empty() {
+        check_end(&world);
+        match world.saga.order.status {
+            OrderStatus::Shipped if world.saga.order.shipped_despite_cancel() => {
+                ends.shipped_despite_cancel += 1
+            }
+            OrderStatus::Shipped => ends.shipped += 1,
+            _ => ends.cancelled += 1,
+        }
+        return;
+    }
+    for i in 0..world.in_flight.len() {
+        let mut next = world.clone();
+        let delivery = next.in_flight.remove(i);
+        next.deliver(delivery);
+        explore(next, ends);
+    }
+}
+
+fn check_end(world: &World) {
+    let order = &world.saga.order;
+    let history: Vec<&str> = world.saga.stream.iter().map(|e| e.detail_type()).collect();
+    let compensated = order.refund_requested || order.release_requested;
+    match &order.status {
+        OrderStatus::Shipped => {
+            assert_eq!(world.shipment, Some(Shipment::Dispatched), "{history:?}");
+            assert!(!compensated, "shipped and compensated: {history:?}");
+        }
+        OrderStatus::Cancelled { .. } => {
+            assert_ne!(world.shipment, Some(Shipment::Dispatched), "{history:?}");
+            // Money and goods back: everything taken is given back.
+            assert_eq!(
+                order.refund_requested,
+                matches!(order.payment, Some(Payment::Paid { .. })),
+                "{history:?}"
+            );
+            assert_eq!(
+                order.release_requested,
+                matches!(order.stock, Some(Stock::Reserved { .. })),
+                "{history:?}"
+            );
+        }
+        other => panic!("the order did not end ({other:?}): {history:?}"),
+    }
+    let mut decided = BTreeMap::new();
+    for e in &world.saga.stream {
+        if e.source() == contracts::sources::SAGA {
+            *decided.entry(e.detail_type()).or_insert(0) += 1;
+        }
+    }
+    assert!(
+        decided.values().all(|n| *n == 1),
+        "a decision taken twice: {history:?}"
+    );
+}
+
+fn world(facts: Vec<Envelope<Event>>) -> World {
+    World {
+        saga: given(Vec::new()),
+        shipment: None,
+        in_flight: facts.into_iter().map(Delivery::Saga).collect(),
+    }
+}
+
+#[test]
+fn no_interleaving_ships_and_compensates_an_order() {
+    // A suspicion that may come before or after confirmation, dispatch and the stop racing.
+    let mut ends = Ends::default();
+    explore(
+        world(vec![
+            event(placed()),
+            event(cleared()),
+            event(paid()),
+            event(reserved()),
+            event(fraud()),
+        ]),
+        &mut ends,
+    );
+    // Every way it can end was reached: the race was really run both ways, and a suspicion
+    // also came after the parcel had left (only recorded).
+    assert!(
+        ends.cancelled > 0 && ends.shipped_despite_cancel > 0 && ends.shipped > 0,
+        "{ends:?}"
+    );
+}
+
+#[test]
+fn no_interleaving_with_a_deadline_or_an_operator_leaves_an_order_open_or_doubly_settled() {
+    for facts in [
+        vec![
+            event(placed()),
+            event(cleared()),
+            event(paid()),
+            event(reserved()),
+            event(deadline()),
+        ],
+        vec![
+            event(placed()),
+            event(cleared()),
+            event(paid()),
+            event(reserved()),
+            event(operator_cancel("customer-request")),
+        ],
+        // A result that never comes: the deadline still ends the order.
+        vec![event(placed()), event(cleared()), event(paid()), event(deadline())],
+    ] {
+        let mut ends = Ends::default();
+        explore(world(facts), &mut ends);
+        assert!(ends.cancelled > 0, "{ends:?}");
     }
 }

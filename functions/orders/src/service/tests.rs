@@ -139,7 +139,7 @@ async fn missing_stock_cancels_and_refunds_the_payment() {
 }
 
 #[tokio::test]
-async fn fraud_cancels_a_confirmed_order_with_both_compensations() {
+async fn fraud_stops_a_confirmed_order_then_cancels_it_with_both_compensations() {
     let saga = given(&[
         event(placed()),
         event(cleared()),
@@ -150,8 +150,15 @@ async fn fraud_cancels_a_confirmed_order_with_both_compensations() {
     saga.when(&event(fraud())).await.unwrap();
     assert_eq!(
         saga.events()[5..],
+        [fraud().into(), stop_requested("fraud-suspected")]
+    );
+    saga.when(&event(shipment_cancelled("fraud-suspected")))
+        .await
+        .unwrap();
+    assert_eq!(
+        saga.events()[7..],
         [
-            fraud().into(),
+            shipment_cancelled("fraud-suspected").into(),
             cancelled("fraud-suspected"),
             refund_requested("fraud-suspected"),
             release_requested("fraud-suspected")
