@@ -81,10 +81,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// An order's read model and timeline (through the order-query function).
+    /// An order's read model and timeline (through the order-query function); `order cancel`
+    /// ends an order.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Order {
+        #[command(subcommand)]
+        action: Option<OrderAction>,
         /// The order id (e.g. ord-1001).
-        id: String,
+        #[arg(required = true)]
+        id: Option<String>,
         /// Also show the order rebuilt from its events as of this time (RFC 3339).
         #[arg(long, value_name = "TIME")]
         as_of: Option<DateTime<Utc>>,
@@ -181,6 +186,28 @@ pub enum Command {
     /// The analytics counters: events per hour and type, revenue per day and currency.
     Stats {
         /// Print the counters as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrderAction {
+    /// Ask the saga to end an order: an OrderCancelRequested (source orderflow.operations)
+    /// on the bus. A pending order is cancelled and compensated at once; a confirmed one is
+    /// stopped through shipping first (it stays SHIPPED if it was dispatched already); a
+    /// shipped or cancelled one is left as it is.
+    Cancel {
+        /// The order id (e.g. ord-1001).
+        id: String,
+        /// Why, as a short code (letters, digits, - _ . : @; e.g. customer-request): the
+        /// cancelled order's reason.
+        #[arg(long)]
+        reason: String,
+        /// Then wait up to this many seconds for the order to be SHIPPED or CANCELLED.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+        /// Print what was sent (and the order, with --wait) as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
-use orderflow_cli::cli::{Cli, Command, DlqCommand};
+use orderflow_cli::cli::{Cli, Command, DlqCommand, OrderAction};
 use orderflow_cli::error::report_lines;
 use orderflow_cli::{cost, dlq, load, order, replay, send, stats, trace};
 use orderflow_cli::{CliError, Context, Result};
@@ -96,7 +96,58 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Order {
-            id,
+            action:
+                Some(OrderAction::Cancel {
+                    id,
+                    reason,
+                    wait,
+                    json,
+                }),
+            ..
+        } => {
+            let request = order::cancel_request(&id, &reason)?;
+            order::send_cancel(&ctx, &request).await?;
+            let sent = serde_json::json!({
+                "orderId": id,
+                "reason": reason,
+                "eventId": request.metadata.event_id,
+            });
+            if json {
+                emit_json(&sent)?;
+            } else {
+                emit(&format!(
+                    "asked to cancel {id} ({reason}): OrderCancelRequested {}\n",
+                    request.metadata.event_id
+                ))?;
+            }
+            let Some(seconds) = wait else {
+                return Ok(());
+            };
+            let finished = order::wait_terminal(&ctx, &id, Duration::from_secs(seconds), json).await?;
+            let answer = order::query(&ctx, &id, None).await?;
+            if json {
+                emit_json(&order::OrderAnswer::of(&answer))?;
+            } else {
+                emit(&order::render_answer(&id, &answer))?;
+            }
+            if finished {
+                Ok(())
+            } else {
+                Err(CliError::Timeout {
+                    what: format!("{id} to be SHIPPED or CANCELLED"),
+                    seconds,
+                })
+            }
+        }
+        // clap requires the id when there is no action.
+        Command::Order {
+            action: None,
+            id: None,
+            ..
+        } => Err(CliError::Usage("order: an order id is needed".into())),
+        Command::Order {
+            action: None,
+            id: Some(id),
             as_of,
             wait,
             json,

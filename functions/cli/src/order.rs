@@ -1,12 +1,16 @@
 //! `orderflow order <id> [--as-of T]`: an order's read model and timeline, through the
 //! order-query function (as any user of the system would ask), or rebuilt as of a time.
+//! `orderflow order cancel <id> --reason R`: an operator ends an order with an event of
+//! their own (source `orderflow.operations`), never by editing a table: the saga decides,
+//! and compensates, as for any other cancel.
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_lambda::primitives::Blob;
 use chrono::{DateTime, Utc};
 use contracts::money::display_amount;
-use contracts::Currency;
+use contracts::{Currency, Event, EventData, OrderCancelRequested};
+use eventkit::{Envelope, Publish, Publisher};
 use indicatif::ProgressBar;
 use order_query::QueryResponse;
 use orderview::{OrderStatus, OrderView};
@@ -58,6 +62,27 @@ pub async fn query(
         function: ctx.name("order-query"),
         body: format!("unexpected answer: {e}"),
     })
+}
+
+/// The operator's request to end `order_id`, checked as the saga will check it: a bad id or
+/// reason is a usage error here, not a dead letter there.
+pub fn cancel_request(order_id: &str, reason: &str) -> Result<Envelope<Event>> {
+    let request = OrderCancelRequested {
+        order_id: order_id.to_string(),
+        reason: reason.to_string(),
+    };
+    request
+        .validate()
+        .map_err(|e| CliError::Usage(format!("order cancel: {e}")))?;
+    Ok(Envelope::new(Event::OrderCancelRequested(request)))
+}
+
+/// Puts `request` on the stage's bus.
+pub async fn send_cancel(ctx: &Context, request: &Envelope<Event>) -> Result<()> {
+    Publisher::new(ctx.events.clone(), ctx.bus())
+        .publish(std::slice::from_ref(request))
+        .await?;
+    Ok(())
 }
 
 /// Whether an order has reached the end of its life.
@@ -303,5 +328,38 @@ mod tests {
             json,
             json!({"orderId": "ord-x", "readModel": null, "asOf": null, "fromEvents": null})
         );
+    }
+}
+
+#[cfg(test)]
+mod cancel_tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_request_is_the_operators_event_for_the_order() {
+        let request = cancel_request("ord-1", "customer-request").unwrap();
+        assert_eq!(request.source, contracts::sources::OPERATIONS);
+        assert_eq!(
+            request.data,
+            Event::OrderCancelRequested(OrderCancelRequested {
+                order_id: "ord-1".into(),
+                reason: "customer-request".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_reason_or_id_the_saga_would_refuse_is_a_usage_error() {
+        for (id, reason) in [
+            ("ord-1", ""),
+            ("ord-1", "two words"),
+            ("ord 1", "x"),
+            ("ord-1", &"r".repeat(65)),
+        ] {
+            assert!(
+                matches!(cancel_request(id, reason), Err(CliError::Usage(_))),
+                "{id:?} {reason:?}"
+            );
+        }
     }
 }
