@@ -411,6 +411,25 @@ mod tests {
                 order_id: None,
             }
             .into(),
+            contracts::OrderDeadlineReached {
+                order_id: "ord-1".into(),
+            }
+            .into(),
+            contracts::OrderCancelRequested {
+                order_id: "ord-1".into(),
+                reason: "customer-request".into(),
+            }
+            .into(),
+            contracts::CancelShipmentRequested {
+                order_id: "ord-1".into(),
+                reason: "fraud-suspected".into(),
+            }
+            .into(),
+            contracts::ShipmentCancelled {
+                order_id: "ord-1".into(),
+                reason: "fraud-suspected".into(),
+            }
+            .into(),
         ]
     }
 
