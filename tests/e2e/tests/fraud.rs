@@ -16,6 +16,16 @@ const WAIT: Duration = Duration::from_secs(120);
 /// judged before the pattern was complete are cleared and may be confirmed; the suspicion
 /// then cancels them (refund, release), and one that had already shipped is only recorded.
 async fn burst(stack: &Stack, prefix: &str, cities: &[(&str, &str)]) -> (Vec<String>, String) {
+    burst_spread(stack, prefix, cities, Duration::ZERO).await
+}
+
+/// [`burst`], one order at a time with `gap` between them (the shop's pace, not a wait).
+async fn burst_spread(
+    stack: &Stack,
+    prefix: &str,
+    cities: &[(&str, &str)],
+    gap: Duration,
+) -> (Vec<String>, String) {
     let customer = order_id(prefix);
     let sku = format!("SKU-{customer}");
     stack.set_stock(&sku, 50, 700).await;
@@ -32,7 +42,16 @@ async fn burst(stack: &Stack, prefix: &str, cities: &[(&str, &str)]) -> (Vec<Str
             ("orderflow.orders", "OrderPlaced", detail)
         })
         .collect();
-    stack.put_events(&events).await;
+    if gap.is_zero() {
+        stack.put_events(&events).await;
+    } else {
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            stack.put_events(std::slice::from_ref(event)).await;
+        }
+    }
     (orders, sku)
 }
 
@@ -116,6 +135,42 @@ async fn a_burst_from_two_cities_is_cancelled_refunded_and_its_stock_released() 
     assert!(cancelled_unshipped >= 1, "the detecting order is cancelled");
     eventually("the cancelled orders' stock released", WAIT, || async {
         (stack.stock(&sku).await == Some(50 - shipped_before_suspicion)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs the LocalStack deployment: make test"]
+async fn a_burst_spread_over_eight_seconds_is_cancelled_whole_before_anything_ships() {
+    // The first orders are cleared and confirmed before the fifth completes the pattern;
+    // shipping's hold (longer than the fraud window) lets the suspicion stop them.
+    let stack = Stack::connect().await;
+    let cities = [
+        ("FR", "Paris"),
+        ("DE", "Berlin"),
+        ("FR", "Paris"),
+        ("DE", "Berlin"),
+        ("FR", "Paris"),
+    ];
+    let (orders, sku) =
+        burst_spread(&stack, "cus-spread", &cities, Duration::from_secs(2)).await;
+    for order in &orders {
+        let view = stack
+            .wait_for_order(order, "cancelled, refunded and released", |v| {
+                v["status"] == "CANCELLED"
+                    && v["payment"]["status"] == "REFUNDED"
+                    && v["reservation"]["status"] == "RELEASED"
+            })
+            .await;
+        assert_eq!(view["cancelReason"], "fraud-suspected", "{view}");
+        assert!(view.get("shipment").is_none(), "{view}");
+        let stream = stack.order_stream(order).await;
+        assert!(of_type(&stream, "OrderShipped").is_empty(), "{order} shipped");
+        assert_eq!(of_type(&stream, "RefundPaymentRequested").len(), 1);
+        assert_eq!(of_type(&stream, "ReleaseInventoryRequested").len(), 1);
+    }
+    eventually("every unit back on the shelf", WAIT, || async {
+        (stack.stock(&sku).await == Some(50)).then_some(())
     })
     .await;
 }
