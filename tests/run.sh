@@ -54,7 +54,10 @@ step "deploy stack orderflow-$STAGE"
 # GetSendQuota answers the sandbox's 1/s: at that pace the suite's hundreds of emails would
 # take longer than its deadlines, so the test stage states a rate (make local-deploy keeps
 # the default, 0 = GetSendQuota, as on AWS). The rate limiter has its own unit tests.
-PARAMETER_OVERRIDES="ProducerAccounts=111111111111:orderflow.orders,222222222222:orderflow.customers EmailMaxSendRate=50" \
+# A short order deadline and shipping hold (the hold still longer than the fraud window, which
+# shipping checks at start-up), so that the tests of both end in minutes rather than the
+# defaults' 15 and 5.
+PARAMETER_OVERRIDES="ProducerAccounts=111111111111:orderflow.orders,222222222222:orderflow.customers EmailMaxSendRate=50 OrderDeadlineSeconds=90 ShipmentHoldSeconds=40 FraudWindowSeconds=20" \
   infra/scripts/deploy_local.sh
 
 # The executor's own logic is unit-tested above (test_executor.py); this checks its glue with
