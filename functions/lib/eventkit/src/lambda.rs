@@ -548,6 +548,139 @@ mod tests {
         assert!(!invocation.has_time_to_start());
     }
 
+    /// A one-type event set for whole-batch tests.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Ping {
+        n: u32,
+    }
+    impl crate::EventData for Ping {
+        const DETAIL_TYPE: &'static str = "Ping";
+        const SOURCE: &'static str = "test";
+    }
+    #[derive(Debug, Clone, PartialEq)]
+    struct Pings(Ping);
+    impl crate::Payload for Pings {
+        fn detail_type(&self) -> &'static str {
+            "Ping"
+        }
+        fn source(&self) -> &'static str {
+            "test"
+        }
+        fn schema_version(&self) -> u32 {
+            1
+        }
+        fn to_data(&self) -> serde_json::Value {
+            crate::Payload::to_data(&self.0)
+        }
+    }
+    impl EventSet for Pings {
+        const ROUTES: &'static [Route] = &[<Ping as crate::EventData>::ROUTE];
+        fn decode(raw: &RawEvent) -> Result<Self, DecodeError> {
+            raw.decode::<Ping>().map(|e| Pings(e.data))
+        }
+        fn decode_stored(raw: &RawEvent) -> Result<Self, DecodeError> {
+            raw.decode_stored::<Ping>().map(|e| Pings(e.data))
+        }
+    }
+
+    fn ping_batch() -> SqsEvent {
+        let body = |id: &str| {
+            serde_json::json!({
+                "id": id, "detail-type": "Ping", "source": "test",
+                "time": "2026-11-21T10:00:00Z", "detail": {"data": {"n": 1}}
+            })
+            .to_string()
+        };
+        let records: Vec<serde_json::Value> = [body("e1"), body("e2"), "not json".into()]
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                serde_json::json!({
+                    "messageId": format!("m{i}"), "receiptHandle": "r", "body": body,
+                    "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q",
+                    "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_whole_batch_with_no_time_left_is_not_started_at_all() {
+        // given an invocation with 800 ms left (the margin is at least 1 s)
+        let clock: Clock = Arc::new(|| 7_000_000);
+        let invocation = Invocation::with_remaining_on(Duration::from_millis(800), clock);
+        let called = std::sync::atomic::AtomicBool::new(false);
+
+        // when a whole-batch handler is given the batch
+        let report = process_whole_batch::<Pings, _, _>(
+            &BatchProcessor::new(),
+            Pings::ROUTES,
+            ping_batch(),
+            &invocation,
+            |events| {
+                called.store(true, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    events
+                        .into_iter()
+                        .map(|e| (e.metadata.event_id, Ok(Handled::Processed)))
+                        .collect()
+                }
+            },
+        )
+        .await;
+
+        // then the handler never ran and every message, the undecodable one too, waits
+        assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(report.response.batch_item_failures.len(), 3);
+        assert!(report
+            .outcomes
+            .iter()
+            .all(|(_, o)| *o == MessageOutcome::NotStarted));
+    }
+
+    #[tokio::test]
+    async fn a_whole_batch_with_time_left_gives_each_message_the_handlers_answer() {
+        let invocation = Invocation::with_remaining(Duration::from_secs(30));
+        let report = process_whole_batch::<Pings, _, _>(
+            &BatchProcessor::new(),
+            Pings::ROUTES,
+            ping_batch(),
+            &invocation,
+            |events| async move {
+                events
+                    .into_iter()
+                    .map(|e| {
+                        let result = if e.metadata.event_id == "e2" {
+                            Err(not_started())
+                        } else {
+                            Ok(Handled::Processed)
+                        };
+                        (e.metadata.event_id, result)
+                    })
+                    .collect()
+            },
+        )
+        .await;
+        let mut outcomes = report.outcomes.clone();
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            outcomes,
+            vec![
+                ("m0".into(), MessageOutcome::Handled(Handled::Processed)),
+                ("m1".into(), MessageOutcome::NotStarted),
+                (
+                    "m2".into(),
+                    MessageOutcome::Retried {
+                        reason: "not-json".into()
+                    }
+                ),
+            ]
+        );
+    }
+
     #[test]
     fn an_empty_batch_is_not_a_failure() {
         assert_eq!(entire_batch_failed(&report(vec![])), None);
