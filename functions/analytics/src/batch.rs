@@ -1,5 +1,6 @@
-//! How a batch of events becomes as few transactions as fit, as data: no I/O, so every rule
-//! is unit-tested here.
+//! How a batch of events becomes transactions of at most a given size, as data: no I/O, so
+//! every rule is unit-tested here. (The service cuts at [`crate::service::CHUNK_ITEMS`], well
+//! below DynamoDB's limit, for the reasons given there.)
 //!
 //! A transaction holds one marker per event (each conditional on its absence) and one update
 //! per distinct counter item, the events' additions summed ([`crate::counters::merge`]).

@@ -2,10 +2,12 @@
 //! and refunded revenue per currency per day, each event exactly once.
 //!
 //! - [`counters`]: the pure part: bucket keys and which counter updates an event implies.
-//! - [`batch`]: the pure part of batching: a batch's events as few transactions as fit.
+//! - [`batch`]: the pure part of batching: a batch's events as transactions of a bounded
+//!   size.
 //! - [`repository`]: the analytics table (port and DynamoDB adapter): one transaction that
 //!   writes "seen" markers and the counters together; why that counts each event once.
-//! - [`service`]: the batch handler.
+//! - [`service`]: the batch handler: chunks of a few transactions' worth, started only while
+//!   the invocation has time; why chunks keep each event counted once.
 
 pub mod batch;
 pub mod counters;
@@ -18,7 +20,7 @@ use eventkit::Route;
 pub use batch::{Counting, TransactionPlan, MAX_TRANSACTION_ITEMS};
 pub use counters::{merge, plan, CounterKey, CounterUpdate};
 pub use repository::{Applied, CounterStore, DynamoCounterStore, Marker, RepositoryError};
-pub use service::AnalyticsService;
+pub use service::{AnalyticsService, CHUNK_ITEMS, CONFLICT_RETRIES};
 
 /// What analytics takes in: every Orderflow event type, each from the source that owns it.
 /// Following the closed set means a type added to the contracts is counted with no change

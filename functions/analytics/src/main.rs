@@ -7,8 +7,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = eventkit::aws::load_config().await;
     let service = AnalyticsService::from_env(&aws)?;
     let processor = eventkit::lambda::processor_from_env(&aws);
-    // A batch as a whole: its events share one transaction (per 100 items) instead of one
-    // each. Nobody waits on analytics, so the queue's batching window trades latency for it.
+    // A batch as a whole: its events share a few transactions (of CHUNK_ITEMS items) instead
+    // of one each, started while the invocation has time (the rest goes back to SQS). Nobody
+    // waits on analytics, so the queue's batching window trades latency for it.
     eventkit::serve_event_batches::<Event, _, _>(
         "analytics",
         ROUTES,

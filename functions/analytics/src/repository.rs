@@ -12,13 +12,15 @@
 //! at all: whatever crashes when, an event is either fully counted with its marker, or not
 //! at all and free to be retried. There is no window left, and it costs one round trip.
 //!
-//! A batch's events share that round trip: one transaction holds every event's marker and
-//! the sum of their counter additions ([`crate::batch`]). It stays exactly once per event,
-//! because it is all or nothing for the whole batch: if any marker exists, the transaction
+//! A chunk of a batch's events shares that round trip: one transaction holds every event's
+//! marker and the sum of *that chunk's* counter additions ([`crate::batch`]; a batch is a few
+//! such chunks, one after the other, [`crate::service`]). It stays exactly once per event,
+//! because it is all or nothing for the whole chunk: if any marker exists, the transaction
 //! is cancelled and writes nothing, DynamoDB names the markers whose condition failed
 //! ([`Applied::Duplicates`]), and the caller writes the others again without them. A
-//! redelivered event therefore adds zero, and the others of its batch add once, in the
-//! transaction that commits.
+//! redelivered event therefore adds zero, and the others of its chunk add once, in the
+//! transaction that commits. No chunk's additions include another chunk's events, so what
+//! becomes of one chunk (committed, cancelled, never started) changes nothing for another.
 //!
 //! # Why an id only stands for the same event
 //!

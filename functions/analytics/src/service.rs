@@ -1,10 +1,42 @@
-//! Handles a batch of events for the analytics function: as few transactions as fit.
+//! Handles a batch of events for the analytics function: in chunks of a few transactions'
+//! worth, while the invocation has time.
 //!
 //! Exactly once per event (its source and id, its content checked) without the idempotency
 //! layer: each event's marker and its counters are written in the same transaction (see
 //! [`crate::repository`]), so there is no step between "remember" and "count" for a crash
-//! to fall into. A batch shares one transaction per chunk of up to 100 items
-//! ([`crate::batch`]):
+//! to fall into. A batch is cut into chunks of at most [`CHUNK_ITEMS`] items
+//! ([`crate::batch::chunks`]), one transaction each, run one after the other.
+//!
+//! # Why chunks keep it exactly once
+//!
+//! Each event is in exactly one chunk, and a chunk's transaction holds that event's marker
+//! together with counter additions summed over *its own* events only
+//! ([`TransactionPlan::of`]). So every argument of [`crate::repository`] holds per chunk: a
+//! chunk's markers and its additions commit together or not at all, whatever happens to the
+//! chunks before or after it. A crash or a timeout between two chunks leaves the first
+//! counted with its markers and the second not written at all; the redelivery finds the
+//! first chunk's markers (duplicates, adding nothing) and counts the rest once. Answers are
+//! given per event, so a chunk that committed is reported done even when a later one fails
+//! or is not started.
+//!
+//! # Why chunks, and the time budget
+//!
+//! A batch of 100 events in one transaction is one long request on the hot counter items
+//! (the hour's and the day's, which every concurrent invocation also updates): DynamoDB
+//! cancels a transaction when another one is writing one of its items ("There is an ongoing
+//! `TransactWriteItems` operation that conflicts with a concurrent `TransactWriteItems`
+//! request", TransactionCanceledException, Amazon DynamoDB API Reference,
+//! https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html),
+//! and a cancelled transaction of 100 events sends 100 events back to SQS, each a receive
+//! towards the queue's `maxReceiveCount`. Small chunks are short requests, a conflict costs
+//! only its chunk (retried here first, [`CONFLICT_RETRIES`]), and between chunks the
+//! handler checks the invocation's time budget ([`Invocation::has_time_to_start`]): a chunk
+//! is started only if it can finish; the rest is answered [`eventkit::not_started`]
+//! (transient) and comes back in a later batch, while what was counted stays counted. The
+//! price is a few more requests: the shared counters are written once per chunk, not once
+//! per batch; capacity is the same (2 write units per item either way).
+//!
+//! # What each transaction's answer leads to
 //!
 //! - committed: every event of the chunk is counted once;
 //! - cancelled because some markers exist: nothing was written; those events were counted
@@ -14,8 +46,12 @@
 //!   cancelled for duplicates too (a copy counted concurrently, or DynamoDB named only
 //!   some), those are duplicates as well and the rest goes back to SQS rather than into a
 //!   third transaction;
-//! - cancelled by a conflict, or failed: nothing was written; every event of the chunk fails
-//!   transiently and SQS redelivers it, to be counted (once) then;
+//! - cancelled by a conflict: nothing was written; the chunk is tried again, whole, after a
+//!   short backoff, up to [`CONFLICT_RETRIES`] times while the invocation has time to start
+//!   it (nothing was written, so another try cannot count anything twice); then it fails
+//!   as below;
+//! - failed: nothing was written; every event of the chunk fails transiently and SQS
+//!   redelivers it, to be counted (once) then;
 //! - refused as it can never succeed (a key over DynamoDB's limits): nothing was written; the
 //!   chunk's events are tried one by one, so that only the offending one is dead-lettered.
 
@@ -25,7 +61,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use contracts::{Event, Payload};
 use eventkit::metrics::EventTypeCounts;
-use eventkit::{BatchResults, Envelope, Handled, HandlerError, Invocation};
+use eventkit::{BatchResults, Envelope, Handled, HandlerError, Invocation, RetryPolicy};
 
 use crate::batch::{chunks, split_at_indexes, Counting, TransactionPlan, MAX_TRANSACTION_ITEMS};
 use crate::counters::plan;
@@ -37,8 +73,28 @@ use crate::repository::{
 /// duplicates it named.
 const ATTEMPTS: usize = 2;
 
+/// At most this many items (markers plus distinct counters) in one transaction: a quarter
+/// of DynamoDB's limit ([`MAX_TRANSACTION_ITEMS`]). A chunk of one hour's events is ~23
+/// events, so a batch of 50 is two or three short transactions instead of one long one;
+/// see the module documentation for why.
+pub const CHUNK_ITEMS: usize = 25;
+
+/// How often a chunk cancelled by a transaction conflict is tried in all in the invocation
+/// (`max_attempts`) before its events go back to SQS, and how long to wait in between: the conflicting
+/// transaction is another invocation's on the same hot counter, finished within
+/// milliseconds, and jittered waits keep the two from colliding again ([`RetryPolicy`]).
+pub const CONFLICT_RETRIES: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    base_delay: std::time::Duration::from_millis(25),
+    max_delay: std::time::Duration::from_millis(400),
+};
+
 pub struct AnalyticsService {
     store: Arc<dyn CounterStore>,
+    /// Items per transaction ([`CHUNK_ITEMS`]).
+    chunk_items: usize,
+    /// Retries of a chunk cancelled by a conflict ([`CONFLICT_RETRIES`]).
+    conflict_retries: RetryPolicy,
     /// Where the per-type counts go as EMF metrics (the dashboard's orders placed, shipped,
     /// cancelled); None in tests.
     metrics_namespace: Option<String>,
@@ -68,23 +124,50 @@ impl AnalyticsService {
     pub fn new(store: Arc<dyn CounterStore>) -> Self {
         AnalyticsService {
             store,
+            chunk_items: CHUNK_ITEMS,
+            conflict_retries: CONFLICT_RETRIES,
             metrics_namespace: None,
         }
     }
 
+    /// Transactions of at most `items` items (1 to DynamoDB's 100).
+    pub fn with_chunk_items(mut self, items: usize) -> Self {
+        self.chunk_items = items.clamp(1, MAX_TRANSACTION_ITEMS);
+        self
+    }
+
+    /// How a chunk cancelled by a conflict is retried (tests retry without waiting).
+    pub fn with_conflict_retries(mut self, policy: RetryPolicy) -> Self {
+        self.conflict_retries = policy;
+        self
+    }
+
     /// Counts a batch's events (each event id once in it, as eventkit hands them over),
-    /// exactly once per event id, and answers for every one.
+    /// exactly once per event id, and answers for every one. A chunk is only started while
+    /// `invocation` has time to start one; the events of the chunks not started are answered
+    /// [`eventkit::not_started`].
     pub async fn handle_batch(
         &self,
         events: Vec<Envelope<Event>>,
-        _invocation: Invocation,
+        invocation: Invocation,
     ) -> BatchResults {
         let now = Utc::now();
         let countings: Vec<Counting> = events.iter().map(|e| counting(e, now)).collect();
         let mut results = BatchResults::with_capacity(countings.len());
-        let mut work: VecDeque<Vec<&Counting>> = chunks(&countings, MAX_TRANSACTION_ITEMS).into();
+        let mut work: VecDeque<Vec<&Counting>> = chunks(&countings, self.chunk_items).into();
         while let Some(chunk) = work.pop_front() {
-            let outcome = self.count_chunk(chunk).await;
+            if !invocation.has_time_to_start() {
+                let left: Vec<&Counting> =
+                    chunk.into_iter().chain(work.drain(..).flatten()).collect();
+                tracing::warn!(
+                    events = left.len(),
+                    remaining_ms = invocation.remaining().as_millis() as u64,
+                    "the invocation's time ran short; leaving the events not counted yet to SQS"
+                );
+                results.extend(answer(&left, Err(eventkit::not_started())));
+                break;
+            }
+            let outcome = self.count_chunk(chunk, &invocation).await;
             results.extend(outcome.results);
             work.extend(outcome.alone.into_iter().map(|event| vec![event]));
         }
@@ -95,10 +178,17 @@ impl AnalyticsService {
     }
 
     /// One chunk: see the module documentation for what each answer of the store leads to.
-    async fn count_chunk<'a>(&self, chunk: Vec<&'a Counting>) -> ChunkOutcome<'a> {
+    async fn count_chunk<'a>(
+        &self,
+        chunk: Vec<&'a Counting>,
+        invocation: &Invocation,
+    ) -> ChunkOutcome<'a> {
         let mut results = BatchResults::new();
         let mut pending = chunk;
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt = 0;
+        let mut conflicts = 0;
+        while attempt < ATTEMPTS {
+            attempt += 1;
             let plan = TransactionPlan::of(&pending);
             match self.store.apply_once(&plan).await {
                 Ok(Applied::Counted) => {
@@ -125,6 +215,21 @@ impl AnalyticsService {
                     if pending.is_empty() {
                         break;
                     }
+                }
+                Err(RepositoryError::Conflict(codes))
+                    if self.conflict_retries.allows_another(conflicts + 1)
+                        && invocation.has_time_to_start() =>
+                {
+                    // Nothing was written: the same transaction again cannot count twice.
+                    conflicts += 1;
+                    tracing::info!(
+                        events = pending.len(),
+                        conflicts,
+                        ?codes,
+                        "transaction conflict; trying the chunk again"
+                    );
+                    tokio::time::sleep(self.conflict_retries.delay(conflicts)).await;
+                    attempt -= 1;
                 }
                 Err(e) => {
                     let error = HandlerError::from(e);
@@ -249,13 +354,61 @@ mod tests {
     use eventkit::{take_in, FailureKind, RawEvent};
     use serde_json::{json, Value};
     use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
     const HOUR: &str = "counts#2026-11-21T10";
     const DAY: &str = "revenue#2026-11-21";
 
+    /// Conflicts retried at once: tests never wait.
+    const NO_WAIT: RetryPolicy = RetryPolicy {
+        base_delay: std::time::Duration::ZERO,
+        max_delay: std::time::Duration::ZERO,
+        ..CONFLICT_RETRIES
+    };
+
     fn service() -> (Arc<MemoryCounterStore>, AnalyticsService) {
         let store = Arc::new(MemoryCounterStore::default());
-        (store.clone(), AnalyticsService::new(store))
+        let service = AnalyticsService::new(store.clone()).with_conflict_retries(NO_WAIT);
+        (store, service)
+    }
+
+    /// A store whose every transaction takes `step_ms` of the test's clock.
+    struct SlowStore {
+        inner: Arc<MemoryCounterStore>,
+        now: Arc<AtomicU64>,
+        step_ms: u64,
+    }
+
+    #[async_trait::async_trait]
+    impl CounterStore for SlowStore {
+        async fn apply_once(&self, plan: &TransactionPlan) -> Result<Applied, RepositoryError> {
+            self.now.fetch_add(self.step_ms, SeqCst);
+            self.inner.apply_once(plan).await
+        }
+        async fn recheck(&self, marker: &Marker) -> Result<Recorded, RepositoryError> {
+            self.inner.recheck(marker).await
+        }
+    }
+
+    /// A service over a store whose transactions take `step_ms` each, and an invocation with
+    /// `remaining_ms` left, both on one clock the transactions move.
+    fn slow_service(
+        step_ms: u64,
+        remaining_ms: u64,
+    ) -> (Arc<MemoryCounterStore>, AnalyticsService, Invocation) {
+        let inner = Arc::new(MemoryCounterStore::default());
+        let now = Arc::new(AtomicU64::new(1_000_000));
+        let read = now.clone();
+        let clock: eventkit::Clock = Arc::new(move || read.load(SeqCst));
+        let store = SlowStore {
+            inner: inner.clone(),
+            now,
+            step_ms,
+        };
+        let service = AnalyticsService::new(Arc::new(store)).with_conflict_retries(NO_WAIT);
+        let invocation =
+            Invocation::with_remaining_on(std::time::Duration::from_millis(remaining_ms), clock);
+        (inner, service, invocation)
     }
 
     /// `data` as an event that happened at `occurred_at`.
@@ -799,21 +952,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_over_the_item_limit_is_counted_in_chunks() {
-        // given 150 payments of one hour and currency: 150 markers + 2 counters
+    async fn a_batch_is_counted_in_chunks_of_a_few_transactions_worth() {
+        // given 150 payments of one hour and currency: 2 counters shared by all
         let (store, service) = service();
         let batch = orders(150);
 
         // when the batch is handled
         let results = service.handle_batch(batch.clone(), invocation()).await;
 
-        // then two transactions of at most 100 items count every event
+        // then each transaction holds 23 markers and the 2 counters: CHUNK_ITEMS items
         assert_eq!(summary(results), each(&ids(&batch), Ok(Handled::Processed)));
         let all = ids(&batch);
-        assert_eq!(
-            store.transactions(),
-            vec![all[..98].to_vec(), all[98..].to_vec()]
-        );
+        let expected: Vec<Vec<String>> = all.chunks(CHUNK_ITEMS - 2).map(<[_]>::to_vec).collect();
+        assert_eq!(store.transactions(), expected);
+        assert_eq!(store.transactions().len(), 7);
         assert_eq!(store.counter(DAY, "EUR", ORDERS), 150);
         assert_eq!(
             store.counter(DAY, "EUR", AMOUNT),
@@ -823,12 +975,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_conflict_fails_the_events_of_its_transaction_transiently_and_they_count_once_later()
-    {
-        // given a batch over the limit whose first transaction conflicts
+    async fn chunks_may_be_as_large_as_dynamodb_allows() {
         let (store, service) = service();
-        let batch = orders(120);
+        let service = service.with_chunk_items(1_000);
+        let batch = orders(150);
+        service.handle_batch(batch.clone(), invocation()).await;
+        let all = ids(&batch);
+        assert_eq!(
+            store.transactions(),
+            vec![all[..98].to_vec(), all[98..].to_vec()],
+            "100 items at most"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_chunk_is_tried_again_and_counted_once() {
+        // given a batch whose first transaction conflicts
+        let (store, service) = service();
+        let batch = orders(30);
         store.conflict_next(1);
+
+        // when the batch is handled
+        let results = service.handle_batch(batch.clone(), invocation()).await;
+
+        // then the first chunk is tried again at once, and every event counted once
+        assert_eq!(summary(results), each(&ids(&batch), Ok(Handled::Processed)));
+        let all = ids(&batch);
+        assert_eq!(
+            store.transactions(),
+            vec![all[..23].to_vec(), all[..23].to_vec(), all[23..].to_vec()]
+        );
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 30);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_conflicting_past_its_retries_goes_back_to_sqs_and_counts_once_later() {
+        // given a batch whose first chunk conflicts on every try
+        let (store, service) = service();
+        let batch = orders(30);
+        store.conflict_next(CONFLICT_RETRIES.max_attempts);
 
         // when the batch is handled
         let results = service.handle_batch(batch.clone(), invocation()).await;
@@ -836,20 +1021,91 @@ mod tests {
         // then the first chunk's events are retried by SQS, the second chunk's counted
         let all = ids(&batch);
         let mut expected = each(
-            &all[..98],
+            &all[..23],
             Err((FailureKind::Transient, "transaction-conflict")),
         );
-        expected.extend(each(&all[98..], Ok(Handled::Processed)));
+        expected.extend(each(&all[23..], Ok(Handled::Processed)));
         assert_eq!(summary(results), expected);
-        assert_eq!(store.counter(DAY, "EUR", ORDERS), 22);
+        assert_eq!(
+            store.transactions().len(),
+            CONFLICT_RETRIES.max_attempts as usize + 1
+        );
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 7);
 
         // and their redelivery counts them once
         let retried = service.handle_batch(batch.clone(), invocation()).await;
-        let mut expected = each(&all[..98], Ok(Handled::Processed));
-        expected.extend(each(&all[98..], Ok(Handled::Duplicate)));
+        let mut expected = each(&all[..23], Ok(Handled::Processed));
+        expected.extend(each(&all[23..], Ok(Handled::Duplicate)));
         assert_eq!(summary(retried), expected);
-        assert_eq!(store.counter(DAY, "EUR", ORDERS), 120);
-        assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 120);
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 30);
+        assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 30);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_not_tried_again_without_time_to_finish_it() {
+        // given 10 s left (a 2 s margin) and a transaction that takes 9 s and conflicts
+        let (store, service, invocation) = slow_service(9_000, 10_000);
+        store.conflict_next(1);
+        let batch = orders(5);
+
+        // when the batch is handled
+        let results = service.handle_batch(batch.clone(), invocation).await;
+
+        // then the chunk goes back to SQS instead of a second try
+        assert_eq!(
+            summary(results),
+            each(
+                &ids(&batch),
+                Err((FailureKind::Transient, "transaction-conflict"))
+            )
+        );
+        assert_eq!(store.transactions().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_time_runs_out_counts_the_chunks_it_started_and_leaves_the_rest() {
+        // given 10 s left (a 2 s margin), 5 chunks of 23 payments, 3 s per transaction
+        let (store, service, invocation) = slow_service(3_000, 10_000);
+        let batch = orders(5 * 23);
+
+        // when the batch is handled
+        let results = service.handle_batch(batch.clone(), invocation).await;
+
+        // then chunks started with 10, 7 and 4 s left are counted; with 1 s left none starts
+        let all = ids(&batch);
+        let mut expected = each(&all[..69], Ok(Handled::Processed));
+        expected.extend(each(
+            &all[69..],
+            Err((FailureKind::Transient, eventkit::NOT_STARTED)),
+        ));
+        assert_eq!(summary(results), expected);
+        assert_eq!(store.transactions().len(), 3);
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 69);
+
+        // and the redelivery of the whole batch counts the rest once, the others not again
+        let again = service
+            .handle_batch(batch.clone(), eventkit::testing::invocation())
+            .await;
+        let mut expected = each(&all[..69], Ok(Handled::Duplicate));
+        expected.extend(each(&all[69..], Ok(Handled::Processed)));
+        assert_eq!(summary(again), expected);
+        assert_eq!(store.counter(DAY, "EUR", ORDERS), 115);
+        assert_eq!(store.counter(HOUR, "PaymentProcessed", COUNT), 115);
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_its_deadline_near_starts_no_transaction() {
+        let (store, service, invocation) = slow_service(3_000, 900);
+        let batch = orders(3);
+        let results = service.handle_batch(batch.clone(), invocation).await;
+        assert_eq!(
+            summary(results),
+            each(
+                &ids(&batch),
+                Err((FailureKind::Transient, eventkit::NOT_STARTED))
+            )
+        );
+        assert!(store.transactions().is_empty());
     }
 
     #[tokio::test]

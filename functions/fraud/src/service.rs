@@ -1000,6 +1000,7 @@ mod tests {
             &BatchProcessor::new(),
             crate::ROUTES,
             sqs(events),
+            &invocation(),
             |events| w.service.handle_batch(events, invocation()),
         )
         .await

@@ -12,6 +12,14 @@
 //!   dead-letter queue at once, with its reason as message attributes, and is acknowledged.
 //!   If that send fails the message is reported failed instead, so nothing is dropped.
 //! - The handlers of a batch share their PutEvents requests ([`crate::coalesce`]).
+//! - Time budget ([`BatchProcessor::process_within`]): a record is started only while the
+//!   invocation has more than its start margin left ([`crate::lambda::start_margin`]). The
+//!   rest is reported in `batchItemFailures` as [`MessageOutcome::NotStarted`] (reason
+//!   [`NOT_STARTED`], logged once per batch with the count), and so is every later record
+//!   of its sequence key or FIFO group, so their order holds. Records already done stay
+//!   done: the invocation returns its partial answer in time instead of being stopped at
+//!   its deadline, which would send the whole batch back. Whole-batch handlers check the
+//!   same budget between their own chunks and answer [`not_started`] for the rest.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,7 +31,22 @@ use tracing::Instrument;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::envelope::RawEvent;
 use crate::error::HandlerError;
+use crate::lambda::Invocation;
 use crate::metrics::BatchMetrics;
+
+/// The reason a record was not started: too little of the invocation's time was left to be
+/// sure it would finish. Transient: SQS redelivers it, to a fresh invocation.
+pub const NOT_STARTED: &str = "not-started-time-budget";
+
+/// The answer for a record (or an event of a whole-batch handler) that was not started for
+/// lack of time ([`NOT_STARTED`]).
+pub fn not_started() -> HandlerError {
+    HandlerError::transient(
+        NOT_STARTED,
+        "not started: too little of the invocation's time was left to finish it; SQS \
+         redelivers it",
+    )
+}
 
 /// What a handler did with a message it accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +73,9 @@ pub enum MessageOutcome {
     },
     /// Not run because an earlier message of its FIFO group failed.
     Skipped,
+    /// Not started because the invocation's time ran short ([`NOT_STARTED`]); reported in
+    /// `batchItemFailures`, so SQS redelivers it.
+    NotStarted,
 }
 
 /// The result of a batch: the response for Lambda plus per-message outcomes.
@@ -67,7 +93,9 @@ impl BatchReport {
         for (id, outcome) in &outcomes {
             if matches!(
                 outcome,
-                MessageOutcome::Retried { .. } | MessageOutcome::Skipped
+                MessageOutcome::Retried { .. }
+                    | MessageOutcome::Skipped
+                    | MessageOutcome::NotStarted
             ) {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id.clone();
@@ -85,7 +113,9 @@ impl BatchReport {
                 MessageOutcome::Handled(Handled::Duplicate) => m.duplicates += 1,
                 MessageOutcome::Handled(Handled::Ignored) => m.ignored += 1,
                 MessageOutcome::DeadLettered { .. } => m.dead_lettered += 1,
-                MessageOutcome::Retried { .. } | MessageOutcome::Skipped => m.failed += 1,
+                MessageOutcome::Retried { .. }
+                | MessageOutcome::Skipped
+                | MessageOutcome::NotStarted => m.failed += 1,
             }
         }
         m
@@ -142,8 +172,39 @@ impl BatchProcessor {
         self
     }
 
-    /// Decodes each message body as an EventBridge event and runs `handler` on it.
+    /// Decodes each message body as an EventBridge event and runs `handler` on it, with no
+    /// time budget: every record is started.
     pub async fn process<F, Fut>(&self, event: SqsEvent, handler: F) -> BatchReport
+    where
+        F: Fn(RawEvent) -> Fut,
+        Fut: Future<Output = Result<Handled, HandlerError>>,
+    {
+        self.run(event, None, handler).await
+    }
+
+    /// Like [`process`](Self::process), but a record is only started while `invocation`
+    /// has time to start one ([`Invocation::has_time_to_start`]); the rest is reported as
+    /// [`MessageOutcome::NotStarted`], as is everything after it in its sequence key or
+    /// FIFO group.
+    pub async fn process_within<F, Fut>(
+        &self,
+        event: SqsEvent,
+        invocation: &Invocation,
+        handler: F,
+    ) -> BatchReport
+    where
+        F: Fn(RawEvent) -> Fut,
+        Fut: Future<Output = Result<Handled, HandlerError>>,
+    {
+        self.run(event, Some(invocation), handler).await
+    }
+
+    async fn run<F, Fut>(
+        &self,
+        event: SqsEvent,
+        budget: Option<&Invocation>,
+        handler: F,
+    ) -> BatchReport
     where
         F: Fn(RawEvent) -> Fut,
         Fut: Future<Output = Result<Handled, HandlerError>>,
@@ -187,7 +248,7 @@ impl BatchProcessor {
         // One publish scope per batch: the handlers' events share PutEvents requests.
         let outcomes: Vec<(String, MessageOutcome)> = crate::coalesce::scoped(
             stream::iter(groups)
-                .map(|group| self.run_group(group, fifo, handler))
+                .map(|group| self.run_group(group, fifo, budget, handler))
                 .buffer_unordered(self.concurrency)
                 .collect::<Vec<_>>(),
         )
@@ -196,15 +257,33 @@ impl BatchProcessor {
         .flatten()
         .collect();
 
+        let not_started = outcomes
+            .iter()
+            .filter(|(_, o)| *o == MessageOutcome::NotStarted)
+            .count();
+        if not_started > 0 {
+            // Once per batch, not per message: under load a batch may leave most of itself.
+            tracing::warn!(
+                reason = NOT_STARTED,
+                not_started,
+                messages = outcomes.len(),
+                remaining_ms = budget.map(|i| i.remaining().as_millis() as u64),
+                "the invocation's time ran short; messages not started are left for SQS to \
+                 redeliver"
+            );
+        }
         BatchReport::from_outcomes(outcomes)
     }
 
     /// Runs a group in order. FIFO: after a message fails, the rest of the group is skipped
-    /// and reported failed so that SQS redelivers them in order.
+    /// and reported failed so that SQS redelivers them in order. With a `budget`, each
+    /// message is started only while there is time to; once one is not, neither is any
+    /// later one of the group (a later message must not overtake an earlier one of its key).
     async fn run_group<F, Fut>(
         &self,
         group: Vec<Decoded>,
         fifo: bool,
+        budget: Option<&Invocation>,
         handler: &F,
     ) -> Vec<(String, MessageOutcome)>
     where
@@ -213,14 +292,24 @@ impl BatchProcessor {
     {
         let mut out = Vec::with_capacity(group.len());
         let mut blocked = false;
+        let mut out_of_time = false;
         for item in group {
             let id = item.message.message_id.clone().unwrap_or_default();
             if blocked {
                 out.push((id, MessageOutcome::Skipped));
                 continue;
             }
+            out_of_time = out_of_time || budget.is_some_and(|i| !i.has_time_to_start());
+            if out_of_time {
+                out.push((id, MessageOutcome::NotStarted));
+                continue;
+            }
             let outcome = self.run_one(item, handler).await;
-            blocked = fifo && matches!(outcome, MessageOutcome::Retried { .. });
+            blocked = fifo
+                && matches!(
+                    outcome,
+                    MessageOutcome::Retried { .. } | MessageOutcome::NotStarted
+                );
             out.push((id, outcome));
         }
         out
@@ -258,6 +347,9 @@ impl BatchProcessor {
                     MessageOutcome::Handled(handled)
                 }
                 Err(e) if e.is_permanent() => self.dead_letter(&message, e).await,
+                // A whole-batch handler's answer for work it did not start; logged once per
+                // batch by the caller, not per message.
+                Err(e) if e.reason == NOT_STARTED => MessageOutcome::NotStarted,
                 Err(e) => {
                     tracing::warn!(reason = %e.reason, error = %e.message, "transient failure; SQS will retry");
                     MessageOutcome::Retried { reason: e.reason }
@@ -334,6 +426,7 @@ mod tests {
     use crate::dead_letter::DeadLetterSink;
     use async_trait::async_trait;
     use std::sync::Mutex;
+    use std::time::Duration;
 
     fn body(id: &str, data: serde_json::Value) -> String {
         serde_json::json!({
@@ -535,6 +628,187 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(order_a, vec!["a1", "a2", "a3"]);
+    }
+
+    /// A clock the test moves by hand, in epoch milliseconds.
+    fn manual_clock(start_ms: u64) -> (Arc<std::sync::atomic::AtomicU64>, crate::lambda::Clock) {
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(start_ms));
+        let read = now.clone();
+        let clock: crate::lambda::Clock =
+            Arc::new(move || read.load(std::sync::atomic::Ordering::SeqCst));
+        (now, clock)
+    }
+
+    /// A clock that reads `script` in turn, then its last value for ever.
+    fn scripted_clock(script: Vec<u64>) -> crate::lambda::Clock {
+        let script = Mutex::new(std::collections::VecDeque::from(script));
+        Arc::new(move || {
+            let mut script = script.lock().unwrap();
+            if script.len() > 1 {
+                script.pop_front().unwrap()
+            } else {
+                script.front().copied().unwrap_or_default()
+            }
+        })
+    }
+
+    fn outcome_of<'a>(report: &'a BatchReport, id: &str) -> &'a MessageOutcome {
+        &report
+            .outcomes
+            .iter()
+            .find(|(m, _)| m == id)
+            .expect("an outcome per message")
+            .1
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_deadline_is_near_starts_nothing_and_reports_every_message() {
+        // given an invocation with 500 ms left: less than the 1 s floor of the margin
+        let (_, clock) = manual_clock(1_000_000);
+        let invocation = Invocation::with_remaining_on(Duration::from_millis(500), clock);
+        let sink = Arc::new(RecordingSink::default());
+        let started = std::sync::atomic::AtomicUsize::new(0);
+        let event = batch(vec![
+            message("m1", None, body("e1", serde_json::json!({}))),
+            message("m2", None, body("e2", serde_json::json!({"key": "A"}))),
+            message("m3", None, "not json at all".into()),
+        ]);
+
+        // when the batch is processed within it
+        let report = BatchProcessor::new()
+            .with_dead_letters(sink.clone())
+            .with_sequence_key(|e: &RawEvent| e.data["key"].as_str().map(str::to_string))
+            .process_within(event, &invocation, |e: RawEvent| {
+                started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                handler(e)
+            })
+            .await;
+
+        // then nothing ran, not even a dead-letter send, and every message is reported
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(sink.letters.lock().unwrap().is_empty());
+        assert_eq!(failed_ids(&report), vec!["m1", "m2", "m3"]);
+        assert!(report
+            .outcomes
+            .iter()
+            .all(|(_, o)| *o == MessageOutcome::NotStarted));
+        assert_eq!(report.metrics().failed, 3);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_time_runs_out_midway_reports_exactly_the_messages_not_started() {
+        // given 10 s left (a 2 s margin), and messages that take 3 s each, one at a time
+        let (now, clock) = manual_clock(1_000_000);
+        let invocation = Invocation::with_remaining_on(Duration::from_secs(10), clock);
+        assert_eq!(invocation.start_margin(), Duration::from_secs(2));
+        let seen = Mutex::new(Vec::new());
+        let event = batch(
+            (1..=5)
+                .map(|i| {
+                    message(
+                        &format!("m{i}"),
+                        None,
+                        body(&format!("e{i}"), serde_json::json!({})),
+                    )
+                })
+                .collect(),
+        );
+
+        // when the batch is processed
+        let report = BatchProcessor::new()
+            .with_concurrency(1)
+            .process_within(event, &invocation, |e: RawEvent| {
+                seen.lock().unwrap().push(e.metadata.event_id.clone());
+                now.fetch_add(3_000, std::sync::atomic::Ordering::SeqCst);
+                handler(e)
+            })
+            .await;
+
+        // then the first three started (10, 7 and 4 s left), the fourth found 1 s left
+        assert_eq!(*seen.lock().unwrap(), vec!["e1", "e2", "e3"]);
+        assert_eq!(
+            failed_ids(&report),
+            vec!["m4", "m5"],
+            "done ones are not reported"
+        );
+        for done in ["m1", "m2", "m3"] {
+            assert_eq!(
+                outcome_of(&report, done),
+                &MessageOutcome::Handled(Handled::Processed)
+            );
+        }
+        for left in ["m4", "m5"] {
+            assert_eq!(outcome_of(&report, left), &MessageOutcome::NotStarted);
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_message_not_started_no_later_one_of_its_key_starts() {
+        // given a clock that reads: the start (twice: the deadline, then the budget), a1's
+        // check (10 s left), a2's check (0.5 s left), then 10 s left again for ever
+        let start = 1_000_000;
+        let clock = scripted_clock(vec![start, start, start, start + 9_500, start]);
+        let invocation = Invocation::with_remaining_on(Duration::from_secs(10), clock);
+        let seen = Mutex::new(Vec::new());
+        let event = batch(vec![
+            message("a1", None, body("a1", serde_json::json!({"key": "A"}))),
+            message("a2", None, body("a2", serde_json::json!({"key": "A"}))),
+            message("a3", None, body("a3", serde_json::json!({"key": "A"}))),
+            message("b1", None, body("b1", serde_json::json!({"key": "B"}))),
+        ]);
+
+        // when the batch is processed, one key at a time
+        let report = BatchProcessor::new()
+            .with_concurrency(1)
+            .with_sequence_key(|e: &RawEvent| e.data["key"].as_str().map(str::to_string))
+            .process_within(event, &invocation, |e: RawEvent| {
+                seen.lock().unwrap().push(e.metadata.event_id.clone());
+                handler(e)
+            })
+            .await;
+
+        // then a3 waits behind a2 although time seemed to be back; key B started
+        assert_eq!(*seen.lock().unwrap(), vec!["a1", "b1"]);
+        assert_eq!(failed_ids(&report), vec!["a2", "a3"]);
+    }
+
+    #[tokio::test]
+    async fn a_fifo_group_stops_at_its_first_message_not_started() {
+        let (now, clock) = manual_clock(1_000_000);
+        let invocation = Invocation::with_remaining_on(Duration::from_secs(10), clock);
+        let event = batch(vec![
+            message("a1", Some("A"), body("a1", serde_json::json!({}))),
+            message("a2", Some("A"), body("a2", serde_json::json!({}))),
+            message("a3", Some("A"), body("a3", serde_json::json!({}))),
+        ]);
+        let report = BatchProcessor::new()
+            .process_within(event, &invocation, |e: RawEvent| {
+                now.fetch_add(9_000, std::sync::atomic::Ordering::SeqCst);
+                handler(e)
+            })
+            .await;
+        assert_eq!(failed_ids(&report), vec!["a2", "a3"]);
+        assert_eq!(outcome_of(&report, "a3"), &MessageOutcome::NotStarted);
+    }
+
+    #[tokio::test]
+    async fn a_handlers_not_started_answer_is_reported_as_not_started() {
+        // given a handler's answer of "not started" (a whole-batch handler's, passed on)
+        let event = batch(vec![
+            message("m1", None, body("e1", serde_json::json!({}))),
+            message("m2", None, body("e2", serde_json::json!({}))),
+        ]);
+        let report = BatchProcessor::new()
+            .process(event, |e: RawEvent| async move {
+                if e.metadata.event_id == "e2" {
+                    return Err(not_started());
+                }
+                Ok(Handled::Processed)
+            })
+            .await;
+        // then it is reported as not started, and the rest as handled
+        assert_eq!(failed_ids(&report), vec!["m2"]);
+        assert_eq!(outcome_of(&report, "m2"), &MessageOutcome::NotStarted);
     }
 
     #[tokio::test]

@@ -10,7 +10,9 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 
-use crate::batch::{BatchProcessor, BatchReport, Handled, MessageOutcome};
+use crate::batch::{
+    not_started, BatchProcessor, BatchReport, Handled, MessageOutcome, NOT_STARTED,
+};
 use crate::dead_letter::SqsDeadLetterQueue;
 use crate::envelope::{Envelope, RawEvent};
 use crate::error::{DecodeError, HandlerError};
@@ -39,36 +41,111 @@ pub fn take_in<E: EventSet>(routes: &[Route], raw: &RawEvent) -> Result<Envelope
     E::envelope(raw)
 }
 
+/// Reads the time as epoch milliseconds, the unit of Lambda's deadline. The system clock in
+/// Lambda; tests pass one they move by hand, so time-budget rules are tested without sleeps.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The wall clock, in epoch milliseconds.
+pub fn system_clock() -> Clock {
+    Arc::new(|| chrono::Utc::now().timestamp_millis().max(0) as u64)
+}
+
+/// The least time an invocation must have left to start a new record (or chunk).
+pub const MIN_START_MARGIN: Duration = Duration::from_secs(1);
+
+/// The share of the invocation's time, as first seen, that must be left to start new work:
+/// one fifth ([`start_margin`]).
+pub const START_MARGIN_DIVISOR: u32 = 5;
+
+/// How much time must be left before the deadline to start a new record or chunk: the
+/// larger of [`MIN_START_MARGIN`] and a fifth of `budget`, the time the invocation had when
+/// it began (Lambda's deadline less the start: the function's timeout, less the moment it
+/// took to be handed the event).
+///
+/// Why stop early at all: if Lambda stops the invocation at its deadline, the batch's
+/// response is lost, so every message of the batch, finished ones too, comes back after the
+/// visibility timeout with one more receive counted ("By default, if Lambda encounters an
+/// error at any point while processing a batch, all messages in that batch return to the
+/// queue": "Creating and configuring an Amazon SQS event source mapping",
+/// https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html). Not starting a
+/// record costs a receive for that record only. Why this much: a record that starts must be
+/// able to finish, and its worst case is a few DynamoDB or EventBridge calls, each retried
+/// with backoff ([`crate::retry::RetryPolicy`]: waits up to 2 s apiece), so a margin that
+/// scales with the timeout keeps the same share of slack for a 10 s function (2 s) as for a
+/// 30 s one (6 s); the 1 s floor keeps room for one slow call on a function with a short
+/// timeout. A fifth is little enough that a healthy batch never hits it.
+pub fn start_margin(budget: Duration) -> Duration {
+    (budget / START_MARGIN_DIVISOR).max(MIN_START_MARGIN)
+}
+
 /// What a handler may want to know about the invocation it runs in.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Invocation {
     pub request_id: String,
     /// Epoch milliseconds at which Lambda stops the invocation.
     pub deadline_ms: u64,
+    /// The time that must be left to start new work ([`start_margin`]).
+    start_margin: Duration,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Invocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invocation")
+            .field("request_id", &self.request_id)
+            .field("deadline_ms", &self.deadline_ms)
+            .field("start_margin", &self.start_margin)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Invocation {
-    /// Time left before the deadline (zero when past it).
-    pub fn remaining(&self) -> Duration {
-        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
-        Duration::from_millis(self.deadline_ms.saturating_sub(now))
+    /// An invocation that ends at `deadline_ms` by `clock`; its start margin comes from the
+    /// time left now.
+    pub fn new(request_id: impl Into<String>, deadline_ms: u64, clock: Clock) -> Self {
+        let budget = Duration::from_millis(deadline_ms.saturating_sub(clock()));
+        Invocation {
+            request_id: request_id.into(),
+            deadline_ms,
+            start_margin: start_margin(budget),
+            clock,
+        }
     }
 
-    /// The invocation Lambda's context describes.
+    /// Time left before the deadline (zero when past it).
+    pub fn remaining(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms.saturating_sub((self.clock)()))
+    }
+
+    /// The time that must be left to start new work.
+    pub fn start_margin(&self) -> Duration {
+        self.start_margin
+    }
+
+    /// Whether there is time to start another record or chunk: more than the start margin
+    /// is left. Work already started is never cut short by this; it only keeps new work
+    /// from starting when it might not finish.
+    pub fn has_time_to_start(&self) -> bool {
+        self.remaining() > self.start_margin
+    }
+
+    /// The invocation Lambda's context describes (`Context::deadline`: epoch milliseconds,
+    /// from the runtime API's `Lambda-Runtime-Deadline-Ms`, "the date that the function times
+    /// out in Unix time milliseconds": "Using the Lambda runtime API for custom runtimes",
+    /// https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html).
     pub fn from_context(context: &lambda_runtime::Context) -> Self {
-        Invocation {
-            request_id: context.request_id.clone(),
-            deadline_ms: context.deadline,
-        }
+        Invocation::new(context.request_id.clone(), context.deadline, system_clock())
     }
 
     /// For tests and local runs: an invocation with `remaining` time left.
     pub fn with_remaining(remaining: Duration) -> Self {
-        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
-        Invocation {
-            request_id: "local".into(),
-            deadline_ms: now + remaining.as_millis() as u64,
-        }
+        Invocation::with_remaining_on(remaining, system_clock())
+    }
+
+    /// For tests: an invocation with `remaining` time left by `clock`.
+    pub fn with_remaining_on(remaining: Duration, clock: Clock) -> Self {
+        let deadline_ms = clock().saturating_add(remaining.as_millis() as u64);
+        Invocation::new("local", deadline_ms, clock)
     }
 }
 
@@ -130,6 +207,7 @@ pub fn entire_batch_failed(report: &BatchReport) -> Option<EntireBatchFailed> {
         let reason = match outcome {
             MessageOutcome::Retried { reason } => reason.as_str(),
             MessageOutcome::Skipped => "skipped-after-failure",
+            MessageOutcome::NotStarted => NOT_STARTED,
             MessageOutcome::Handled(_) | MessageOutcome::DeadLettered { .. } => return None,
         };
         if !reasons.iter().any(|r| r == reason) {
@@ -166,7 +244,8 @@ where
 }
 
 /// Runs the Lambda runtime loop for an SQS-triggered function: each batch goes through
-/// `processor`, each message to `handler`, and a metrics line is written per batch in the
+/// `processor`, each message to `handler` while the invocation has time to start it
+/// ([`BatchProcessor::process_within`]), and a metrics line is written per batch in the
 /// namespace named by `POWERTOOLS_METRICS_NAMESPACE`. A batch in which every message failed
 /// is returned as an error ([`EntireBatchFailed`]).
 pub async fn serve_sqs<H, Fut>(
@@ -182,7 +261,9 @@ where
     let processor = &processor;
     serve_batches(service, move |batch, invocation| async move {
         processor
-            .process(batch, |message| handler(message, invocation.clone()))
+            .process_within(batch, &invocation, |message| {
+                handler(message, invocation.clone())
+            })
             .await
     })
     .await
@@ -197,7 +278,9 @@ pub type BatchResults = Vec<(String, Result<Handled, HandlerError>)>;
 /// before it judges any of them. Messages that fail intake, and every result, go through
 /// `processor` as for per-message handlers: permanent failures are dead-lettered with their
 /// reason, transient ones reported in `batchItemFailures`; an event the handler gives no
-/// result for is retried.
+/// result for is retried. The handler gets the invocation so that it can check the time
+/// budget between its own chunks ([`Invocation::has_time_to_start`]) and answer
+/// [`not_started`](crate::batch::not_started) for the rest.
 pub async fn serve_event_batches<E, H, Fut>(
     service: &'static str,
     routes: &'static [Route],
@@ -211,20 +294,28 @@ where
 {
     let handler = &handler;
     let processor = &processor;
-    serve_batches(service, move |batch, invocation| {
-        process_whole_batch(processor, routes, batch, move |events| {
+    serve_batches(service, move |batch, invocation| async move {
+        let budget = invocation.clone();
+        process_whole_batch(processor, routes, batch, &budget, move |events| {
             handler(events, invocation)
         })
+        .await
     })
     .await
 }
 
 /// One batch through a batch handler: admit, handle the admitted events at once, then give
 /// each message its result through `processor`.
+///
+/// If `invocation` has no time to start work, the handler is not called and every message
+/// is reported not started ([`MessageOutcome::NotStarted`]). Otherwise the results are all given out, however late the
+/// handler finished: its work is done, and reporting it done is what keeps it from coming
+/// back (the handler itself checks the budget between its chunks).
 pub async fn process_whole_batch<E, H, Fut>(
     processor: &BatchProcessor,
     routes: &[Route],
     batch: SqsEvent,
+    invocation: &Invocation,
     handler: H,
 ) -> BatchReport
 where
@@ -232,6 +323,13 @@ where
     H: FnOnce(Vec<Envelope<E>>) -> Fut,
     Fut: Future<Output = BatchResults>,
 {
+    if !invocation.has_time_to_start() {
+        // Nothing is started, not even a dead-letter send: every message is reported not
+        // started (the handler below is never called; the processor sees no time left).
+        return processor
+            .process_within(batch, invocation, |_| async { Err(not_started()) })
+            .await;
+    }
     let answers = handle_batch(routes, &batch, handler).await;
     processor
         .process(batch, |raw| {
@@ -408,6 +506,179 @@ mod tests {
             reason: "invalid".into(),
         }]);
         assert_eq!(entire_batch_failed(&all_dead_lettered), None);
+    }
+
+    #[test]
+    fn a_batch_left_whole_for_lack_of_time_is_an_error_naming_that_reason() {
+        let r = report(vec![MessageOutcome::NotStarted, MessageOutcome::NotStarted]);
+        assert_eq!(r.response.batch_item_failures.len(), 2);
+        assert_eq!(
+            entire_batch_failed(&r).map(|f| f.reasons),
+            Some(vec![NOT_STARTED.to_string()])
+        );
+    }
+
+    #[test]
+    fn the_start_margin_is_a_fifth_of_the_budget_and_at_least_a_second() {
+        assert_eq!(
+            start_margin(Duration::from_secs(10)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            start_margin(Duration::from_secs(30)),
+            Duration::from_secs(6)
+        );
+        assert_eq!(start_margin(Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(start_margin(Duration::ZERO), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_invocation_has_time_to_start_while_more_than_its_margin_is_left() {
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(5_000_000));
+        let read = now.clone();
+        let clock: Clock = Arc::new(move || read.load(std::sync::atomic::Ordering::SeqCst));
+        let invocation = Invocation::with_remaining_on(Duration::from_secs(10), clock);
+        assert_eq!(invocation.remaining(), Duration::from_secs(10));
+        assert!(invocation.has_time_to_start());
+        now.fetch_add(8_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(invocation.remaining(), Duration::from_secs(2));
+        assert!(!invocation.has_time_to_start(), "exactly the margin left");
+        now.fetch_add(60_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(invocation.remaining(), Duration::ZERO);
+        assert!(!invocation.has_time_to_start());
+    }
+
+    /// A one-type event set for whole-batch tests.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Ping {
+        n: u32,
+    }
+    impl crate::EventData for Ping {
+        const DETAIL_TYPE: &'static str = "Ping";
+        const SOURCE: &'static str = "test";
+    }
+    #[derive(Debug, Clone, PartialEq)]
+    struct Pings(Ping);
+    impl crate::Payload for Pings {
+        fn detail_type(&self) -> &'static str {
+            "Ping"
+        }
+        fn source(&self) -> &'static str {
+            "test"
+        }
+        fn schema_version(&self) -> u32 {
+            1
+        }
+        fn to_data(&self) -> serde_json::Value {
+            crate::Payload::to_data(&self.0)
+        }
+    }
+    impl EventSet for Pings {
+        const ROUTES: &'static [Route] = &[<Ping as crate::EventData>::ROUTE];
+        fn decode(raw: &RawEvent) -> Result<Self, DecodeError> {
+            raw.decode::<Ping>().map(|e| Pings(e.data))
+        }
+        fn decode_stored(raw: &RawEvent) -> Result<Self, DecodeError> {
+            raw.decode_stored::<Ping>().map(|e| Pings(e.data))
+        }
+    }
+
+    fn ping_batch() -> SqsEvent {
+        let body = |id: &str| {
+            serde_json::json!({
+                "id": id, "detail-type": "Ping", "source": "test",
+                "time": "2026-11-21T10:00:00Z", "detail": {"data": {"n": 1}}
+            })
+            .to_string()
+        };
+        let records: Vec<serde_json::Value> = [body("e1"), body("e2"), "not json".into()]
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                serde_json::json!({
+                    "messageId": format!("m{i}"), "receiptHandle": "r", "body": body,
+                    "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q",
+                    "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_whole_batch_with_no_time_left_is_not_started_at_all() {
+        // given an invocation with 800 ms left (the margin is at least 1 s)
+        let clock: Clock = Arc::new(|| 7_000_000);
+        let invocation = Invocation::with_remaining_on(Duration::from_millis(800), clock);
+        let called = std::sync::atomic::AtomicBool::new(false);
+
+        // when a whole-batch handler is given the batch
+        let report = process_whole_batch::<Pings, _, _>(
+            &BatchProcessor::new(),
+            Pings::ROUTES,
+            ping_batch(),
+            &invocation,
+            |events| {
+                called.store(true, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    events
+                        .into_iter()
+                        .map(|e| (e.metadata.event_id, Ok(Handled::Processed)))
+                        .collect()
+                }
+            },
+        )
+        .await;
+
+        // then the handler never ran and every message, the undecodable one too, waits
+        assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(report.response.batch_item_failures.len(), 3);
+        assert!(report
+            .outcomes
+            .iter()
+            .all(|(_, o)| *o == MessageOutcome::NotStarted));
+    }
+
+    #[tokio::test]
+    async fn a_whole_batch_with_time_left_gives_each_message_the_handlers_answer() {
+        let invocation = Invocation::with_remaining(Duration::from_secs(30));
+        let report = process_whole_batch::<Pings, _, _>(
+            &BatchProcessor::new(),
+            Pings::ROUTES,
+            ping_batch(),
+            &invocation,
+            |events| async move {
+                events
+                    .into_iter()
+                    .map(|e| {
+                        let result = if e.metadata.event_id == "e2" {
+                            Err(not_started())
+                        } else {
+                            Ok(Handled::Processed)
+                        };
+                        (e.metadata.event_id, result)
+                    })
+                    .collect()
+            },
+        )
+        .await;
+        let mut outcomes = report.outcomes.clone();
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            outcomes,
+            vec![
+                ("m0".into(), MessageOutcome::Handled(Handled::Processed)),
+                ("m1".into(), MessageOutcome::NotStarted),
+                (
+                    "m2".into(),
+                    MessageOutcome::Retried {
+                        reason: "not-json".into()
+                    }
+                ),
+            ]
+        );
     }
 
     #[test]

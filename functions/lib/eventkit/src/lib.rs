@@ -8,7 +8,8 @@
 //!   routes that admit only a type's owning source, and limits on ids.
 //! - [`lambda`]: the runtime loop; a function declares its routes and gets typed events.
 //! - [`batch`]: SQS batches with partial failures, bounded concurrency, FIFO ordering and
-//!   immediate dead-lettering of poison messages ([`dead_letter`]).
+//!   immediate dead-lettering of poison messages ([`dead_letter`]), and a time budget: no
+//!   record is started when the invocation's time runs short.
 //! - [`idempotency`]: run work once per key, with Powertools semantics, over the
 //!   [`IdempotencyStore`] port (DynamoDB adapter; in-memory adapter under `testing`).
 //! - [`publisher`]: the [`Publish`] port; PutEvents with per-entry retries.
@@ -48,13 +49,15 @@ pub mod testing;
 /// The AWS-free core, re-exported: envelopes, event sets, routes, ids.
 pub use eventcore::{envelope, event_set, ids, routes};
 
-pub use batch::{BatchProcessor, BatchReport, Handled, MessageOutcome};
+pub use batch::{not_started, BatchProcessor, BatchReport, Handled, MessageOutcome, NOT_STARTED};
 pub use dead_letter::{DeadLetter, DeadLetterSink, SqsDeadLetterQueue};
 pub use dynamo::{DynamoError, FirstWrite};
 pub use error::{DecodeError, FailureKind, HandlerError};
 pub use eventcore::{Envelope, EventData, EventMetadata, EventSet, Payload, RawEvent, Route};
 pub use idempotency::{Idempotency, IdempotencyError, IdempotencyStore, Outcome};
-pub use lambda::{serve_event_batches, serve_events, serve_sqs, take_in, BatchResults, Invocation};
+pub use lambda::{
+    serve_event_batches, serve_events, serve_sqs, take_in, BatchResults, Clock, Invocation,
+};
 pub use metrics::BatchMetrics;
 pub use publisher::{Publish, PublishError, Publisher};
 pub use retry::RetryPolicy;
