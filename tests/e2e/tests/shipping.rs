@@ -124,8 +124,7 @@ async fn the_same_order_confirmed_delivered_twice_ships_once() {
         .send()
         .await
         .unwrap();
-    // Held like any message of the queue, where "drained" cannot see it (delayed messages
-    // are neither visible nor in flight): wait for its handling, the third of this event id.
+    // Held like any message of the queue: wait for its handling, the third of this event id.
     stack
         .wait_until_handled_times("shipping", &event_id, 3)
         .await;
