@@ -642,6 +642,15 @@ mod tests {
         let mut forged = order_confirmed("ord-1").to_raw();
         forged.source = sources::SHIPPING.into();
         assert_eq!(take_in(&forged), "untrusted-source");
+        // Only the saga may stop a shipment.
+        let mut forged_cancel = cancel_requested("ord-1", "fraud-suspected").to_raw();
+        forged_cancel.source = sources::OPERATIONS.into();
+        assert_eq!(take_in(&forged_cancel), "untrusted-source");
+        let own_answer = Envelope::new(Event::from(ShipmentCancelled {
+            order_id: "ord-1".into(),
+            reason: "fraud-suspected".into(),
+        }));
+        assert_eq!(take_in(&own_answer.to_raw()), "not-routed");
         let other = Envelope::new(Event::from(FraudSuspected {
             order_id: "ord-1".into(),
             reason: "velocity".into(),
