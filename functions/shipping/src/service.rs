@@ -1,25 +1,41 @@
-//! Handles one event for the shipping function.
+//! Handles one event for the shipping function: dispatches a held `OrderConfirmed`, or
+//! cancels the shipment on the saga's `CancelShipmentRequested`.
 //!
-//! Why an order ships once under at-least-once delivery: the shipments table decides it
-//! (first writer wins per order), for a redelivered event as for a different event about the
-//! same order; and `OrderShipped`'s id is derived from its cause, so a redelivery that finds
-//! its own shipment publishes the same event again, which downstream drops as a duplicate.
+//! Why exactly one of dispatch and cancel wins per order: both are the same conditional write,
+//! the order's one item in the shipments table (`attribute_not_exists(orderId)`), one saying
+//! DISPATCHED, the other CANCELLED. DynamoDB applies conditional writes to an item one at a
+//! time, so whichever comes second finds the first one's item and acts on it instead: a
+//! dispatch that finds a cancellation ships nothing; a cancel that finds a dispatch announces
+//! nothing (the dispatch's `OrderShipped` tells the saga the order left). No other state (no
+//! lock, no flag on the order) is needed, and none can disagree with the table.
 //!
-//! There is no separate idempotency record (eventkit's `Idempotency`): the shipment is
-//! already one conditional write keyed by the order, so that write is the record. One per
-//! event would cost two more DynamoDB writes per event and guard nothing the table does not.
+//! Why the cancel usually wins when it should: `OrderConfirmed` reaches this function only
+//! after the shipping queue's delay (`ShipmentHoldSeconds`, at least the fraud window), while
+//! `CancelShipmentRequested` comes through its own queue without one.
+//!
+//! Why an order ships (or is cancelled) once under at-least-once delivery: the same table
+//! decides it, for a redelivered event as for a different event about the same order; and the
+//! answer's id is derived from the event that decided, so a redelivery that finds its own
+//! decision publishes the same event again, which downstream drops as a duplicate.
+//!
+//! There is no separate idempotency record (eventkit's `Idempotency`): the decision is already
+//! one conditional write keyed by the order, so that write is the record. One per event would
+//! cost two more DynamoDB writes per event and guard nothing the table does not.
 
 use std::sync::Arc;
 
-use contracts::{Event, OrderConfirmed, OrderShipped};
+use contracts::{CancelShipmentRequested, Event, OrderConfirmed, OrderShipped, ShipmentCancelled};
 use eventkit::envelope::format_time;
 use eventkit::{
     DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation, Publish,
     Publisher,
 };
 
+use crate::hold::check_hold;
 use crate::plan::plan_shipment;
-use crate::repository::{DynamoShipmentRepository, ShipmentRecord, ShipmentRepository};
+use crate::repository::{
+    Dispatch, DynamoShipmentRepository, ShipmentRecord, ShipmentRepository, ShipmentState,
+};
 
 pub struct ShippingService {
     shipments: Arc<dyn ShipmentRepository>,
@@ -27,9 +43,19 @@ pub struct ShippingService {
 }
 
 impl ShippingService {
-    /// Reads `SHIPMENTS_TABLE` and `EVENT_BUS_NAME`.
+    /// Reads `SHIPMENTS_TABLE` and `EVENT_BUS_NAME`, and refuses to start unless
+    /// `SHIPMENT_HOLD_SECONDS` covers `FRAUD_WINDOW_SECONDS` (see [`crate::hold`]).
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         use eventkit::aws::required_env;
+        let hold = check_hold(
+            &required_env("SHIPMENT_HOLD_SECONDS")?,
+            &required_env("FRAUD_WINDOW_SECONDS")?,
+        )
+        .map_err(|e| e.to_string())?;
+        tracing::info!(
+            hold_seconds = hold.as_secs(),
+            "shipments are held by the queue"
+        );
         let dynamo = aws_sdk_dynamodb::Client::new(aws);
         Ok(ShippingService::new(
             Arc::new(DynamoShipmentRepository::new(
@@ -47,8 +73,8 @@ impl ShippingService {
         ShippingService { shipments, bus }
     }
 
-    /// Handles one event. Only `OrderConfirmed` is routed here; anything else is misrouted
-    /// and fails permanently.
+    /// Handles one event. Only `OrderConfirmed` and `CancelShipmentRequested` are routed
+    /// here; anything else is misrouted and fails permanently.
     pub async fn handle(
         &self,
         event: Envelope<Event>,
@@ -56,50 +82,129 @@ impl ShippingService {
     ) -> Result<Handled, HandlerError> {
         let Envelope { metadata, data, .. } = event;
         match data {
-            Event::OrderConfirmed(order) => self.ship(&metadata, &order).await,
+            Event::OrderConfirmed(order) => self.dispatch(&metadata, &order).await,
+            Event::CancelShipmentRequested(request) => self.cancel(&metadata, &request).await,
             other => Err(DecodeError::not_routed(&other).into()),
         }
     }
 
-    /// Records the shipment, then announces it. The table is what guarantees one shipment
-    /// per order, also when a second `OrderConfirmed` for the same order (a different event)
-    /// arrives.
-    async fn ship(
+    /// The hold is over: records the dispatch, then announces it, unless the order's fate
+    /// was decided first.
+    async fn dispatch(
         &self,
         cause: &EventMetadata,
         order: &OrderConfirmed,
     ) -> Result<Handled, HandlerError> {
-        let planned = record_of(cause, order);
-        let (shipment, handled) = match self.shipments.create_once(&planned).await? {
+        let planned = planned_dispatch(order);
+        let record = decided_by(
+            cause,
+            &order.order_id,
+            ShipmentState::Dispatched(planned.clone()),
+        );
+        let (dispatch, handled) = match self.shipments.create_once(&record).await? {
             FirstWrite::Written => (planned, Handled::Processed),
-            // Our own earlier attempt stored it (and may have died before publishing): publish
-            // the stored shipment; the derived event id makes it the same event.
-            FirstWrite::Existing(stored) if stored.event_id == cause.event_id => {
-                (stored, Handled::Duplicate)
-            }
-            FirstWrite::Existing(stored) => {
-                tracing::warn!(order_id = %stored.order_id, shipment_id = %stored.shipment_id,
-                    first_event_id = %stored.event_id,
-                    "order already shipped for another event; not shipping again");
-                return Ok(Handled::Duplicate);
-            }
+            FirstWrite::Existing(stored) => match stored.state {
+                // Our own earlier attempt stored it (and may have died before publishing):
+                // publish the stored shipment; the derived event id makes it the same event.
+                ShipmentState::Dispatched(dispatch) if stored.event_id == cause.event_id => {
+                    (dispatch, Handled::Duplicate)
+                }
+                ShipmentState::Dispatched(dispatch) => {
+                    tracing::warn!(order_id = %stored.order_id, shipment_id = %dispatch.shipment_id,
+                        first_event_id = %stored.event_id,
+                        "order already shipped for another event; not shipping again");
+                    return Ok(Handled::Duplicate);
+                }
+                ShipmentState::Cancelled { reason } => {
+                    tracing::info!(order_id = %stored.order_id, %reason,
+                        cancel_event_id = %stored.event_id,
+                        "the cancel reached shipping before the hold ended; nothing ships");
+                    return Ok(Handled::Ignored);
+                }
+            },
         };
-        self.bus.publish(&[shipped_event(cause, &shipment)]).await?;
-        tracing::info!(order_id = %shipment.order_id, shipment_id = %shipment.shipment_id,
-            carrier = %shipment.carrier, tracking_number = %shipment.tracking_number,
+        self.bus
+            .publish(&[shipped_event(cause, &order.order_id, &dispatch)])
+            .await?;
+        tracing::info!(order_id = %order.order_id, shipment_id = %dispatch.shipment_id,
+            carrier = %dispatch.carrier, tracking_number = %dispatch.tracking_number,
             ?handled, "order shipped");
+        Ok(handled)
+    }
+
+    /// The saga wants the order stopped: records the cancellation, then announces it, unless
+    /// the order was dispatched first.
+    async fn cancel(
+        &self,
+        cause: &EventMetadata,
+        request: &CancelShipmentRequested,
+    ) -> Result<Handled, HandlerError> {
+        let record = decided_by(
+            cause,
+            &request.order_id,
+            ShipmentState::Cancelled {
+                reason: request.reason.clone(),
+            },
+        );
+        let first_write = self.shipments.create_once(&record).await?;
+        let (decided_by_event, correlation_id, reason, handled) = match first_write {
+            FirstWrite::Written => (
+                record.event_id,
+                record.correlation_id,
+                request.reason.clone(),
+                Handled::Processed,
+            ),
+            // Cancelled before, by this request (a redelivery, perhaps after a failed
+            // publish) or another one: announce the stored cancellation, so every copy
+            // of ShipmentCancelled for the order has one id and one reason.
+            FirstWrite::Existing(stored) => match stored.state {
+                ShipmentState::Cancelled { reason } => (
+                    stored.event_id,
+                    stored.correlation_id,
+                    reason,
+                    Handled::Duplicate,
+                ),
+                ShipmentState::Dispatched(dispatch) => {
+                    // The saga learns it from the dispatch's OrderShipped; a
+                    // ShipmentCancelled now would let it refund goods that have left.
+                    tracing::warn!(order_id = %stored.order_id,
+                        shipment_id = %dispatch.shipment_id, reason = %request.reason,
+                        dispatch_event_id = %stored.event_id,
+                        "cancel requested after the order was dispatched; dispatch won, \
+                         the order stays shipped");
+                    return Ok(Handled::Ignored);
+                }
+            },
+        };
+        self.bus
+            .publish(&[cancelled_event(
+                &decided_by_event,
+                &correlation_id,
+                &request.order_id,
+                &reason,
+            )])
+            .await?;
+        tracing::info!(order_id = %request.order_id, %reason, ?handled, "shipment cancelled");
         Ok(handled)
     }
 }
 
-fn record_of(cause: &EventMetadata, order: &OrderConfirmed) -> ShipmentRecord {
+/// Where `order_id` goes, planned from the order alone (see [`crate::plan`]).
+fn planned_dispatch(order: &OrderConfirmed) -> Dispatch {
     let plan = plan_shipment(&order.order_id);
-    ShipmentRecord {
-        order_id: order.order_id.clone(),
+    Dispatch {
         shipment_id: plan.shipment_id,
         carrier: plan.carrier,
         tracking_number: plan.tracking_number,
         customer_email: order.customer_email.clone(),
+    }
+}
+
+/// The record of `state`, decided by the event `cause`.
+fn decided_by(cause: &EventMetadata, order_id: &str, state: ShipmentState) -> ShipmentRecord {
+    ShipmentRecord {
+        order_id: order_id.to_string(),
+        state,
         event_id: cause.event_id.clone(),
         correlation_id: cause.correlation_id.clone(),
         created_at: format_time(&chrono::Utc::now()),
@@ -108,16 +213,43 @@ fn record_of(cause: &EventMetadata, order: &OrderConfirmed) -> ShipmentRecord {
 
 /// `OrderShipped`, with the shipment id as discriminator: the same cause yields the same
 /// event id.
-fn shipped_event(cause: &EventMetadata, shipment: &ShipmentRecord) -> Envelope<Event> {
+fn shipped_event(cause: &EventMetadata, order_id: &str, dispatch: &Dispatch) -> Envelope<Event> {
     Envelope::caused_by(
         cause,
-        &shipment.shipment_id,
+        &dispatch.shipment_id,
         Event::OrderShipped(OrderShipped {
-            order_id: shipment.order_id.clone(),
-            shipment_id: shipment.shipment_id.clone(),
-            carrier: shipment.carrier.clone(),
-            tracking_number: shipment.tracking_number.clone(),
-            customer_email: shipment.customer_email.clone(),
+            order_id: order_id.to_string(),
+            shipment_id: dispatch.shipment_id.clone(),
+            carrier: dispatch.carrier.clone(),
+            tracking_number: dispatch.tracking_number.clone(),
+            customer_email: dispatch.customer_email.clone(),
+        }),
+    )
+}
+
+/// `ShipmentCancelled`, caused by the request the table recorded (`cause_event_id`, not
+/// necessarily the one being handled), with the order id as discriminator: one id and one
+/// reason per order, however often and by whichever request it is asked for.
+fn cancelled_event(
+    cause_event_id: &str,
+    correlation_id: &str,
+    order_id: &str,
+    reason: &str,
+) -> Envelope<Event> {
+    // `caused_by` reads only the cause's event and correlation ids, both stored.
+    let cause = EventMetadata {
+        event_id: cause_event_id.to_string(),
+        schema_version: 1,
+        correlation_id: correlation_id.to_string(),
+        causation_id: None,
+        occurred_at: chrono::Utc::now(),
+    };
+    Envelope::caused_by(
+        &cause,
+        order_id,
+        Event::ShipmentCancelled(ShipmentCancelled {
+            order_id: order_id.to_string(),
+            reason: reason.to_string(),
         }),
     )
 }
@@ -191,6 +323,25 @@ mod tests {
         )
     }
 
+    fn cancel_requested(order_id: &str, reason: &str) -> Envelope<Event> {
+        Envelope::new(Event::CancelShipmentRequested(CancelShipmentRequested {
+            order_id: order_id.into(),
+            reason: reason.into(),
+        }))
+    }
+
+    /// The `ShipmentCancelled` for `ord-1`.
+    fn cancelled(reason: &str) -> Event {
+        Event::ShipmentCancelled(ShipmentCancelled {
+            order_id: "ord-1".into(),
+            reason: reason.into(),
+        })
+    }
+
+    fn cancelled_id(cause: &Envelope<Event>) -> String {
+        derived_event_id(&cause.metadata.event_id, "ShipmentCancelled", "ord-1")
+    }
+
     #[tokio::test]
     async fn a_confirmed_order_gets_one_shipment_and_order_shipped_is_published() {
         let w = world();
@@ -213,10 +364,12 @@ mod tests {
             stored,
             ShipmentRecord {
                 order_id: "ord-1".into(),
-                shipment_id: plan.shipment_id,
-                carrier: plan.carrier,
-                tracking_number: plan.tracking_number,
-                customer_email: "ada@example.com".into(),
+                state: ShipmentState::Dispatched(Dispatch {
+                    shipment_id: plan.shipment_id,
+                    carrier: plan.carrier,
+                    tracking_number: plan.tracking_number,
+                    customer_email: "ada@example.com".into(),
+                }),
                 event_id: order.metadata.event_id.clone(),
                 correlation_id: order.metadata.correlation_id.clone(),
                 created_at: stored.created_at.clone(),
@@ -285,6 +438,181 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cancel_after_dispatch_loses_and_publishes_nothing() {
+        let w = world();
+        let order = order_confirmed("ord-1");
+        w.deliver(&order).await.unwrap();
+        let dispatched = w.shipments.table.items();
+
+        let handled = w
+            .deliver(&cancel_requested("ord-1", "fraud-suspected"))
+            .await
+            .unwrap();
+
+        // Dispatch won: the saga hears of it from the OrderShipped already published.
+        assert_eq!(handled, Handled::Ignored);
+        assert_eq!(w.bus.events(), vec![shipped()]);
+        assert_eq!(w.shipments.table.items(), dispatched, "still dispatched");
+    }
+
+    #[tokio::test]
+    async fn a_dispatch_after_cancel_loses_and_nothing_ships() {
+        let w = world();
+        let cancel = cancel_requested("ord-1", "fraud-suspected");
+        let order = order_confirmed("ord-1");
+
+        assert_eq!(w.deliver(&cancel).await.unwrap(), Handled::Processed);
+        let handled = w.deliver(&order).await.unwrap();
+
+        assert_eq!(handled, Handled::Ignored);
+        assert_eq!(w.bus.events(), vec![cancelled("fraud-suspected")]);
+        let published = &w.bus.published()[0];
+        assert_eq!(published.source, sources::SHIPPING);
+        assert_eq!(published.metadata.event_id, cancelled_id(&cancel));
+        assert_eq!(
+            published.metadata.causation_id.as_deref(),
+            Some(cancel.metadata.event_id.as_str())
+        );
+        assert_eq!(
+            published.metadata.correlation_id,
+            cancel.metadata.correlation_id
+        );
+        let stored = w.shipments.table.get("ord-1").expect("a record");
+        assert_eq!(
+            stored.state,
+            ShipmentState::Cancelled {
+                reason: "fraud-suspected".into()
+            }
+        );
+        assert_eq!(stored.event_id, cancel.metadata.event_id);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_cancel_announces_the_same_event_again() {
+        let w = world();
+        let cancel = cancel_requested("ord-1", "fraud-suspected");
+        w.deliver(&cancel).await.unwrap();
+        let first = w.shipments.table.items();
+
+        let again = w.deliver(&cancel).await.unwrap();
+
+        assert_eq!(again, Handled::Duplicate);
+        let published = w.bus.published();
+        assert_eq!(published.len(), 2);
+        for event in &published {
+            assert_eq!(event.metadata.event_id, cancelled_id(&cancel));
+            assert_eq!(event.data, cancelled("fraud-suspected"));
+        }
+        assert_eq!(published[0].content_digest(), published[1].content_digest());
+        assert_eq!(w.shipments.table.items(), first, "recorded once");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_whose_publish_failed_is_announced_on_redelivery_with_the_same_id() {
+        let w = world();
+        let cancel = cancel_requested("ord-1", "fraud-suspected");
+        w.bus.fail_next(1);
+
+        let err = w.deliver(&cancel).await.unwrap_err();
+        assert!(!err.is_permanent(), "{err}");
+        assert!(w.bus.events().is_empty());
+
+        assert_eq!(w.deliver(&cancel).await.unwrap(), Handled::Duplicate);
+        assert_eq!(w.bus.events(), vec![cancelled("fraud-suspected")]);
+        assert_eq!(
+            w.bus.published()[0].metadata.event_id,
+            cancelled_id(&cancel)
+        );
+    }
+
+    #[tokio::test]
+    async fn another_cancel_for_a_cancelled_order_announces_the_first_one() {
+        let w = world();
+        let first = cancel_requested("ord-1", "fraud-suspected");
+        w.deliver(&first).await.unwrap();
+
+        let second = w
+            .deliver(&cancel_requested("ord-1", "operator"))
+            .await
+            .unwrap();
+
+        // The stored cancellation's id and reason, not the second request's.
+        assert_eq!(second, Handled::Duplicate);
+        assert_eq!(
+            w.bus.events(),
+            vec![cancelled("fraud-suspected"), cancelled("fraud-suspected")]
+        );
+        for event in w.bus.published() {
+            assert_eq!(event.metadata.event_id, cancelled_id(&first));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancel_for_an_order_never_confirmed_here_is_recorded_and_announced() {
+        let w = world();
+        let cancel = cancel_requested("ord-1", "deadline-exceeded");
+
+        let handled = w.deliver(&cancel).await.unwrap();
+
+        assert_eq!(handled, Handled::Processed);
+        assert_eq!(w.bus.events(), vec![cancelled("deadline-exceeded")]);
+        let stored = w.shipments.table.get("ord-1").expect("a record");
+        assert_eq!(
+            stored,
+            ShipmentRecord {
+                order_id: "ord-1".into(),
+                state: ShipmentState::Cancelled {
+                    reason: "deadline-exceeded".into()
+                },
+                event_id: cancel.metadata.event_id.clone(),
+                correlation_id: cancel.metadata.correlation_id.clone(),
+                created_at: stored.created_at.clone(),
+            }
+        );
+        // Its OrderConfirmed, should it still come out of the hold, ships nothing.
+        assert_eq!(
+            w.deliver(&order_confirmed("ord-1")).await.unwrap(),
+            Handled::Ignored
+        );
+        assert_eq!(w.bus.events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_shipment_stored_before_cancellation_existed_still_wins_over_a_cancel() {
+        let w = world();
+        let order = order_confirmed("ord-1");
+        // As the DynamoDB adapter reads an item written by the previous version: no status.
+        let plan = plan_shipment("ord-1");
+        let legacy: ShipmentRecord = serde_dynamo::from_item(std::collections::HashMap::from(
+            [
+                ("orderId", "ord-1".to_string()),
+                ("shipmentId", plan.shipment_id),
+                ("carrier", plan.carrier),
+                ("trackingNumber", plan.tracking_number),
+                ("customerEmail", "ada@example.com".to_string()),
+                ("eventId", order.metadata.event_id.clone()),
+                ("correlationId", order.metadata.correlation_id.clone()),
+                ("createdAt", "2026-11-21T10:00:00.000Z".to_string()),
+            ]
+            .map(|(k, v)| (k.to_string(), aws_sdk_dynamodb::types::AttributeValue::S(v))),
+        ))
+        .expect("readable");
+        w.shipments.table.put("ord-1", legacy);
+
+        let cancel = w
+            .deliver(&cancel_requested("ord-1", "fraud-suspected"))
+            .await
+            .unwrap();
+        let redelivered = w.deliver(&order).await.unwrap();
+
+        assert_eq!(cancel, Handled::Ignored, "a dispatch");
+        // Its own OrderConfirmed redelivered republishes the same OrderShipped.
+        assert_eq!(redelivered, Handled::Duplicate);
+        assert_eq!(w.bus.events(), vec![shipped()]);
+        assert_eq!(w.bus.published()[0].metadata.event_id, shipped_id(&order));
+    }
+
+    #[tokio::test]
     async fn an_event_not_routed_here_fails_for_good() {
         let w = world();
         let event = Envelope::new(Event::FraudSuspected(FraudSuspected {
@@ -314,6 +642,15 @@ mod tests {
         let mut forged = order_confirmed("ord-1").to_raw();
         forged.source = sources::SHIPPING.into();
         assert_eq!(take_in(&forged), "untrusted-source");
+        // Only the saga may stop a shipment.
+        let mut forged_cancel = cancel_requested("ord-1", "fraud-suspected").to_raw();
+        forged_cancel.source = sources::OPERATIONS.into();
+        assert_eq!(take_in(&forged_cancel), "untrusted-source");
+        let own_answer = Envelope::new(Event::from(ShipmentCancelled {
+            order_id: "ord-1".into(),
+            reason: "fraud-suspected".into(),
+        }));
+        assert_eq!(take_in(&own_answer.to_raw()), "not-routed");
         let other = Envelope::new(Event::from(FraudSuspected {
             order_id: "ord-1".into(),
             reason: "velocity".into(),

@@ -188,7 +188,9 @@ impl Stack {
         self.get_item_by_key(table_suffix, &[(key, value)]).await
     }
 
-    /// Waits until the queue has no visible and no in-flight messages.
+    /// Waits until the queue has no visible, no in-flight and no delayed messages (the
+    /// shipping queue holds every message for its `DelaySeconds`: such a message is neither
+    /// visible nor in flight, yet still to be handled).
     pub async fn wait_until_drained(&self, queue_suffix: &str) {
         let url = self.queue_url(queue_suffix).await;
         eventually(
@@ -201,6 +203,7 @@ impl Stack {
                     .queue_url(&url)
                     .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
                     .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
                     .send()
                     .await
                     .ok()?;
@@ -212,7 +215,8 @@ impl Stack {
                         .unwrap_or(1)
                 };
                 (count(QueueAttributeName::ApproximateNumberOfMessages) == 0
-                    && count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible) == 0)
+                    && count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible) == 0
+                    && count(QueueAttributeName::ApproximateNumberOfMessagesDelayed) == 0)
                     .then_some(())
             },
         )
