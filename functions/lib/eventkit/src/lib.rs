@@ -58,4 +58,4 @@ pub use lambda::{serve_event_batches, serve_events, serve_sqs, take_in, BatchRes
 pub use metrics::BatchMetrics;
 pub use publisher::{Publish, PublishError, Publisher};
 pub use retry::RetryPolicy;
-pub use store::{guard_key, Appended, EventStore, StoreError, StoredEvent};
+pub use store::{guard_key, Appended, EventStore, Mark, StoreError, StoredEvent};
