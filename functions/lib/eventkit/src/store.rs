@@ -271,6 +271,8 @@ pub struct Mark {
     pub version: u64,
     /// When the event was recorded (the `timeKey`'s leading timestamp).
     pub recorded_at: DateTime<Utc>,
+    /// The index's sort key, to page on after this mark.
+    pub time_key: String,
 }
 
 impl EventStore {
@@ -312,15 +314,26 @@ impl EventStore {
     }
 
     /// At most `limit` events of `shard` (see [`unpublished_shards`]) still marked and
-    /// recorded before `before`, oldest first. The index is eventually consistent: a mark
-    /// cleared a moment ago can still be listed, so a sweep may publish an event twice
-    /// (under its stored id) but never miss one that stays marked.
+    /// recorded before `before`, oldest first, after mark `after` (the last of the previous
+    /// page). The index is eventually consistent: a mark cleared a moment ago can still be
+    /// listed, so a sweep may publish an event twice (under its stored id) but never miss
+    /// one that stays marked. Paging on, rather than asking again, keeps a sweep from
+    /// meeting the marks it just cleared.
     pub async fn unpublished_before(
         &self,
         shard: &str,
         before: DateTime<Utc>,
+        after: Option<&Mark>,
         limit: i32,
     ) -> Result<Vec<Mark>, StoreError> {
+        let start = after.map(|m| {
+            HashMap::from([
+                (UNPUBLISHED.to_string(), s(shard)),
+                ("timeKey".to_string(), s(&m.time_key)),
+                ("streamId".to_string(), s(&m.stream_id)),
+                ("version".to_string(), n(m.version)),
+            ])
+        });
         let out = self
             .client
             .query()
@@ -331,6 +344,7 @@ impl EventStore {
             .expression_attribute_values(":shard", s(shard))
             .expression_attribute_values(":before", s(format_time(&before)))
             .limit(limit.max(1))
+            .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| StoreError::Dynamo(DynamoError::from_sdk(&e)))?;
@@ -809,8 +823,10 @@ fn from_item(item: HashMap<String, AttributeValue>) -> Result<StoredEvent, Store
 fn mark_from_key(key: &HashMap<String, AttributeValue>) -> Result<Mark, StoreError> {
     let stream_id = get_s(key, "streamId").unwrap_or_default().to_string();
     let version = crate::dynamo::attr::get_n(key, "version").unwrap_or(0);
-    let recorded_at = get_s(key, "timeKey")
-        .and_then(|k| k.split('#').next())
+    let time_key = get_s(key, "timeKey").unwrap_or_default().to_string();
+    let recorded_at = time_key
+        .split('#')
+        .next()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc));
     match recorded_at {
@@ -818,6 +834,7 @@ fn mark_from_key(key: &HashMap<String, AttributeValue>) -> Result<Mark, StoreErr
             stream_id,
             version,
             recorded_at,
+            time_key,
         }),
         _ => Err(StoreError::Corrupt {
             stream_id,

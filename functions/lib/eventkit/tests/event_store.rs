@@ -229,7 +229,7 @@ async fn marked_events_are_listed_until_their_mark_is_cleared() {
     // The index is eventually consistent: wait for the mark to show.
     let mut marks = Vec::new();
     for _ in 0..50 {
-        marks = store.unpublished_before(&shard, later, 10).await.unwrap();
+        marks = store.unpublished_before(&shard, later, None, 10).await.unwrap();
         if !marks.is_empty() {
             break;
         }
@@ -242,11 +242,19 @@ async fn marked_events_are_listed_until_their_mark_is_cleared() {
     assert_eq!(listed, vec![("order#m", 2)], "only the decision is marked");
     assert!(
         store
-            .unpublished_before(&shard, marks[0].recorded_at, 10)
+            .unpublished_before(&shard, marks[0].recorded_at, None, 10)
             .await
             .unwrap()
             .is_empty(),
         "not listed before it was recorded"
+    );
+    assert!(
+        store
+            .unpublished_before(&shard, later, Some(&marks[0]), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing after the last one"
     );
     let read = store.read_event("order#m", 2).await.unwrap().unwrap();
     assert_eq!(read.event_id, "d1");
@@ -261,7 +269,7 @@ async fn marked_events_are_listed_until_their_mark_is_cleared() {
     );
     for _ in 0..50 {
         if store
-            .unpublished_before(&shard, later, 10)
+            .unpublished_before(&shard, later, None, 10)
             .await
             .unwrap()
             .is_empty()
