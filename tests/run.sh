@@ -54,7 +54,10 @@ step "deploy stack orderflow-$STAGE"
 # GetSendQuota answers the sandbox's 1/s: at that pace the suite's hundreds of emails would
 # take longer than its deadlines, so the test stage states a rate (make local-deploy keeps
 # the default, 0 = GetSendQuota, as on AWS). The rate limiter has its own unit tests.
-PARAMETER_OVERRIDES="ProducerAccounts=111111111111:orderflow.orders,222222222222:orderflow.customers EmailMaxSendRate=50" \
+# The outbox outage test (tests/e2e/tests/outbox.rs) needs the stream to give up within seconds
+# and the sweep to take decisions 30 s old (defaults: 3 retries, 300 s); other tests are not
+# slowed: a sweep publishes only what the stream relay left for 30 s, under its stored id.
+PARAMETER_OVERRIDES="ProducerAccounts=111111111111:orderflow.orders,222222222222:orderflow.customers EmailMaxSendRate=50 OutboxStreamRetries=1 OutboxSweepMinAgeSeconds=30" \
   infra/scripts/deploy_local.sh
 
 # The executor's own logic is unit-tested above (test_executor.py); this checks its glue with

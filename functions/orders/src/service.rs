@@ -288,10 +288,12 @@ impl SagaService {
     /// Reads `EVENT_STORE_TABLE`.
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         let table = eventkit::aws::required_env("EVENT_STORE_TABLE")?;
-        Ok(SagaService::new(Arc::new(EventStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            table,
-        ))))
+        // Decisions are stored marked unpublished, in their append's transaction, so the
+        // outbox's sweep publishes any the stream relay never did (functions/outbox).
+        Ok(SagaService::new(Arc::new(
+            EventStore::new(aws_sdk_dynamodb::Client::new(aws), table)
+                .marking_unpublished(contracts::sources::SAGA),
+        )))
     }
 
     pub fn new(streams: Arc<dyn OrderStreams>) -> Self {
