@@ -109,8 +109,7 @@ mod localstack_only {
             let failed_at = record["timestamp"]
                 .as_str()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-            if record.get("DDBStreamBatchInfo").is_some() && failed_at.is_some_and(|t| t >= since)
-            {
+            if record.get("DDBStreamBatchInfo").is_some() && failed_at.is_some_and(|t| t >= since) {
                 found = Some(record);
             }
             if let Some(handle) = m.receipt_handle() {
@@ -157,14 +156,18 @@ mod localstack_only {
             .await;
         // The saga stored its first decision, marked unpublished...
         let first = eventually("the saga's first decision stored", WAIT, || async {
-            decisions(&stack.order_stream(&order).await).into_iter().next()
+            decisions(&stack.order_stream(&order).await)
+                .into_iter()
+                .next()
         })
         .await;
         assert!(first["unpublished"].is_string(), "stored marked: {first}");
         // ...and the stream gave up on it: before the sweep, this was a lost decision.
-        eventually("the outbox's stream batch given up (outbox DLQ)", WAIT, || {
-            stream_gave_up_after(&stack, since)
-        })
+        eventually(
+            "the outbox's stream batch given up (outbox DLQ)",
+            WAIT,
+            || stream_gave_up_after(&stack, since),
+        )
         .await;
         let still = stack.order_stream(&order).await;
         assert!(
