@@ -56,8 +56,11 @@ step "deploy stack orderflow-$STAGE"
 # the default, 0 = GetSendQuota, as on AWS). The rate limiter has its own unit tests.
 # A short order deadline and shipping hold (the hold still longer than the fraud window, which
 # shipping checks at start-up), so that the tests of both end in minutes rather than the
-# defaults' 15 and 5.
-PARAMETER_OVERRIDES="ProducerAccounts=111111111111:orderflow.orders,222222222222:orderflow.customers EmailMaxSendRate=50 OrderDeadlineSeconds=90 ShipmentHoldSeconds=40 FraudWindowSeconds=20" \
+# defaults' 15 and 5. The outbox outage test (tests/e2e/tests/outbox.rs) needs the stream to
+# give up within seconds and the sweep to take decisions 30 s old (defaults: 3 retries, 300 s);
+# other tests are not slowed: a sweep publishes only what the stream relay left for 30 s, under
+# its stored id.
+PARAMETER_OVERRIDES="ProducerAccounts=111111111111:orderflow.orders,222222222222:orderflow.customers EmailMaxSendRate=50 OrderDeadlineSeconds=90 ShipmentHoldSeconds=40 FraudWindowSeconds=20 OutboxStreamRetries=1 OutboxSweepMinAgeSeconds=30" \
   infra/scripts/deploy_local.sh
 
 # The executor's own logic is unit-tested above (test_executor.py); this checks its glue with

@@ -304,10 +304,12 @@ impl SagaService {
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         let table = eventkit::aws::required_env("EVENT_STORE_TABLE")?;
         let namespace = eventkit::aws::required_env(eventkit::lambda::METRICS_NAMESPACE_VAR)?;
-        Ok(SagaService::new(Arc::new(EventStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            table,
-        )))
+        // Decisions are stored marked unpublished, in their append's transaction, so the
+        // outbox's sweep publishes any the stream relay never did (functions/outbox).
+        Ok(SagaService::new(Arc::new(
+            EventStore::new(aws_sdk_dynamodb::Client::new(aws), table)
+                .marking_unpublished(contracts::sources::SAGA),
+        ))
         .counting_in(namespace))
     }
 

@@ -61,4 +61,4 @@ pub use lambda::{
 pub use metrics::BatchMetrics;
 pub use publisher::{Publish, PublishError, Publisher};
 pub use retry::RetryPolicy;
-pub use store::{guard_key, Appended, EventStore, StoreError, StoredEvent};
+pub use store::{guard_key, Appended, EventStore, Mark, StoreError, StoredEvent};

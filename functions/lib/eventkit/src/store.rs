@@ -13,6 +13,13 @@
 //!   `source` is the saga.
 //! - The sparse GSI `byTime` (`timeBucket` = UTC day, `timeKey` = recorded time, stream and
 //!   version) lists every event in global time order for replays and "state as of T".
+//! - The sparse GSI `unpublished` (`unpublished` = one of [`UNPUBLISHED_SHARDS`] shard keys,
+//!   `timeKey`) lists the events still to be published, when the store is built
+//!   [`EventStore::marking_unpublished`] for a source: each event of that source is written
+//!   with the mark in the same transaction as itself, so "stored" implies "marked"; whoever
+//!   publishes it clears the mark ([`EventStore::clear_unpublished`]) and whoever sweeps
+//!   lists what stays marked ([`EventStore::unpublished_before`]). See
+//!   [Unpublished events](#unpublished-events).
 //!
 //! An append is one `TransactWriteItems`: a condition that the expected version exists,
 //! and a condition per new version that it does not; so two writers at the same version
@@ -32,6 +39,26 @@
 //! event would lose a fact. A guard the transaction could not check because another
 //! transaction held it (`TransactionConflict`) says nothing about duplicates: it is a lost
 //! race, a [`StoreError::Conflict`].
+//!
+//! # Unpublished events
+//!
+//! A transactional outbox read from the table's stream loses an event when the stream gives
+//! up on its record (retries exhausted, or the 24-hour stream retention passed). The mark
+//! makes the table itself the outbox: an event is unpublished for as long as its item has
+//! the `unpublished` attribute, whatever happened to its stream record. The index holds only
+//! marked items (a sparse index: "Take advantage of sparse indexes",
+//! https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-indexes-general-sparse-indexes.html),
+//! so it stays as small as the backlog; it projects keys only, since a sweep reads the few
+//! events it finds from the table. The mark's value spreads streams over
+//! [`UNPUBLISHED_SHARDS`] partition keys by a hash of the stream id, so no single index
+//! partition takes every write, while one stream's events stay in one shard in time order.
+//! Clearing is an UpdateItem `REMOVE unpublished` conditioned on the mark being there: the
+//! condition makes a second clear (a redelivery, or a sweep racing the stream) a no-op, and
+//! stops UpdateItem from creating an item at a version that was never appended ("Update
+//! expressions", REMOVE, and "Condition expressions",
+//! https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.UpdateExpressions.html#Expressions.UpdateExpressions.REMOVE).
+//! BatchWriteItem cannot do this (it only puts and deletes whole items, without conditions),
+//! so each published event costs one UpdateItem.
 //!
 //! Guards written before they were scoped (`$event#<id>`) are not consulted: the saga, the
 //! store's one writer, also recognises a redelivery in the stream it reads.
@@ -59,6 +86,13 @@ const GUARD_PREFIX: &str = "$event#";
 /// The guard's copy of the event's content digest.
 const DIGEST: &str = "contentDigest";
 const TIME_INDEX: &str = "byTime";
+/// The sparse GSI of unpublished events, and its partition key attribute.
+pub const UNPUBLISHED_INDEX: &str = "unpublished";
+const UNPUBLISHED: &str = "unpublished";
+/// How many partition keys the `unpublished` index spreads its marks over. A sweep queries
+/// each one; eight keeps any one index partition far from its write limit while a sweep
+/// stays eight small queries.
+pub const UNPUBLISHED_SHARDS: u32 = 8;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -210,6 +244,35 @@ pub struct TimePage {
 pub struct EventStore {
     client: Client,
     table: String,
+    /// The source whose events are written marked unpublished, if any.
+    marked_source: Option<String>,
+}
+
+/// The shard key of `stream_id`'s marks in the `unpublished` index: `outbox#<n>`, n from a
+/// hash of the stream id (stable across processes and releases: SHA-256, not `Hash`).
+pub fn unpublished_shard(stream_id: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(stream_id.as_bytes());
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % UNPUBLISHED_SHARDS;
+    format!("outbox#{n}")
+}
+
+/// Every shard key of the `unpublished` index.
+pub fn unpublished_shards() -> Vec<String> {
+    (0..UNPUBLISHED_SHARDS)
+        .map(|n| format!("outbox#{n}"))
+        .collect()
+}
+
+/// An event still marked unpublished, as the `unpublished` index lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub stream_id: String,
+    pub version: u64,
+    /// When the event was recorded (the `timeKey`'s leading timestamp).
+    pub recorded_at: DateTime<Utc>,
+    /// The index's sort key, to page on after this mark.
+    pub time_key: String,
 }
 
 impl EventStore {
@@ -217,6 +280,124 @@ impl EventStore {
         EventStore {
             client,
             table: table.into(),
+            marked_source: None,
+        }
+    }
+
+    /// A store that writes every event of `source` marked unpublished (see the module doc),
+    /// for an outbox to publish and clear. Events of other sources are written unmarked.
+    pub fn marking_unpublished(mut self, source: impl Into<String>) -> Self {
+        self.marked_source = Some(source.into());
+        self
+    }
+
+    /// The item of `event` at `version`: the [`StoredEvent`], with the unpublished mark if
+    /// its source is the marked one.
+    fn event_item(
+        &self,
+        stream_id: &str,
+        version: u64,
+        event: &RawEvent,
+        now: &DateTime<Utc>,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let stored = StoredEvent::new(stream_id, version, event, now);
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(&stored).map_err(|e| StoreError::Corrupt {
+                stream_id: stream_id.to_string(),
+                version,
+                message: e.to_string(),
+            })?;
+        if self.marked_source.as_deref() == Some(event.source.as_str()) {
+            item.insert(UNPUBLISHED.to_string(), s(unpublished_shard(stream_id)));
+        }
+        Ok(item)
+    }
+
+    /// At most `limit` events of `shard` (see [`unpublished_shards`]) still marked and
+    /// recorded before `before`, oldest first, after mark `after` (the last of the previous
+    /// page). The index is eventually consistent: a mark cleared a moment ago can still be
+    /// listed, so a sweep may publish an event twice (under its stored id) but never miss
+    /// one that stays marked. Paging on, rather than asking again, keeps a sweep from
+    /// meeting the marks it just cleared.
+    pub async fn unpublished_before(
+        &self,
+        shard: &str,
+        before: DateTime<Utc>,
+        after: Option<&Mark>,
+        limit: i32,
+    ) -> Result<Vec<Mark>, StoreError> {
+        let start = after.map(|m| {
+            HashMap::from([
+                (UNPUBLISHED.to_string(), s(shard)),
+                ("timeKey".to_string(), s(&m.time_key)),
+                ("streamId".to_string(), s(&m.stream_id)),
+                ("version".to_string(), n(m.version)),
+            ])
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(UNPUBLISHED_INDEX)
+            .key_condition_expression("#u = :shard AND timeKey < :before")
+            .expression_attribute_names("#u", UNPUBLISHED)
+            .expression_attribute_values(":shard", s(shard))
+            .expression_attribute_values(":before", s(format_time(&before)))
+            .limit(limit.max(1))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| StoreError::Dynamo(DynamoError::from_sdk(&e)))?;
+        out.items().iter().map(mark_from_key).collect()
+    }
+
+    /// The event at `version` of `stream_id`, read consistently (`None` if there is none).
+    pub async fn read_event(
+        &self,
+        stream_id: &str,
+        version: u64,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("streamId = :s AND version = :v")
+            .expression_attribute_values(":s", s(stream_id))
+            .expression_attribute_values(":v", n(version))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Dynamo(DynamoError::from_sdk(&e)))?;
+        out.items()
+            .first()
+            .map(|item| from_item(item.clone()))
+            .transpose()
+    }
+
+    /// Clears the unpublished mark of the event at `version` of `stream_id`, once its
+    /// publication was accepted. Clearing a mark that is not there (cleared already, or no
+    /// such event) does nothing.
+    pub async fn clear_unpublished(&self, stream_id: &str, version: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("streamId", s(stream_id))
+            .key("version", n(version))
+            .update_expression("REMOVE #u")
+            .condition_expression("attribute_exists(#u)")
+            .expression_attribute_names("#u", UNPUBLISHED)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Dynamo(DynamoError::from_sdk(&e))),
         }
     }
 
@@ -310,12 +491,7 @@ impl EventStore {
         };
         for (i, event) in events.iter().enumerate() {
             let version = expected_version + 1 + i as u64;
-            let stored = StoredEvent::new(stream_id, version, event, &now);
-            let item = serde_dynamo::to_item(&stored).map_err(|e| StoreError::Corrupt {
-                stream_id: stream_id.to_string(),
-                version,
-                message: e.to_string(),
-            })?;
+            let item = self.event_item(stream_id, version, event, &now)?;
             items.push(put(&self.table, item)?);
             items.push(put_guard(
                 &self.table,
@@ -643,6 +819,31 @@ fn from_item(item: HashMap<String, AttributeValue>) -> Result<StoredEvent, Store
     })
 }
 
+/// A key of the `unpublished` index (KEYS_ONLY: table keys and `timeKey`) as a [`Mark`].
+fn mark_from_key(key: &HashMap<String, AttributeValue>) -> Result<Mark, StoreError> {
+    let stream_id = get_s(key, "streamId").unwrap_or_default().to_string();
+    let version = crate::dynamo::attr::get_n(key, "version").unwrap_or(0);
+    let time_key = get_s(key, "timeKey").unwrap_or_default().to_string();
+    let recorded_at = time_key
+        .split('#')
+        .next()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    match recorded_at {
+        Some(recorded_at) if !stream_id.is_empty() && version > 0 => Ok(Mark {
+            stream_id,
+            version,
+            recorded_at,
+            time_key,
+        }),
+        _ => Err(StoreError::Corrupt {
+            stream_id,
+            version,
+            message: "an unpublished mark without a readable key and timeKey".into(),
+        }),
+    }
+}
+
 fn put(
     table: &str,
     item: HashMap<String, AttributeValue>,
@@ -865,6 +1066,74 @@ mod tests {
         });
         assert!(err.is_permanent());
         assert_eq!(err.reason, "conflicting-duplicate");
+    }
+
+    fn offline_store() -> EventStore {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        EventStore::new(Client::from_conf(config), "events")
+    }
+
+    #[test]
+    fn only_the_marked_sources_events_are_written_marked_unpublished() {
+        let store = offline_store().marking_unpublished("orderflow.saga");
+        let now = Utc::now();
+        let saga = event("orderflow.saga", "d1", 1);
+        let decision = store.event_item("order#a", 2, &saga, &now).unwrap();
+        assert_eq!(
+            decision.get("unpublished"),
+            Some(&s(unpublished_shard("order#a")))
+        );
+        assert!(
+            decision.contains_key("timeKey"),
+            "the index's sort key is there"
+        );
+        let fact = store
+            .event_item("order#a", 1, &event("orderflow.payment", "f1", 1), &now)
+            .unwrap();
+        assert!(!fact.contains_key("unpublished"));
+        // Without the option nothing is marked, and a marked item still reads as the event.
+        let plain = offline_store()
+            .event_item("order#a", 2, &saga, &now)
+            .unwrap();
+        assert!(!plain.contains_key("unpublished"));
+        let read = from_item(decision).unwrap();
+        assert_eq!(read, from_item(plain).unwrap());
+    }
+
+    #[test]
+    fn a_stream_keeps_one_shard_and_streams_spread_over_all_of_them() {
+        assert_eq!(unpublished_shard("order#a"), unpublished_shard("order#a"));
+        let shards = unpublished_shards();
+        assert_eq!(shards.len(), UNPUBLISHED_SHARDS as usize);
+        let used: std::collections::HashSet<String> = (0..200)
+            .map(|i| unpublished_shard(&format!("order#o{i}")))
+            .collect();
+        assert!(used.iter().all(|s| shards.contains(s)));
+        assert_eq!(used.len(), shards.len(), "200 orders use every shard");
+    }
+
+    #[test]
+    fn an_index_key_reads_as_a_mark() {
+        let t = Utc::now();
+        let stored = StoredEvent::new("order#a", 3, &event("s", "e", 0), &t);
+        let key = HashMap::from([
+            ("streamId".to_string(), s("order#a")),
+            ("version".to_string(), n(3)),
+            ("unpublished".to_string(), s(unpublished_shard("order#a"))),
+            ("timeKey".to_string(), s(&stored.time_key)),
+        ]);
+        let mark = mark_from_key(&key).unwrap();
+        assert_eq!((mark.stream_id.as_str(), mark.version), ("order#a", 3));
+        assert_eq!(mark.recorded_at.timestamp_millis(), t.timestamp_millis());
+        let mut broken = key.clone();
+        broken.remove("timeKey");
+        assert!(matches!(
+            mark_from_key(&broken),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]

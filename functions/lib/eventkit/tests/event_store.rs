@@ -211,3 +211,72 @@ async fn a_time_range_reads_every_stream_in_global_order_page_by_page() {
         .unwrap();
     assert!(none.iter().all(|e| !expected.contains(&e.event_id)));
 }
+
+#[tokio::test]
+#[ignore = "needs LocalStack: make test"]
+async fn marked_events_are_listed_until_their_mark_is_cleared() {
+    let client = aws_sdk_dynamodb::Client::new(&common::config().await);
+    let table = common::event_store_table(&client).await;
+    let store = EventStore::new(client, table).marking_unpublished("it.decisions");
+    let mut decision = event("d1", 1);
+    decision.source = "it.decisions".into();
+    store
+        .append("order#m", 0, &[event("f1", 0), decision])
+        .await
+        .unwrap();
+    let shard = eventkit::store::unpublished_shard("order#m");
+    let later = Utc::now() + Duration::seconds(5);
+    // The index is eventually consistent: wait for the mark to show.
+    let mut marks = Vec::new();
+    for _ in 0..50 {
+        marks = store.unpublished_before(&shard, later, None, 10).await.unwrap();
+        if !marks.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let listed: Vec<(&str, u64)> = marks
+        .iter()
+        .map(|m| (m.stream_id.as_str(), m.version))
+        .collect();
+    assert_eq!(listed, vec![("order#m", 2)], "only the decision is marked");
+    assert!(
+        store
+            .unpublished_before(&shard, marks[0].recorded_at, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not listed before it was recorded"
+    );
+    assert!(
+        store
+            .unpublished_before(&shard, later, Some(&marks[0]), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing after the last one"
+    );
+    let read = store.read_event("order#m", 2).await.unwrap().unwrap();
+    assert_eq!(read.event_id, "d1");
+
+    store.clear_unpublished("order#m", 2).await.unwrap();
+    store.clear_unpublished("order#m", 2).await.unwrap();
+    store.clear_unpublished("order#m", 9).await.unwrap();
+    assert_eq!(
+        store.read_stream("order#m", 1).await.unwrap().len(),
+        2,
+        "no item made at 9"
+    );
+    for _ in 0..50 {
+        if store
+            .unpublished_before(&shard, later, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the cleared mark is still listed");
+}

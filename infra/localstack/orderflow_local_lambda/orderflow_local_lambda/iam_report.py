@@ -114,6 +114,19 @@ def fetch_decisions(since: float) -> list[dict]:
     return body["decisions"]
 
 
+FAULT_POLICY_PREFIX = "orderflow-fault-injection-"
+
+
+def is_injected_fault(decision: dict) -> bool:
+    """Denied explicitly, and only by statements of fault-injection policies."""
+    denied_by = decision.get("denied_by") or []
+    return (
+        decision.get("reason") == "explicit"
+        and bool(denied_by)
+        and all(label.startswith(FAULT_POLICY_PREFIX) for label in denied_by)
+    )
+
+
 def report(prefix: str, since: float, out=sys.stdout) -> int:
     def say(line: str = "") -> None:
         print(line, file=out)
@@ -128,7 +141,10 @@ def report(prefix: str, since: float, out=sys.stdout) -> int:
     ]
     functions.sort(key=lambda f: f["FunctionName"])
     ours = [d for d in decisions if d["function"].startswith(prefix)]
-    denied = [d for d in ours if not d["allowed"]]
+    # An e2e test that injects an outage with an inline Deny policy named FAULT_POLICY_PREFIX...
+    # (tests/e2e/tests/outbox.rs) expects those denials: listed, not failures.
+    injected = [d for d in ours if not d["allowed"] and is_injected_fault(d)]
+    denied = [d for d in ours if not d["allowed"] and not is_injected_fault(d)]
     failures = 0
 
     # A request can make several checks; records from before request ids count one each.
@@ -150,6 +166,11 @@ def report(prefix: str, since: float, out=sys.stdout) -> int:
             if detail.get("message"):
                 say(f"         {detail['message']}")
         failures += len(counts)
+    if injected:
+        counts = Counter((d["function"], d["action"], d["denied_by"][0]) for d in injected)
+        say("\nInjected faults (explicit denies of test fault-injection policies; not failures):")
+        for (function, action, label), n in sorted(counts.items()):
+            say(f"  injected {function}: {action} denied by {label} ({n} request{'s' * (n != 1)})")
 
     unused_lines: list[str] = []
     esm_missing: list[str] = []

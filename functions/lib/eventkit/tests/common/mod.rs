@@ -79,6 +79,21 @@ pub async fn event_store_table(client: &aws_sdk_dynamodb::Client) -> String {
                 .build()
                 .unwrap(),
         )
+        // As in infra/template.yaml: the sparse index of unpublished events, keys only.
+        .attribute_definitions(attr("unpublished", ScalarAttributeType::S))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("unpublished")
+                .key_schema(key("unpublished", KeyType::Hash))
+                .key_schema(key("timeKey", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .expect("create event store table");
