@@ -123,7 +123,8 @@ async fn run(cli: Cli) -> Result<()> {
             let Some(seconds) = wait else {
                 return Ok(());
             };
-            let finished = order::wait_terminal(&ctx, &id, Duration::from_secs(seconds), json).await?;
+            let finished =
+                order::wait_terminal(&ctx, &id, Duration::from_secs(seconds), json).await?;
             let answer = order::query(&ctx, &id, None).await?;
             if json {
                 emit_json(&order::OrderAnswer::of(&answer))?;

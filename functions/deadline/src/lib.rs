@@ -138,7 +138,10 @@ mod tests {
 
         let published = bus.published();
         assert_eq!(published.len(), 2);
-        assert_eq!(published[0].metadata.event_id, published[1].metadata.event_id);
+        assert_eq!(
+            published[0].metadata.event_id,
+            published[1].metadata.event_id
+        );
         assert_eq!(
             published[0].content_digest(),
             published[1].content_digest(),

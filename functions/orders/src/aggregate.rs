@@ -151,7 +151,8 @@ impl Order {
             },
             Event::OrderDeadlineReached(_) => self.deadline_reached = true,
             Event::OrderCancelRequested(r) => {
-                self.cancel_requested.get_or_insert_with(|| r.reason.clone());
+                self.cancel_requested
+                    .get_or_insert_with(|| r.reason.clone());
             }
             Event::CancelShipmentRequested(r) => {
                 if self.status == OrderStatus::Confirmed {
@@ -161,7 +162,8 @@ impl Order {
                 }
             }
             Event::ShipmentCancelled(c) => {
-                self.shipment_cancelled.get_or_insert_with(|| c.reason.clone());
+                self.shipment_cancelled
+                    .get_or_insert_with(|| c.reason.clone());
             }
             Event::OrderConfirmed(_) => self.status = OrderStatus::Confirmed,
             Event::OrderCancelled(cancelled) => {

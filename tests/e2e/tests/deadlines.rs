@@ -60,7 +60,10 @@ async fn an_order_whose_stock_answer_never_comes_is_cancelled_and_refunded_by_it
     let charged = stack
         .wait_for_order(&order, "charged", |v| v["payment"]["status"] == "PAID")
         .await;
-    assert_eq!(charged["status"], "PLACED", "waiting for its stock: {charged}");
+    assert_eq!(
+        charged["status"], "PLACED",
+        "waiting for its stock: {charged}"
+    );
     let view = eventually(
         "the order cancelled by its deadline and refunded",
         deadline + Duration::from_secs(150),
@@ -86,13 +89,20 @@ async fn an_order_whose_stock_answer_never_comes_is_cancelled_and_refunded_by_it
         .expect("the deadline is a fact in the stream");
     assert_eq!(deadline_fact["source"], "orderflow.deadlines");
     assert_eq!(
-        types.iter().filter(|t| *t == "RefundPaymentRequested").count(),
+        types
+            .iter()
+            .filter(|t| *t == "RefundPaymentRequested")
+            .count(),
         1,
         "{types:?}"
     );
-    assert!(!types.contains(&"ReleaseInventoryRequested".to_string()), "nothing was reserved");
+    assert!(
+        !types.contains(&"ReleaseInventoryRequested".to_string()),
+        "nothing was reserved"
+    );
     assert!(!types.contains(&"OrderConfirmed".to_string()), "{types:?}");
-    bus.wait_for("PaymentRefunded", 1, Duration::from_secs(120)).await;
+    bus.wait_for("PaymentRefunded", 1, Duration::from_secs(120))
+        .await;
     assert_eq!(stack.stock(&sku).await, Some(5));
     bus.close().await;
 }
@@ -133,10 +143,15 @@ async fn an_operator_cancel_of_a_confirmed_order_stops_its_shipment_then_refunds
         })
         .await;
     assert_eq!(view["cancelReason"], "customer-request");
-    let stopped = bus.wait_for("ShipmentCancelled", 1, Duration::from_secs(120)).await;
+    let stopped = bus
+        .wait_for("ShipmentCancelled", 1, Duration::from_secs(120))
+        .await;
     assert_eq!(stopped[0]["source"], "orderflow.shipping");
     let shipment = stack.get_item("shipments", "orderId", &order).await;
-    assert_eq!(shipment.as_ref().map(|s| s["status"].clone()), Some("CANCELLED".into()));
+    assert_eq!(
+        shipment.as_ref().map(|s| s["status"].clone()),
+        Some("CANCELLED".into())
+    );
     eventually("stock back", Duration::from_secs(120), || async {
         (stack.stock(&sku).await == Some(5)).then_some(())
     })
@@ -148,10 +163,16 @@ async fn an_operator_cancel_of_a_confirmed_order_stops_its_shipment_then_refunds
         .into_iter()
         .find(|e| e["eventType"] == "OrderConfirmed")
         .expect("confirmed");
-    let confirmed_id = confirmed["eventId"].as_str().expect("an event id").to_string();
+    let confirmed_id = confirmed["eventId"]
+        .as_str()
+        .expect("an event id")
+        .to_string();
     let outcome = stack.wait_until_handled("shipping", &confirmed_id).await;
     assert_eq!(outcome, "Ignored", "the cancel came first");
-    assert!(bus.of_type("OrderShipped").is_empty(), "nothing left the warehouse");
+    assert!(
+        bus.of_type("OrderShipped").is_empty(),
+        "nothing left the warehouse"
+    );
     bus.close().await;
 }
 
@@ -188,11 +209,18 @@ async fn a_cancel_after_dispatch_leaves_the_order_shipped_and_charged() {
             .then_some(())
     })
     .await;
-    let view = stack.get_item("orders", "orderId", &order).await.expect("a view");
+    let view = stack
+        .get_item("orders", "orderId", &order)
+        .await
+        .expect("a view");
     assert_eq!(view["status"], "SHIPPED");
     assert_eq!(view["payment"]["status"], "PAID");
     let types = types_in(&stack.order_stream(&order).await);
-    for never in ["CancelShipmentRequested", "OrderCancelled", "RefundPaymentRequested"] {
+    for never in [
+        "CancelShipmentRequested",
+        "OrderCancelled",
+        "RefundPaymentRequested",
+    ] {
         assert!(!types.contains(&never.to_string()), "{never} in {types:?}");
     }
     assert_eq!(stack.stock(&sku).await, Some(4));

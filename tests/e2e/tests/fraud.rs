@@ -152,8 +152,7 @@ async fn a_burst_spread_over_eight_seconds_is_cancelled_whole_before_anything_sh
         ("DE", "Berlin"),
         ("FR", "Paris"),
     ];
-    let (orders, sku) =
-        burst_spread(&stack, "cus-spread", &cities, Duration::from_secs(2)).await;
+    let (orders, sku) = burst_spread(&stack, "cus-spread", &cities, Duration::from_secs(2)).await;
     for order in &orders {
         let view = stack
             .wait_for_order(order, "cancelled, refunded and released", |v| {
@@ -165,7 +164,10 @@ async fn a_burst_spread_over_eight_seconds_is_cancelled_whole_before_anything_sh
         assert_eq!(view["cancelReason"], "fraud-suspected", "{view}");
         assert!(view.get("shipment").is_none(), "{view}");
         let stream = stack.order_stream(order).await;
-        assert!(of_type(&stream, "OrderShipped").is_empty(), "{order} shipped");
+        assert!(
+            of_type(&stream, "OrderShipped").is_empty(),
+            "{order} shipped"
+        );
         assert_eq!(of_type(&stream, "RefundPaymentRequested").len(), 1);
         assert_eq!(of_type(&stream, "ReleaseInventoryRequested").len(), 1);
     }

@@ -229,7 +229,10 @@ async fn marked_events_are_listed_until_their_mark_is_cleared() {
     // The index is eventually consistent: wait for the mark to show.
     let mut marks = Vec::new();
     for _ in 0..50 {
-        marks = store.unpublished_before(&shard, later, None, 10).await.unwrap();
+        marks = store
+            .unpublished_before(&shard, later, None, 10)
+            .await
+            .unwrap();
         if !marks.is_empty() {
             break;
         }

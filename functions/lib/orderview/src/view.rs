@@ -353,7 +353,10 @@ fn apply(view: &mut OrderView, event: &StoredEvent) -> String {
             if view.status == OrderStatus::Cancelling {
                 summary.push_str(", dispatched before the cancel reached shipping");
             }
-            if matches!(view.status, OrderStatus::Confirmed | OrderStatus::Cancelling) {
+            if matches!(
+                view.status,
+                OrderStatus::Confirmed | OrderStatus::Cancelling
+            ) {
                 view.status = OrderStatus::Shipped;
             }
             view.shipment = Some(ShipmentView {

@@ -193,7 +193,9 @@ fn a_later_suspicion_stops_a_confirmed_order_through_shipping_before_compensatin
             reason: "fraud-suspected".into()
         }
     );
-    assert!(s.when(event(operator_cancel("customer-request"))).is_empty());
+    assert!(s
+        .when(event(operator_cancel("customer-request")))
+        .is_empty());
     assert_eq!(
         s.when(event(shipment_cancelled("fraud-suspected"))),
         vec![
@@ -657,8 +659,18 @@ fn a_deadline_in_any_position_ends_the_order_once_and_owes_nothing_at_the_end() 
 #[test]
 fn a_deadline_with_a_failure_in_any_order_cancels_once() {
     for facts in [
-        vec![event(placed()), event(paid()), event(out_of_stock()), event(deadline())],
-        vec![event(placed()), event(payment_failed()), event(reserved()), event(deadline())],
+        vec![
+            event(placed()),
+            event(paid()),
+            event(out_of_stock()),
+            event(deadline()),
+        ],
+        vec![
+            event(placed()),
+            event(payment_failed()),
+            event(reserved()),
+            event(deadline()),
+        ],
     ] {
         for permutation in permutations(&facts) {
             let (outcome, decisions) = run(&permutation);
@@ -753,7 +765,7 @@ fn every_order_agrees_with_shipping_stopping(
 #[derive(Debug, Clone)]
 enum Delivery {
     /// A fact reaches the saga.
-    Saga(Envelope<Event>),
+    Saga(Box<Envelope<Event>>),
     /// The held OrderConfirmed reaches shipping.
     Dispatch,
     /// CancelShipmentRequested reaches shipping.
@@ -787,7 +799,7 @@ impl World {
     fn deliver(&mut self, delivery: Delivery) {
         match delivery {
             Delivery::Saga(fact) => {
-                for decision in self.saga.when(fact) {
+                for decision in self.saga.when(*fact) {
                     match decision {
                         Event::OrderConfirmed(_) => self.in_flight.push(Delivery::Dispatch),
                         Event::CancelShipmentRequested(r) => {
@@ -800,14 +812,15 @@ impl World {
             Delivery::Dispatch => {
                 if self.shipment.is_none() {
                     self.shipment = Some(Shipment::Dispatched);
-                    self.in_flight.push(Delivery::Saga(event(shipped())));
+                    self.in_flight
+                        .push(Delivery::Saga(Box::new(event(shipped()))));
                 }
             }
             Delivery::Stop(reason) => {
                 if self.shipment.is_none() {
                     self.shipment = Some(Shipment::Stopped);
                     self.in_flight
-                        .push(Delivery::Saga(event(shipment_cancelled(&reason))));
+                        .push(Delivery::Saga(Box::new(event(shipment_cancelled(&reason)))));
                 }
             }
         }
@@ -885,7 +898,10 @@ fn world(facts: Vec<Envelope<Event>>) -> World {
     World {
         saga: given(Vec::new()),
         shipment: None,
-        in_flight: facts.into_iter().map(Delivery::Saga).collect(),
+        in_flight: facts
+            .into_iter()
+            .map(|f| Delivery::Saga(Box::new(f)))
+            .collect(),
     }
 }
 
@@ -929,7 +945,12 @@ fn no_interleaving_with_a_deadline_or_an_operator_leaves_an_order_open_or_doubly
             event(operator_cancel("customer-request")),
         ],
         // A result that never comes: the deadline still ends the order.
-        vec![event(placed()), event(cleared()), event(paid()), event(deadline())],
+        vec![
+            event(placed()),
+            event(cleared()),
+            event(paid()),
+            event(deadline()),
+        ],
     ] {
         let mut ends = Ends::default();
         explore(world(facts), &mut ends);
