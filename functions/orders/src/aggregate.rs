@@ -205,6 +205,17 @@ impl Order {
         }
     }
 
+    /// Whether `fact` is moot for the order as it stands, so that it is not even recorded: a
+    /// deadline that comes after the order ended (the usual case: every order gets one) can
+    /// decide nothing, now or later, since an ended order never starts again.
+    pub fn is_moot(&self, fact: &Event) -> bool {
+        matches!(fact, Event::OrderDeadlineReached(_))
+            && matches!(
+                self.status,
+                OrderStatus::Shipped | OrderStatus::Cancelled { .. }
+            )
+    }
+
     /// Whether the order shipped although a stop had been asked for (an alarm's case: the
     /// suspicion stays recorded, nothing is compensated).
     pub fn shipped_despite_cancel(&self) -> bool {

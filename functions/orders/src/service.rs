@@ -370,6 +370,14 @@ impl SagaService {
                     ));
                 }
             }
+            if known.order.is_moot(&fact.data) {
+                // What is known is a true prefix, and an ended order stays ended: however
+                // stale, it is right that this can change nothing.
+                tracing::info!(stream = %stream, fact = eventkit::Payload::detail_type(&fact.data),
+                    "the order has ended; not recorded");
+                self.remember(&stream, known);
+                return Ok(Handled::Ignored);
+            }
             let decisions = known.order.handle(&fact.data);
             let mut batch = Vec::with_capacity(1 + decisions.len());
             batch.push(fact.to_raw());

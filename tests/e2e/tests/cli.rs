@@ -354,6 +354,18 @@ async fn a_replay_to_the_bus_is_absorbed_and_a_rebuild_keeps_the_read_model() {
         |out| out.matches("\"EmailSent\"").count() >= 2,
     )
     .await;
+    // And until each order's deadline fact (OrderDeadlineSeconds after it was sent) is
+    // audited: the saga does not record it for an ended order, but the audit trail keeps
+    // every event. The replay's copies of OrderPlaced start timers that change nothing.
+    for order in [&id, &v1] {
+        until_output(
+            &stack,
+            &["trace", order, "--json"],
+            "the deadline audited",
+            |out| out.contains("\"OrderDeadlineReached\""),
+        )
+        .await;
+    }
     let to = chrono::Utc::now();
     let stream_before = stack.order_stream(&id).await;
     let payment_before = stack.get_item("payments", "orderId", &id).await.unwrap();

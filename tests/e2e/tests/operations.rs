@@ -165,7 +165,7 @@ async fn the_dashboard_shows_every_function_and_queue_of_the_stack() {
     );
     assert_eq!(
         deployed.len(),
-        11 + 18,
+        12 + 22,
         "the stack's functions and queues: {deployed:?}"
     );
     assert_eq!(shown, deployed, "dashboard vs the stack");

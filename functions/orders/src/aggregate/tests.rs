@@ -257,6 +257,18 @@ fn the_deadline_after_confirmation_or_an_end_decides_nothing() {
     assert_eq!(confirmed.order.status, OrderStatus::Confirmed);
     let mut cancelled = given(vec![event(placed()), event(out_of_stock())]);
     assert!(cancelled.when(event(deadline())).is_empty());
+    assert!(
+        cancelled.order.is_moot(&deadline().into()),
+        "not even recorded"
+    );
+    assert!(
+        !confirmed.order.is_moot(&deadline().into()),
+        "recorded: still open"
+    );
+    assert!(
+        !cancelled.order.is_moot(&paid().into()),
+        "only a deadline is moot"
+    );
 }
 
 #[test]

@@ -649,3 +649,35 @@ mod duplicates {
         );
     }
 }
+
+#[tokio::test]
+async fn a_deadline_after_the_order_ended_is_not_recorded_and_one_before_cancels() {
+    let shipped = given(&[
+        event(placed()),
+        event(cleared()),
+        event(paid()),
+        event(reserved()),
+        event(shipped()),
+    ])
+    .await;
+    let before = shipped.events();
+    assert_eq!(
+        shipped.when(&event(deadline())).await.unwrap(),
+        Handled::Ignored
+    );
+    assert_eq!(shipped.events(), before, "nothing appended");
+
+    let pending = given(&[event(placed()), event(paid())]).await;
+    assert_eq!(
+        pending.when(&event(deadline())).await.unwrap(),
+        Handled::Processed
+    );
+    assert_eq!(
+        pending.events()[2..],
+        [
+            deadline().into(),
+            cancelled(contracts::DEADLINE_EXCEEDED),
+            refund_requested(contracts::DEADLINE_EXCEEDED)
+        ]
+    );
+}
