@@ -2,7 +2,8 @@
 //! messages are delayed by `OrderDeadlineSeconds` (SQS `DelaySeconds`), and the function
 //! answers each with the order's [`OrderDeadlineReached`]: a fact it owns (source
 //! `orderflow.deadlines`), routed to the saga like every other fact, which cancels the order
-//! if it is still pending then and only records it otherwise.
+//! if it is still pending then, records it for a confirmed one, and drops it for one that
+//! has ended.
 //!
 //! Why a delayed queue and not a schedule per order or a sweep: the timer is started by the
 //! same rule delivery that starts payment and inventory, so no order can be placed without
