@@ -6,8 +6,19 @@
 //! DISPATCHED, the other CANCELLED. DynamoDB applies conditional writes to an item one at a
 //! time, so whichever comes second finds the first one's item and acts on it instead: a
 //! dispatch that finds a cancellation ships nothing; a cancel that finds a dispatch announces
-//! nothing (the dispatch's `OrderShipped` tells the saga the order left). No other state (no
-//! lock, no flag on the order) is needed, and none can disagree with the table.
+//! the dispatch again (its `OrderShipped`, with the id derived from the stored cause, so the
+//! saga, which may never have heard of it, learns the order left; a saga that did drops it as
+//! a duplicate). No other state (no lock, no flag on the order) is needed, and none can
+//! disagree with the table.
+//!
+//! Why an order waiting on shipping always hears an answer: whatever the saga asks shipping
+//! (an `OrderConfirmed` to dispatch, a `CancelShipmentRequested` to stop), this function
+//! answers with the table's decision, the one it just wrote or the one it found, every
+//! time it is asked. An answer lost after the table decided (a publish that kept failing until
+//! the question was dead-lettered) is therefore repaired by asking again: a redrive of the
+//! question, or the saga's request to stop an order whose dispatch it never heard of, gets
+//! the stored answer with its stored id, so an order cannot stay CANCELLING because the
+//! dispatch's announcement was lost.
 //!
 //! Why the cancel usually wins when it should: `OrderConfirmed` reaches this function only
 //! after the shipping queue's delay (`ShipmentHoldSeconds`, at least the fraud window), while
@@ -101,30 +112,35 @@ impl ShippingService {
             &order.order_id,
             ShipmentState::Dispatched(planned.clone()),
         );
-        let (dispatch, handled) = match self.shipments.create_once(&record).await? {
-            FirstWrite::Written => (planned, Handled::Processed),
-            FirstWrite::Existing(stored) => match stored.state {
-                // Our own earlier attempt stored it (and may have died before publishing):
-                // publish the stored shipment; the derived event id makes it the same event.
-                ShipmentState::Dispatched(dispatch) if stored.event_id == cause.event_id => {
-                    (dispatch, Handled::Duplicate)
-                }
-                ShipmentState::Dispatched(dispatch) => {
-                    tracing::warn!(order_id = %stored.order_id, shipment_id = %dispatch.shipment_id,
-                        first_event_id = %stored.event_id,
-                        "order already shipped for another event; not shipping again");
-                    return Ok(Handled::Duplicate);
-                }
-                ShipmentState::Cancelled { reason } => {
-                    tracing::info!(order_id = %stored.order_id, %reason,
+        let (decided_by_event, dispatch, handled) =
+            match self.shipments.create_once(&record).await? {
+                FirstWrite::Written => (cause.clone(), planned, Handled::Processed),
+                FirstWrite::Existing(stored) => match stored.state {
+                    // Our own earlier attempt stored it (and may have died before publishing), or
+                    // another OrderConfirmed for the order did: publish the stored shipment with
+                    // the id derived from its stored cause, so every copy is the same event.
+                    ShipmentState::Dispatched(dispatch) => {
+                        if stored.event_id != cause.event_id {
+                            tracing::warn!(order_id = %stored.order_id,
+                            shipment_id = %dispatch.shipment_id, first_event_id = %stored.event_id,
+                            "order already shipped for another event; announcing that shipment");
+                        }
+                        (
+                            stored_cause(&stored.event_id, &stored.correlation_id),
+                            dispatch,
+                            Handled::Duplicate,
+                        )
+                    }
+                    ShipmentState::Cancelled { reason } => {
+                        tracing::info!(order_id = %stored.order_id, %reason,
                         cancel_event_id = %stored.event_id,
                         "the cancel reached shipping before the hold ended; nothing ships");
-                    return Ok(Handled::Ignored);
-                }
-            },
-        };
+                        return Ok(Handled::Ignored);
+                    }
+                },
+            };
         self.bus
-            .publish(&[shipped_event(cause, &order.order_id, &dispatch)])
+            .publish(&[shipped_event(&decided_by_event, &order.order_id, &dispatch)])
             .await?;
         tracing::info!(order_id = %order.order_id, shipment_id = %dispatch.shipment_id,
             carrier = %dispatch.carrier, tracking_number = %dispatch.tracking_number,
@@ -165,13 +181,21 @@ impl ShippingService {
                     Handled::Duplicate,
                 ),
                 ShipmentState::Dispatched(dispatch) => {
-                    // The saga learns it from the dispatch's OrderShipped; a
-                    // ShipmentCancelled now would let it refund goods that have left.
+                    // A ShipmentCancelled now would let the saga refund goods that have left.
+                    // The saga is waiting for an answer, though, and the dispatch's own
+                    // OrderShipped may never have reached it (its publish failed for good):
+                    // announce the stored dispatch again, with its stored id.
                     tracing::warn!(order_id = %stored.order_id,
                         shipment_id = %dispatch.shipment_id, reason = %request.reason,
                         dispatch_event_id = %stored.event_id,
                         "cancel requested after the order was dispatched; dispatch won, \
-                         the order stays shipped");
+                         announcing the shipment again");
+                    let announced = shipped_event(
+                        &stored_cause(&stored.event_id, &stored.correlation_id),
+                        &stored.order_id,
+                        &dispatch,
+                    );
+                    self.bus.publish(&[announced]).await?;
                     return Ok(Handled::Ignored);
                 }
             },
@@ -211,6 +235,18 @@ fn decided_by(cause: &EventMetadata, order_id: &str, state: ShipmentState) -> Sh
     }
 }
 
+/// The cause a stored record names, as far as `Envelope::caused_by` reads it (the event and
+/// correlation ids, both stored): what an answer re-announced from the table derives from.
+fn stored_cause(event_id: &str, correlation_id: &str) -> EventMetadata {
+    EventMetadata {
+        event_id: event_id.to_string(),
+        schema_version: 1,
+        correlation_id: correlation_id.to_string(),
+        causation_id: None,
+        occurred_at: chrono::Utc::now(),
+    }
+}
+
 /// `OrderShipped`, with the shipment id as discriminator: the same cause yields the same
 /// event id.
 fn shipped_event(cause: &EventMetadata, order_id: &str, dispatch: &Dispatch) -> Envelope<Event> {
@@ -236,16 +272,8 @@ fn cancelled_event(
     order_id: &str,
     reason: &str,
 ) -> Envelope<Event> {
-    // `caused_by` reads only the cause's event and correlation ids, both stored.
-    let cause = EventMetadata {
-        event_id: cause_event_id.to_string(),
-        schema_version: 1,
-        correlation_id: correlation_id.to_string(),
-        causation_id: None,
-        occurred_at: chrono::Utc::now(),
-    };
     Envelope::caused_by(
-        &cause,
+        &stored_cause(cause_event_id, correlation_id),
         order_id,
         Event::ShipmentCancelled(ShipmentCancelled {
             order_id: order_id.to_string(),
@@ -429,8 +457,14 @@ mod tests {
 
         let second = w.deliver(&order_confirmed("ord-1")).await.unwrap();
 
+        // Not shipped again: the first shipment is announced again, with the first one's id.
         assert_eq!(second, Handled::Duplicate);
-        assert_eq!(w.bus.events(), vec![shipped()]);
+        assert_eq!(w.bus.events(), vec![shipped(), shipped()]);
+        assert!(w
+            .bus
+            .published()
+            .iter()
+            .all(|e| e.metadata.event_id == shipped_id(&first)));
         assert_eq!(
             w.shipments.table.get("ord-1").unwrap().event_id,
             first.metadata.event_id
@@ -438,7 +472,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cancel_after_dispatch_loses_and_publishes_nothing() {
+    async fn a_cancel_after_dispatch_loses_and_announces_the_dispatch_again() {
         let w = world();
         let order = order_confirmed("ord-1");
         w.deliver(&order).await.unwrap();
@@ -449,10 +483,59 @@ mod tests {
             .await
             .unwrap();
 
-        // Dispatch won: the saga hears of it from the OrderShipped already published.
+        // Dispatch won: no ShipmentCancelled, and the same OrderShipped (same id) again.
         assert_eq!(handled, Handled::Ignored);
-        assert_eq!(w.bus.events(), vec![shipped()]);
+        assert_eq!(w.bus.events(), vec![shipped(), shipped()]);
+        assert!(w
+            .bus
+            .published()
+            .iter()
+            .all(|e| e.metadata.event_id == shipped_id(&order)));
         assert_eq!(w.shipments.table.items(), dispatched, "still dispatched");
+    }
+
+    #[tokio::test]
+    async fn a_dispatch_whose_announcement_was_lost_is_announced_to_a_later_cancel() {
+        let w = world();
+        let order = order_confirmed("ord-1");
+        // The dispatch is stored, its publish fails, and the OrderConfirmed is dead-lettered:
+        // the saga never hears of the shipment and asks to stop it.
+        w.bus.fail_next(1);
+        assert!(w.deliver(&order).await.is_err());
+        assert!(w.bus.events().is_empty());
+
+        let handled = w
+            .deliver(&cancel_requested("ord-1", "operator-cancelled"))
+            .await
+            .unwrap();
+
+        assert_eq!(handled, Handled::Ignored);
+        assert_eq!(
+            w.bus.events(),
+            vec![shipped()],
+            "the answer the saga waits on"
+        );
+        let published = &w.bus.published()[0];
+        assert_eq!(published.metadata.event_id, shipped_id(&order));
+        assert_eq!(
+            published.metadata.correlation_id,
+            order.metadata.correlation_id
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancel_that_finds_a_dispatch_and_cannot_publish_is_retried() {
+        let w = world();
+        w.deliver(&order_confirmed("ord-1")).await.unwrap();
+        w.bus.fail_next(1);
+
+        let err = w
+            .deliver(&cancel_requested("ord-1", "fraud-suspected"))
+            .await
+            .unwrap_err();
+
+        assert!(!err.is_permanent(), "{err}");
+        assert_eq!(err.reason, "publish-failed");
     }
 
     #[tokio::test]
@@ -606,10 +689,14 @@ mod tests {
         let redelivered = w.deliver(&order).await.unwrap();
 
         assert_eq!(cancel, Handled::Ignored, "a dispatch");
-        // Its own OrderConfirmed redelivered republishes the same OrderShipped.
+        // Both the cancel and its own OrderConfirmed redelivered announce the same OrderShipped.
         assert_eq!(redelivered, Handled::Duplicate);
-        assert_eq!(w.bus.events(), vec![shipped()]);
-        assert_eq!(w.bus.published()[0].metadata.event_id, shipped_id(&order));
+        assert_eq!(w.bus.events(), vec![shipped(), shipped()]);
+        assert!(w
+            .bus
+            .published()
+            .iter()
+            .all(|e| e.metadata.event_id == shipped_id(&order)));
     }
 
     #[tokio::test]
