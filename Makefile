@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help setup build unit validate test test-aws demo local-up local-down local-logs local-deploy \
         logs order rebuild-read-model bench bench-coldstart schemas fmt lint clean package \
-        cli send trace dlq redrive replay load cost stats
+        cli send trace dlq redrive replay load cost chaos stats
 
 LOCALSTACK_PORT ?= 4566
 STAGE ?= dev
@@ -94,6 +94,12 @@ load: cli ## load test: make load N=20 [RATE=5] [DUP=2] [DECLINE=0.1] [JSON=1]: 
 cost: cli ## cost report of a load run: make cost N=20 [RATE=5] [DUP=2] [DECLINE=0.1] [JSON=1]: AWS requests per order, $ per million orders
 	@$(run_cli) load --orders $(or $(N),20) $(if $(RATE),--rate $(RATE)) $(if $(DUP),--duplicates $(DUP)) \
 	  $(if $(DECLINE),--decline-share $(DECLINE)) $(if $(JSON),--json) --cost
+
+chaos: cli ## a load run while function processes are killed, then the books checked: make chaos [N=300] [DUP=100] [DECLINE=0.1] (LocalStack stage, stock seeded from infra/seed/inventory.json)
+	@trap 'kill $$killer 2>/dev/null' EXIT; infra/scripts/kill_functions.sh 3 8 & killer=$$!; \
+	  $(run_cli) load --orders $(or $(N),300) --duplicates $(or $(DUP),100) --decline-share $(or $(DECLINE),0.1) --timeout 1200 --cost; \
+	  kill $$killer; wait $$killer 2>/dev/null; \
+	  $(run_cli) dlq && ".local/tools-venv/bin/python" infra/scripts/check_ledger.py --stage "$(STAGE)" infra/seed/inventory.json
 
 stats: cli ## the analytics counters as tables
 	@$(run_cli) stats
