@@ -157,16 +157,6 @@ mod tests {
         correlation_id: "c1",
     };
 
-    fn cause(event_id: &str, correlation_id: &str) -> EventMetadata {
-        EventMetadata {
-            event_id: event_id.into(),
-            schema_version: 3,
-            correlation_id: correlation_id.into(),
-            causation_id: Some("earlier".into()),
-            occurred_at: chrono::Utc::now(),
-        }
-    }
-
     #[test]
     fn a_write_that_stored_its_record_decided_first() {
         assert_eq!(
@@ -176,37 +166,41 @@ mod tests {
     }
 
     #[test]
-    fn a_record_of_the_same_event_is_a_redelivery() {
-        assert_eq!(
-            Decided::of(FirstWrite::Existing(STORED), "e1"),
-            Decided::Again(STORED)
-        );
-        assert_eq!(Decided::found(STORED, "e1"), Decided::Again(STORED));
-    }
-
-    #[test]
-    fn a_record_of_another_event_was_decided_before() {
-        assert_eq!(
-            Decided::of(FirstWrite::Existing(STORED), "e2"),
-            Decided::DecidedBefore(STORED)
-        );
-        assert_eq!(Decided::found(STORED, "e2"), Decided::DecidedBefore(STORED));
-    }
-
-    #[test]
-    fn the_stored_decision_is_there_unless_this_event_made_it() {
+    fn a_record_is_found_again_by_its_own_cause_and_decided_before_by_any_other() {
+        let cases = [
+            ("e1", Decided::Again(STORED)),
+            ("e2", Decided::DecidedBefore(STORED)),
+        ];
+        for (event_id, expected) in cases {
+            assert_eq!(
+                Decided::of(FirstWrite::Existing(STORED), event_id),
+                expected,
+                "{event_id}"
+            );
+            assert_eq!(Decided::found(STORED, event_id), expected, "{event_id}");
+            assert_eq!(expected.stored(), Some(&STORED));
+        }
         assert_eq!(Decided::<Record>::First.stored(), None);
-        assert_eq!(Decided::Again(STORED).stored(), Some(&STORED));
-        assert_eq!(Decided::DecidedBefore(STORED).stored(), Some(&STORED));
     }
 
     #[test]
     fn an_answer_from_the_record_has_the_id_and_correlation_of_the_first_answer() {
-        let first = cause("e1", "c1");
-        let answer = |c: &EventMetadata| Envelope::caused_by(c, "ord-1", Answered {});
-        let original = answer(&first);
-        let again = answer(&STORED.stored_cause());
-        assert_eq!(again.metadata.event_id, original.metadata.event_id);
+        let question = Envelope::new(Answered {}).metadata;
+        let record = Record {
+            event_id: "e1",
+            correlation_id: "c1",
+        };
+        let first = Envelope::caused_by(
+            &EventMetadata {
+                event_id: "e1".into(),
+                correlation_id: "c1".into(),
+                ..question
+            },
+            "ord-1",
+            Answered {},
+        );
+        let again = Envelope::caused_by(&record.stored_cause(), "ord-1", Answered {});
+        assert_eq!(again.metadata.event_id, first.metadata.event_id);
         assert_eq!(
             again.metadata.event_id,
             derived_event_id("e1", "Answered", "ord-1")
@@ -217,7 +211,7 @@ mod tests {
 
     #[test]
     fn answers_derive_from_the_deciding_cause() {
-        let now = cause("e2", "c2");
+        let now = Envelope::new(Answered {}).metadata;
         assert_eq!(Decided::<Record>::First.answer_cause(&now), now);
         for found in [Decided::Again(STORED), Decided::DecidedBefore(STORED)] {
             let answered = found.answer_cause(&now);
