@@ -127,11 +127,9 @@ pub fn replay(
     if status == ReservationStatus::Cancelled {
         return Replay::Nothing;
     }
-    // A record without a digest was written before digests were kept, when an order id was
-    // its only identity. What its order said is unknown, so it is taken to be this one:
-    // refusing would dead-letter honest redeliveries of orders placed before the upgrade,
-    // and either way nothing is reserved again.
-    if recorded_digest.is_some_and(|recorded| recorded != digest) {
+    // A record without a digest is taken to be this order (`once::conflicts`); either way
+    // nothing is reserved again.
+    if eventkit::once::conflicts(recorded_digest, digest) {
         return Replay::Conflicting;
     }
     if recorded_by != event_id {

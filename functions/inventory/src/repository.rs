@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use contracts::{Shortage, StockLine};
 use eventkit::dynamo::attr::{get_n, get_s, n, s};
 use eventkit::dynamo::{batch_get_all, put_once, transact_write, BatchGet, Transaction};
-use eventkit::{DynamoError, FirstWrite, HandlerError};
+use eventkit::{DecidedBy, DynamoError, FirstWrite, HandlerError};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::ReservationStatus;
@@ -58,6 +58,15 @@ pub struct Reservation {
     pub release_event_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_reason: Option<String>,
+}
+
+impl DecidedBy for Reservation {
+    fn cause_event_id(&self) -> &str {
+        &self.event_id
+    }
+    fn cause_correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
 }
 
 /// Who gives a reservation back, why, and when.

@@ -1,20 +1,15 @@
 //! Handles one event for the inventory function.
 //!
-//! Exactly once: the conditional transactions in [`crate::repository`] make sure stock moves
-//! at most once per order, whether the event is redelivered, a different event about the
-//! same order arrives, or a crash fell between the write and the publish. Every published
-//! event has an id derived from its cause, so a redelivery that publishes the recorded
-//! answer again publishes the same event, which downstream consumers drop as a duplicate.
+//! Exactly once: the reservation record is the order's first-writer-wins record (key
+//! `orderId`, see [`eventkit::once`]), written in the same conditional transaction as the
+//! stock it takes ([`crate::repository`]), so stock moves at most once per order, whether
+//! the event is redelivered, a different event about the same order arrives, or a crash fell
+//! between the write and the publish.
 //!
 //! The record also remembers what the first `OrderPlaced` said (its content digest): a
 //! second `OrderPlaced` for the order that says the same is a duplicate and is answered from
 //! the record; one that says something else is refused as `conflicting-duplicate`, with
 //! nothing reserved and nothing published, so the first order keeps its stock and its answer.
-//!
-//! There is no separate idempotency record (eventkit's `Idempotency`): the reservation
-//! record is keyed by the order and written in the same transaction as the stock, so it is
-//! the record. One per event would cost two more DynamoDB writes per event and guard
-//! nothing the transaction does not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +20,8 @@ use contracts::{
 };
 use eventkit::envelope::format_time;
 use eventkit::{
-    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation, Publish,
-    Publisher, RetryPolicy,
+    Decided, DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation,
+    Publish, Publisher, RetryPolicy,
 };
 
 use crate::decision::{
@@ -180,8 +175,9 @@ impl InventoryService {
             shortages: short,
             ..attempted.clone()
         };
-        match self.repository.record_once(&record).await? {
-            FirstWrite::Written => {
+        let written = self.repository.record_once(&record).await?;
+        match Decided::of(written, &cause.event_id) {
+            Decided::First => {
                 self.publisher
                     .publish(&[out_of_stock_event(cause, &record)])
                     .await?;
@@ -189,7 +185,9 @@ impl InventoryService {
                     "out of stock; nothing reserved");
                 Ok(Handled::Processed)
             }
-            FirstWrite::Existing(existing) => self.answer_existing(cause, digest, existing).await,
+            Decided::Again(existing) | Decided::DecidedBefore(existing) => {
+                self.answer_existing(cause, digest, existing).await
+            }
         }
     }
 

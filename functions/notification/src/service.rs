@@ -53,10 +53,8 @@
 //! refill it. The record is marked FAILED and the message left to the queue's retries
 //! (`email-quota-exceeded`).
 //!
-//! There is no separate idempotency record (eventkit's `Idempotency`) in front of this: the
-//! claim is already a conditional write keyed by the event, so it is the record. One more
-//! would cost two DynamoDB writes per email and keep no email from going out twice that the
-//! claim does not.
+//! The claim is the event's first-writer-wins record (key `id`), see [`eventkit::once`]; a
+//! FAILED claim is the one a later attempt of the same event may take again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +62,7 @@ use std::time::Duration;
 use contracts::{
     CustomerRegistered, EmailSent, Event, OrderCancelled, OrderConfirmed, OrderShipped,
 };
+use eventkit::once::conflicts;
 use eventkit::{
     DecodeError, Envelope, EventData, EventMetadata, FirstWrite, Handled, HandlerError, Invocation,
     Publish, Publisher, RetryPolicy, Route,
@@ -195,7 +194,7 @@ impl NotificationService {
             last_error: None,
         };
         if let FirstWrite::Existing(stored) = self.repository.claim(&record).await? {
-            if stored.digest.as_ref().is_some_and(|d| *d != claim.digest) {
+            if conflicts(stored.digest.as_deref(), &claim.digest) {
                 return Err(HandlerError::permanent(
                     "conflicting-duplicate",
                     format!(

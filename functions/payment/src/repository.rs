@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use contracts::Currency;
 use eventkit::dynamo::attr::s;
 use eventkit::dynamo::put_once;
-use eventkit::{DynamoError, FirstWrite};
+use eventkit::{DecidedBy, DynamoError, FirstWrite};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::PaymentStatus;
@@ -46,6 +46,15 @@ pub struct PaymentRecord {
     /// Why the order was cancelled, on a tombstone (the `OrderCancelled` reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<String>,
+}
+
+impl DecidedBy for PaymentRecord {
+    fn cause_event_id(&self) -> &str {
+        &self.event_id
+    }
+    fn cause_correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
 }
 
 /// Who asks for a refund, why, and when.

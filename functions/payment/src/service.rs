@@ -1,11 +1,9 @@
 //! Handles one event for the payment function.
 //!
-//! Why a charge or a refund happens once under at-least-once delivery: the payments table
-//! decides it, for a redelivered event as for a different event about the same order. The
-//! first writer wins per order (a conditional put), and only `CHARGED -> REFUNDED` happens,
-//! by a conditional update. The outcome's id is derived from its cause, so a redelivery that
-//! finds its own record publishes the same event again: after a failed publish that is the
-//! recovery, after a successful one downstream consumers drop it as a duplicate.
+//! Why a charge happens once under at-least-once delivery, and why every copy of its outcome
+//! is one event: the payments table is the order's first-writer-wins record (key `orderId`),
+//! see [`eventkit::once`]. A refund is once because only `CHARGED -> REFUNDED` happens, by a
+//! conditional update.
 //!
 //! What is published again is built from the stored record alone (status, amount, currency,
 //! reason, payment id, the event that caused it and when), never decided again: a policy or
@@ -27,22 +25,19 @@
 //!   currency are compared with the catalogue ([`crate::catalogue`]) before charging; any
 //!   difference, or a SKU not for sale, is a `PaymentFailed` with reason `price-mismatch`,
 //!   stored like any decline, and the saga cancels the order and releases its stock.
-//!
-//! There is no separate idempotency record (eventkit's `Idempotency`): the effect is already
-//! one conditional write keyed by the order, so that write is the record. A record per event
-//! would cost two more DynamoDB writes per event and would guard nothing the table does not.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use contracts::{
-    Currency, Event, EventData, OrderCancelled, OrderPlaced, PaymentFailed, PaymentProcessed,
-    PaymentRefunded, RefundPaymentRequested,
+    Currency, Event, OrderCancelled, OrderPlaced, PaymentFailed, PaymentProcessed, PaymentRefunded,
+    RefundPaymentRequested,
 };
 use eventkit::envelope::format_time;
+use eventkit::once::conflicts;
 use eventkit::{
-    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation, Publish,
-    Publisher,
+    Decided, DecidedBy, DecodeError, Envelope, EventMetadata, Handled, HandlerError, Invocation,
+    Publish, Publisher,
 };
 
 use crate::catalogue::{Catalogue, DynamoCatalogue};
@@ -140,29 +135,32 @@ impl PaymentService {
         }
         let decision = decide(order, &prices, &self.policy);
         let record = record_of(cause, order, &decision, digest);
-        let (stored, handled) = match self.payments.record_once(&record).await? {
-            FirstWrite::Written => (record, Handled::Processed),
-            FirstWrite::Existing(existing) => match replay(&existing, &record) {
-                // Nothing is charged; the stored outcome is published again, the same event
-                // as the first time.
-                Replay::Republish => (existing, Handled::Duplicate),
-                Replay::Cancelled => {
-                    tracing::info!(order_id = %existing.order_id,
-                        cancelled_by = %existing.event_id, event_id = %cause.event_id,
-                        "order was cancelled before it was charged; charging nothing");
-                    return Ok(Handled::Ignored);
+        let written = self.payments.record_once(&record).await?;
+        let (stored, handled) = match Decided::of(written, &cause.event_id) {
+            Decided::First => (record, Handled::Processed),
+            Decided::Again(existing) | Decided::DecidedBefore(existing) => {
+                match replay(&existing, &record) {
+                    // Nothing is charged; the stored outcome is published again, the same
+                    // event as the first time.
+                    Replay::Republish => (existing, Handled::Duplicate),
+                    Replay::Cancelled => {
+                        tracing::info!(order_id = %existing.order_id,
+                            cancelled_by = %existing.event_id, event_id = %cause.event_id,
+                            "order was cancelled before it was charged; charging nothing");
+                        return Ok(Handled::Ignored);
+                    }
+                    Replay::Conflict => {
+                        return Err(HandlerError::permanent(
+                            "conflicting-duplicate",
+                            format!(
+                                "order {} was charged for OrderPlaced {} with other content; \
+                                 OrderPlaced {} for the same order is refused, nothing charged",
+                                existing.order_id, existing.event_id, cause.event_id
+                            ),
+                        ))
+                    }
                 }
-                Replay::Conflict => {
-                    return Err(HandlerError::permanent(
-                        "conflicting-duplicate",
-                        format!(
-                            "order {} was charged for OrderPlaced {} with other content; \
-                             OrderPlaced {} for the same order is refused, nothing charged",
-                            existing.order_id, existing.event_id, cause.event_id
-                        ),
-                    ))
-                }
-            },
+            }
         };
         self.bus.publish(&[outcome_event(&stored)?]).await?;
         tracing::info!(order_id = %stored.order_id, payment_id = %stored.payment_id,
@@ -181,22 +179,24 @@ impl PaymentService {
         let order_id = cancelled.order_id.as_str();
         // Write first, like a charge: the put's condition decides between the two, and the
         // stored item it returns on failure says which came first.
-        match self
+        let written = self
             .payments
             .record_once(&tombstone(cause, cancelled))
-            .await?
-        {
-            FirstWrite::Written => {
+            .await?;
+        match Decided::of(written, &cause.event_id) {
+            Decided::First => {
                 tracing::info!(order_id, reason = %cancelled.reason,
                     "no payment yet; the order is marked so that it never will be charged");
                 Ok(Handled::Processed)
             }
-            FirstWrite::Existing(existing) if existing.status == PaymentStatus::Cancelled => {
+            Decided::Again(existing) | Decided::DecidedBefore(existing)
+                if existing.status == PaymentStatus::Cancelled =>
+            {
                 tracing::info!(order_id, cancelled_by = %existing.event_id,
                     "order already marked cancelled");
                 Ok(Handled::Duplicate)
             }
-            FirstWrite::Existing(existing) => {
+            Decided::Again(existing) | Decided::DecidedBefore(existing) => {
                 tracing::info!(order_id, status = %existing.status,
                     "order has a payment; a cancellation changes nothing here (the saga asks for the refund)");
                 Ok(Handled::Ignored)
@@ -269,11 +269,9 @@ fn replay(existing: &PaymentRecord, attempt: &PaymentRecord) -> Replay {
     if existing.status == PaymentStatus::Cancelled {
         return Replay::Cancelled;
     }
-    match (&existing.order_digest, &attempt.order_digest) {
-        (Some(stored), Some(now)) if stored != now => Replay::Conflict,
-        // Equal digests. Or a record written before digests were stored: what it was
-        // charged for cannot be told any more, and it was treated as the same order then,
-        // so it still is (refusing it now would dead-letter plain redeliveries).
+    // The same order is the same content, whatever its event id (see `once::conflicts`).
+    match attempt.order_digest.as_deref() {
+        Some(now) if conflicts(existing.order_digest.as_deref(), now) => Replay::Conflict,
         _ => Replay::Republish,
     }
 }
@@ -396,15 +394,7 @@ fn outcome_event(record: &PaymentRecord) -> Result<Envelope<Event>, HandlerError
     let occurred_at = DateTime::parse_from_rfc3339(&record.processed_at)
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|_| Utc::now());
-    // The cause as `caused_by` reads it: only its id and correlation id go into the event.
-    let cause = EventMetadata {
-        event_id: record.event_id.clone(),
-        schema_version: OrderPlaced::SCHEMA_VERSION,
-        correlation_id: record.correlation_id.clone(),
-        causation_id: None,
-        occurred_at,
-    };
-    let mut event = Envelope::caused_by(&cause, &record.payment_id, data);
+    let mut event = Envelope::caused_by(&record.stored_cause(), &record.payment_id, data);
     event.metadata.occurred_at = occurred_at;
     Ok(event)
 }

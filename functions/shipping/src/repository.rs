@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use eventkit::dynamo::put_once;
-use eventkit::{DynamoError, FirstWrite};
+use eventkit::{DecidedBy, DynamoError, FirstWrite};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -44,6 +44,15 @@ pub struct ShipmentRecord {
     pub event_id: String,
     pub correlation_id: String,
     pub created_at: String,
+}
+
+impl DecidedBy for ShipmentRecord {
+    fn cause_event_id(&self) -> &str {
+        &self.event_id
+    }
+    fn cause_correlation_id(&self) -> &str {
+        &self.correlation_id
+    }
 }
 
 /// `status` of an item.

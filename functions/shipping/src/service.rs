@@ -1,11 +1,10 @@
 //! Handles one event for the shipping function: dispatches a held `OrderConfirmed`, or
 //! cancels the shipment on the saga's `CancelShipmentRequested`.
 //!
-//! Why exactly one of dispatch and cancel wins per order: both are the same conditional write,
-//! the order's one item in the shipments table (`attribute_not_exists(orderId)`), one saying
-//! DISPATCHED, the other CANCELLED. DynamoDB applies conditional writes to an item one at a
-//! time, so whichever comes second finds the first one's item and acts on it instead: a
-//! dispatch that finds a cancellation ships nothing; a cancel that finds a dispatch announces
+//! Why exactly one of dispatch and cancel wins per order: both are the same first-writer-wins
+//! write of the order's one item in the shipments table (key `orderId`, see
+//! [`eventkit::once`]), one saying DISPATCHED, the other CANCELLED, so whichever comes second
+//! finds the first one's item and acts on it instead: a dispatch that finds a cancellation ships nothing; a cancel that finds a dispatch announces
 //! the dispatch again (its `OrderShipped`, with the id derived from the stored cause, so the
 //! saga, which may never have heard of it, learns the order left; a saga that did drops it as
 //! a duplicate). No other state (no lock, no flag on the order) is needed, and none can
@@ -24,22 +23,16 @@
 //! after the shipping queue's delay (`ShipmentHoldSeconds`, at least the fraud window), while
 //! `CancelShipmentRequested` comes through its own queue without one.
 //!
-//! Why an order ships (or is cancelled) once under at-least-once delivery: the same table
-//! decides it, for a redelivered event as for a different event about the same order; and the
-//! answer's id is derived from the event that decided, so a redelivery that finds its own
-//! decision publishes the same event again, which downstream drops as a duplicate.
-//!
-//! There is no separate idempotency record (eventkit's `Idempotency`): the decision is already
-//! one conditional write keyed by the order, so that write is the record. One per event would
-//! cost two more DynamoDB writes per event and guard nothing the table does not.
+//! Why an order ships (or is cancelled) once under at-least-once delivery, and why every copy
+//! of its answer is one event: see [`eventkit::once`].
 
 use std::sync::Arc;
 
 use contracts::{CancelShipmentRequested, Event, OrderConfirmed, OrderShipped, ShipmentCancelled};
 use eventkit::envelope::format_time;
 use eventkit::{
-    DecodeError, Envelope, EventMetadata, FirstWrite, Handled, HandlerError, Invocation, Publish,
-    Publisher,
+    Decided, DecidedBy, DecodeError, Envelope, EventMetadata, Handled, HandlerError, Invocation,
+    Publish, Publisher,
 };
 
 use crate::hold::check_hold;
@@ -112,35 +105,34 @@ impl ShippingService {
             &order.order_id,
             ShipmentState::Dispatched(planned.clone()),
         );
-        let (decided_by_event, dispatch, handled) =
-            match self.shipments.create_once(&record).await? {
-                FirstWrite::Written => (cause.clone(), planned, Handled::Processed),
-                FirstWrite::Existing(stored) => match stored.state {
-                    // Our own earlier attempt stored it (and may have died before publishing), or
-                    // another OrderConfirmed for the order did: publish the stored shipment with
-                    // the id derived from its stored cause, so every copy is the same event.
-                    ShipmentState::Dispatched(dispatch) => {
-                        if stored.event_id != cause.event_id {
-                            tracing::warn!(order_id = %stored.order_id,
+        let decided = Decided::of(self.shipments.create_once(&record).await?, &cause.event_id);
+        let (dispatch, handled) = match &decided {
+            Decided::First => (planned, Handled::Processed),
+            // Our own earlier attempt stored it (and may have died before publishing), or
+            // another OrderConfirmed for the order did: publish the stored shipment.
+            Decided::Again(stored) | Decided::DecidedBefore(stored) => match &stored.state {
+                ShipmentState::Dispatched(dispatch) => {
+                    if let Decided::DecidedBefore(_) = decided {
+                        tracing::warn!(order_id = %stored.order_id,
                             shipment_id = %dispatch.shipment_id, first_event_id = %stored.event_id,
                             "order already shipped for another event; announcing that shipment");
-                        }
-                        (
-                            stored_cause(&stored.event_id, &stored.correlation_id),
-                            dispatch,
-                            Handled::Duplicate,
-                        )
                     }
-                    ShipmentState::Cancelled { reason } => {
-                        tracing::info!(order_id = %stored.order_id, %reason,
+                    (dispatch.clone(), Handled::Duplicate)
+                }
+                ShipmentState::Cancelled { reason } => {
+                    tracing::info!(order_id = %stored.order_id, %reason,
                         cancel_event_id = %stored.event_id,
                         "the cancel reached shipping before the hold ended; nothing ships");
-                        return Ok(Handled::Ignored);
-                    }
-                },
-            };
+                    return Ok(Handled::Ignored);
+                }
+            },
+        };
         self.bus
-            .publish(&[shipped_event(&decided_by_event, &order.order_id, &dispatch)])
+            .publish(&[shipped_event(
+                &decided.answer_cause(cause),
+                &order.order_id,
+                &dispatch,
+            )])
             .await?;
         tracing::info!(order_id = %order.order_id, shipment_id = %dispatch.shipment_id,
             carrier = %dispatch.carrier, tracking_number = %dispatch.tracking_number,
@@ -162,24 +154,14 @@ impl ShippingService {
                 reason: request.reason.clone(),
             },
         );
-        let first_write = self.shipments.create_once(&record).await?;
-        let (decided_by_event, correlation_id, reason, handled) = match first_write {
-            FirstWrite::Written => (
-                record.event_id,
-                record.correlation_id,
-                request.reason.clone(),
-                Handled::Processed,
-            ),
+        let decided = Decided::of(self.shipments.create_once(&record).await?, &cause.event_id);
+        let (reason, handled) = match &decided {
+            Decided::First => (request.reason.clone(), Handled::Processed),
             // Cancelled before, by this request (a redelivery, perhaps after a failed
             // publish) or another one: announce the stored cancellation, so every copy
             // of ShipmentCancelled for the order has one id and one reason.
-            FirstWrite::Existing(stored) => match stored.state {
-                ShipmentState::Cancelled { reason } => (
-                    stored.event_id,
-                    stored.correlation_id,
-                    reason,
-                    Handled::Duplicate,
-                ),
+            Decided::Again(stored) | Decided::DecidedBefore(stored) => match &stored.state {
+                ShipmentState::Cancelled { reason } => (reason.clone(), Handled::Duplicate),
                 ShipmentState::Dispatched(dispatch) => {
                     // A ShipmentCancelled now would let the saga refund goods that have left.
                     // The saga is waiting for an answer, though, and the dispatch's own
@@ -190,11 +172,8 @@ impl ShippingService {
                         dispatch_event_id = %stored.event_id,
                         "cancel requested after the order was dispatched; dispatch won, \
                          announcing the shipment again");
-                    let announced = shipped_event(
-                        &stored_cause(&stored.event_id, &stored.correlation_id),
-                        &stored.order_id,
-                        &dispatch,
-                    );
+                    let announced =
+                        shipped_event(&stored.stored_cause(), &stored.order_id, dispatch);
                     self.bus.publish(&[announced]).await?;
                     return Ok(Handled::Ignored);
                 }
@@ -202,8 +181,7 @@ impl ShippingService {
         };
         self.bus
             .publish(&[cancelled_event(
-                &decided_by_event,
-                &correlation_id,
+                &decided.answer_cause(cause),
                 &request.order_id,
                 &reason,
             )])
@@ -235,18 +213,6 @@ fn decided_by(cause: &EventMetadata, order_id: &str, state: ShipmentState) -> Sh
     }
 }
 
-/// The cause a stored record names, as far as `Envelope::caused_by` reads it (the event and
-/// correlation ids, both stored): what an answer re-announced from the table derives from.
-fn stored_cause(event_id: &str, correlation_id: &str) -> EventMetadata {
-    EventMetadata {
-        event_id: event_id.to_string(),
-        schema_version: 1,
-        correlation_id: correlation_id.to_string(),
-        causation_id: None,
-        occurred_at: chrono::Utc::now(),
-    }
-}
-
 /// `OrderShipped`, with the shipment id as discriminator: the same cause yields the same
 /// event id.
 fn shipped_event(cause: &EventMetadata, order_id: &str, dispatch: &Dispatch) -> Envelope<Event> {
@@ -263,17 +229,12 @@ fn shipped_event(cause: &EventMetadata, order_id: &str, dispatch: &Dispatch) -> 
     )
 }
 
-/// `ShipmentCancelled`, caused by the request the table recorded (`cause_event_id`, not
-/// necessarily the one being handled), with the order id as discriminator: one id and one
-/// reason per order, however often and by whichever request it is asked for.
-fn cancelled_event(
-    cause_event_id: &str,
-    correlation_id: &str,
-    order_id: &str,
-    reason: &str,
-) -> Envelope<Event> {
+/// `ShipmentCancelled`, caused by the request the table recorded (`cause`, not necessarily
+/// the one being handled), with the order id as discriminator: one id and one reason per
+/// order, however often and by whichever request it is asked for.
+fn cancelled_event(cause: &EventMetadata, order_id: &str, reason: &str) -> Envelope<Event> {
     Envelope::caused_by(
-        &stored_cause(cause_event_id, correlation_id),
+        cause,
         order_id,
         Event::ShipmentCancelled(ShipmentCancelled {
             order_id: order_id.to_string(),

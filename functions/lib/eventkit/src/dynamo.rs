@@ -24,6 +24,7 @@ use crate::retry::RetryPolicy;
 type Item = HashMap<String, AttributeValue>;
 
 /// "First writer wins": what a write that only succeeds for the first writer did.
+/// [`crate::once::Decided`] tells, from the record, what the caller does about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FirstWrite<T> {
     /// This writer was first; its record is stored.

@@ -15,6 +15,9 @@
 //! - [`publisher`]: the [`Publish`] port; PutEvents with per-entry retries.
 //! - [`dynamo`]: first-writer-wins puts, transactions, batch reads, typed DynamoDB errors,
 //!   attributes.
+//! - [`once`]: what a first-writer-wins record of a business key decides, and why that is
+//!   exactly once: the first event decides, a redelivery announces the stored answer again,
+//!   another event acts on the stored decision.
 //! - [`retry`]: the backoff schedule every in-process retry uses.
 //! - [`store`]: an append-only event store with optimistic concurrency, duplicate guards
 //!   scoped to a stream and a source (a redelivery is skipped, other content under a stored
@@ -39,6 +42,7 @@ pub mod idempotency;
 pub mod lambda;
 pub mod metrics;
 pub mod observability;
+pub mod once;
 pub mod publisher;
 pub mod retry;
 pub mod store;
@@ -59,6 +63,7 @@ pub use lambda::{
     serve_event_batches, serve_events, serve_sqs, take_in, BatchResults, Clock, Invocation,
 };
 pub use metrics::BatchMetrics;
+pub use once::{Decided, DecidedBy};
 pub use publisher::{Publish, PublishError, Publisher};
 pub use retry::RetryPolicy;
 pub use store::{guard_key, Appended, EventStore, Mark, StoreError, StoredEvent};
