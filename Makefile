@@ -99,7 +99,7 @@ chaos: cli ## a load run while function processes are killed, then the books che
 	@trap 'kill $$killer 2>/dev/null' EXIT; infra/scripts/kill_functions.sh 3 8 & killer=$$!; \
 	  $(run_cli) load --orders $(or $(N),300) --duplicates $(or $(DUP),100) --decline-share $(or $(DECLINE),0.1) --timeout 1200 --cost; \
 	  kill $$killer; wait $$killer 2>/dev/null; \
-	  $(run_cli) dlq && ".local/tools-venv/bin/python" infra/scripts/check_ledger.py --stage "$(STAGE)" infra/seed/inventory.json
+	  $(run_cli) dlq list && ".local/tools-venv/bin/python" infra/scripts/check_ledger.py --stage "$(STAGE)" infra/seed/inventory.json
 
 stats: cli ## the analytics counters as tables
 	@$(run_cli) stats
